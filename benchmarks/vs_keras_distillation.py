@@ -1,0 +1,101 @@
+"""kerasdistill.Distiller against Keras 3.15's own keras.distillation.Distiller.
+
+One teacher is trained once; the same student (same initial weights, same
+batches, same epochs) is distilled with both, each with its documented
+default soft-target loss at the same temperature and label weight. Printed:
+test accuracy and median step time of each, in one run.
+
+    python benchmarks/vs_keras_distillation.py [--epochs 5] [--seeds 3]
+"""
+
+import argparse
+import statistics
+
+import numpy as np
+from _common import digits_datasets, median_epoch_seconds
+
+import kerasdistill as kd
+from kerasdistill import models
+from kerasdistill.backend import keras
+from kerasdistill.report import format_table
+
+
+def accuracy(model, test):
+    correct = total = 0
+    for x, y in test:
+        correct += int(np.sum(np.argmax(model(x, training=False), axis=-1) == y.numpy()))
+        total += len(y)
+    return correct / total
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--alpha", type=float, default=0.1, help="weight of the label loss")
+    parser.add_argument("--temperature", type=float, default=4.0)
+    args = parser.parse_args()
+    digits, train, test = digits_datasets()
+
+    keras.utils.set_random_seed(0)
+    teacher = models.build("convnet_teacher", (28, 28, 1), 10)
+    teacher.compile(optimizer="adam", loss=kd.losses.CrossEntropy(), metrics=["accuracy"])
+    teacher.fit(train, epochs=args.epochs, verbose=0)
+
+    def ours(student):
+        distiller = kd.Distiller(teacher, student)
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            metrics=["accuracy"],
+            distillation_loss_fn=kd.losses.SoftTargetKL(),
+            alpha=args.alpha,
+            temperature=args.temperature,
+        )
+        return distiller
+
+    def theirs(student):
+        distiller = keras.distillation.Distiller(
+            teacher=teacher,
+            student=student,
+            distillation_losses=keras.distillation.LogitsDistillation(temperature=args.temperature),
+            student_loss_weight=args.alpha,
+        )
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        return distiller
+
+    results = {"kerasdistill.Distiller": ([], []), "keras.distillation.Distiller": ([], [])}
+    for seed in range(args.seeds):
+        for name, make in (("kerasdistill.Distiller", ours), ("keras.distillation.Distiller", theirs)):
+            keras.utils.set_random_seed(seed)
+            student = models.build("convnet_student", (28, 28, 1), 10)
+            distiller = make(student)
+            seconds = median_epoch_seconds(lambda **kw: distiller.fit(train, verbose=0, **kw), args.epochs - 1)
+            results[name][0].append(accuracy(student, test))
+            results[name][1].append(seconds / len(train) * 1000)
+    rows = [
+        {
+            "distiller": name,
+            "accuracy": f"{statistics.mean(acc):.4f} ± {statistics.pstdev(acc):.4f}",
+            "step_ms": statistics.median(ms),
+        }
+        for name, (acc, ms) in results.items()
+    ]
+    print(
+        f"teacher test accuracy {accuracy(teacher, test):.4f}; students: {args.epochs} epochs, "
+        f"alpha={args.alpha}, T={args.temperature}, {args.seeds} seeds"
+    )
+    print(
+        format_table(
+            rows, [("distiller", "distiller", None), ("accuracy", "test accuracy", None), ("step_ms", "ms/step", ".2f")]
+        )
+    )
+    ours_ms, theirs_ms = (statistics.median(results[k][1]) for k in results)
+    print(f"step time ratio kerasdistill / keras.distillation: {ours_ms / theirs_ms:.3f}")
+
+
+if __name__ == "__main__":
+    main()

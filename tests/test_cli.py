@@ -1,0 +1,72 @@
+"""`kerasdistill run` end to end, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def kerasdistill(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "kerasdistill", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600
+    )
+
+
+def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path):
+    result = kerasdistill("run", "--epochs", "2", "--output", str(tmp_path), "--name", "first")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for text in ("[1/3] Teacher", "[2/3] Distilled student", "[3/3] Same student from scratch", "test accuracy"):
+        assert text in out
+    folder = tmp_path / "first"
+    report = json.loads((folder / "report.json").read_text())
+    rows = {row["model"]: row for row in report["models"]}
+    teacher, distilled, scratch = rows["teacher"], rows["student (distilled)"], rows["student (scratch)"]
+    assert teacher["params"] > 10 * distilled["params"]
+    assert distilled["params"] == scratch["params"]
+    assert teacher["test_accuracy"] > 0.9
+    assert distilled["test_accuracy"] > 0.8
+    assert distilled["size_kb"] < teacher["size_kb"] / 5
+    for name in ("student.keras", "teacher.keras", "student_scratch.keras"):
+        assert (folder / name).stat().st_size > 1000
+    assert not [p for p in os.listdir(folder) if ".tmp" in p], "no temporary files are left behind"
+    assert report["table"] in out
+
+    again = kerasdistill("run", "--epochs", "1", "--output", str(tmp_path), "--name", "first")
+    assert again.returncode == 2
+    assert "already holds results" in again.stderr and "--overwrite" in again.stderr
+    assert json.loads((folder / "report.json").read_text()) == report, "the earlier run is untouched"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "must be a whole number >= 1"),
+        (["--alpha", "1.5"], r"must be in [0.0, 1.0]"),
+        (["--temperature", "0"], "must be > 0.0"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(args, message, tmp_path):
+    result = kerasdistill("run", "--output", str(tmp_path), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_unwritable_output_is_refused_with_the_fix(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = kerasdistill("run", "--output", str(blocker / "sub"))
+    assert result.returncode == 2
+    assert "Cannot create the output folder" in result.stderr and "--output" in result.stderr
+
+
+def test_help_describes_the_main_job():
+    result = kerasdistill("run", "--help")
+    assert result.returncode == 0
+    assert "embedded default data" in result.stdout and "--epochs" in result.stdout
