@@ -4,6 +4,8 @@ import argparse
 import os
 import sys
 
+from kerasdistill.export.tflite import QUANTIZATIONS
+
 
 def _positive_int(text):
     value = int(text)
@@ -51,16 +53,97 @@ def build_parser():
     run.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default: 64)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into an existing run folder")
     run.add_argument("--quiet", action="store_true", help="print only errors")
+
+    export = commands.add_parser(
+        "export",
+        help="convert a saved .keras model to a (quantized) .tflite file",
+        description="Converts a .keras model to .tflite. The file is written atomically; an existing one is "
+        "replaced only with --overwrite.",
+    )
+    export.add_argument("model", help="the .keras model (loaded in Keras' safe mode)")
+    export.add_argument("--quantization", choices=QUANTIZATIONS, default="int8", help="default: int8")
+    export.add_argument(
+        "--calibration-data",
+        default=None,
+        help="int8 calibration inputs: 'embedded' (the built-in digits) or an .npz file with array 'x'",
+    )
+    export.add_argument("--calibration-steps", type=_positive_int, default=200, help="samples used (default: 200)")
+    export.add_argument("--output", default=None, help="the .tflite path (default: export/<model>_<quantization>.tflite)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure a .tflite file: size, accuracy, latency, agreement with its Keras model",
+    )
+    evaluate.add_argument("tflite", help="the .tflite file")
+    evaluate.add_argument(
+        "--data", default="embedded", help="'embedded' (the digits' test split) or an .npz file with 'x' and 'y'"
+    )
+    evaluate.add_argument("--keras-model", default=None, help="the .keras model it came from, for agreement")
+    evaluate.add_argument("--threads", type=_positive_int, default=None, help="interpreter threads")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
+
+
+def _export(args):
+    from kerasdistill import data
+    from kerasdistill.backend import keras
+    from kerasdistill.export import to_tflite
+
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"No model file at {args.model}; pass the path of a saved .keras model.")
+    if args.quantization == "int8" and args.calibration_data is None:
+        raise ValueError("--quantization int8 needs --calibration-data ('embedded' or an .npz file with array 'x').")
+    stem = os.path.splitext(os.path.basename(args.model))[0]
+    output = args.output or os.path.join("export", f"{stem}_{args.quantization}.tflite")
+    if os.path.exists(output) and not args.overwrite:
+        raise FileExistsError(f"{output} already exists. Pass --overwrite to replace it, or choose --output.")
+    calibration = None
+    if args.calibration_data is not None:
+        calibration, _ = data.load_arrays(args.calibration_data, split="train", need_labels=False)
+    model = keras.models.load_model(args.model, safe_mode=True)
+    result = to_tflite(
+        model,
+        output,
+        quantization=args.quantization,
+        representative_data=calibration,
+        calibration_steps=args.calibration_steps,
+    )
+    print(f"Wrote {result.path}: {result.size_bytes / 1024:.1f} KiB, {result.quantization}")
+    for kind, tensors in (("input", result.inputs), ("output", result.outputs)):
+        for tensor in tensors:
+            print(f"  {kind} {tensor.name}: {tensor.dtype} {tensor.shape} scale={tensor.scale:g} zero_point={tensor.zero_point}")
+
+
+def _evaluate(args):
+    import json
+
+    from kerasdistill import data
+    from kerasdistill.backend import keras
+    from kerasdistill.export import evaluate_tflite
+
+    x, y = data.load_arrays(args.data, split="test")
+    keras_model = keras.models.load_model(args.keras_model, safe_mode=True) if args.keras_model else None
+    report = evaluate_tflite(args.tflite, (x, y), keras_model=keras_model, num_threads=args.threads)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['path']}: {report['size_bytes'] / 1024:.1f} KiB")
+    print(f"  accuracy {report['accuracy']:.4f} on {len(x)} samples; latency {report['latency_ms']:.3f} ms/image")
+    if keras_model is not None:
+        print(f"  agreement with the Keras model {report['agreement']:.4f}; max |diff| {report['max_abs_diff']:.3g}")
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kerasdistill import pipeline
 
     try:
-        if args.command == "run":
+        if args.command == "export":
+            _export(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
+        elif args.command == "run":
             pipeline.run_default(
                 output=args.output,
                 name=args.name,

@@ -98,3 +98,30 @@ def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def load_arrays(source, split="test", need_labels=True):
+    """`(x, y)` arrays from the embedded digits or an `.npz` file (for the CLI).
+
+    Args:
+        source: `"embedded"` (the digits' `split`) or a path to an `.npz` file
+            holding arrays `x` and (for evaluation) `y`.
+        split: `"train"`, `"val"` or `"test"` of the embedded digits.
+        need_labels: require `y`.
+
+    Returns:
+        `(x, y)`; `y` is None when the file holds none and none is needed.
+    """
+    if source == "embedded":
+        return getattr(load_digits(), split)
+    if not str(source).endswith(".npz") or not os.path.isfile(source):
+        raise FileNotFoundError(
+            f"No data at {source!r}: pass 'embedded' (the built-in digits) or an .npz file with arrays "
+            "'x' (inputs) and 'y' (labels), e.g. np.savez('data.npz', x=x, y=y)."
+        )
+    with np.load(source, allow_pickle=False) as arrays:
+        keys = set(arrays.files)
+        if "x" not in keys or (need_labels and "y" not in keys):
+            wanted = "'x' and 'y'" if need_labels else "'x'"
+            raise ValueError(f"{source} must hold arrays {wanted}; it holds {sorted(keys)}.")
+        return arrays["x"], arrays["y"] if "y" in keys else None

@@ -1,0 +1,249 @@
+"""Running `.tflite` files with the LiteRT interpreter: outputs, accuracy, latency."""
+
+import os
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from kerasdistill.report import format_table
+
+
+def make_interpreter(model, num_threads=None):
+    """A LiteRT `Interpreter` for a `.tflite` path or flatbuffer bytes, with a clear error for a bad file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    source = "the given bytes"
+    kwargs = {"num_threads": num_threads} if num_threads else {}
+    try:
+        if isinstance(model, (bytes, bytearray)):
+            interpreter = Interpreter(model_content=bytes(model), **kwargs)
+        else:
+            source = os.fspath(model)
+            if not os.path.isfile(source):
+                raise FileNotFoundError(f"No .tflite file at {source}. Export one with kerasdistill.export.to_tflite.")
+            interpreter = Interpreter(model_path=source, **kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"{source} is not a valid .tflite model ({str(error).strip()}). It may be truncated or "
+            "not a TFLite file; export it again with kerasdistill.export.to_tflite."
+        ) from None
+    return interpreter
+
+
+class TFLiteModel:
+    """A `.tflite` file that predicts like a Keras model.
+
+    Inputs are quantized and outputs dequantized with the file's own scales
+    and zero points, so `predict` takes and returns the same float values as
+    the Keras model it came from.
+
+    Args:
+        model: path of a `.tflite` file, or its bytes.
+        num_threads: interpreter threads (None: LiteRT's default).
+
+    Example:
+
+    ```python
+    tflite = TFLiteModel("export/student_int8.tflite", num_threads=1)
+    scores = tflite.predict(x_test)
+    ```
+    """
+
+    def __init__(self, model, num_threads=None):
+        self.path = None if isinstance(model, (bytes, bytearray)) else os.fspath(model)
+        self.interpreter = make_interpreter(model, num_threads)
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"Only single-input, single-output models are supported; got {len(inputs)} and {len(outputs)}.")
+        self._input, self._output = inputs[0], outputs[0]
+        self.input_shape = tuple(int(d) for d in self._input["shape_signature"][1:])
+        self._batch = int(self._input["shape"][0])
+
+    def _resize(self, batch):
+        if batch != self._batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [batch, *self.input_shape])
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+            self._output = self.interpreter.get_output_details()[0]
+            self._batch = batch
+
+    def _quantize(self, x):
+        dtype = self._input["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero_point = self._input["quantization"]
+            info = np.iinfo(dtype)
+            return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+        return x.astype(dtype)
+
+    def _dequantize(self, y):
+        if np.issubdtype(self._output["dtype"], np.integer):
+            scale, zero_point = self._output["quantization"]
+            return (y.astype(np.float32) - zero_point) * scale
+        return y.astype(np.float32)
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"Inputs of shape {x.shape[1:]} given; the model takes {self.input_shape}.")
+        self._resize(len(x))
+        self.interpreter.set_tensor(self._input["index"], self._quantize(x))
+        self.interpreter.invoke()
+        return self._dequantize(self.interpreter.get_tensor(self._output["index"]))
+
+    def predict(self, x, batch_size=64):
+        """Dequantized outputs for inputs `x`, computed `batch_size` at a time."""
+        return np.concatenate([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def latency_ms(self, sample, runs=50, warmup=5):
+        """Median milliseconds of one invocation on a batch of one image."""
+        sample = np.asarray(sample, dtype=np.float32)[:1]
+        for _ in range(warmup):
+            self(sample)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self(sample)
+            times.append((time.perf_counter() - start) * 1000)
+        return statistics.median(times)
+
+
+def as_arrays(data):
+    """`(x, y)` numpy arrays from an `(x, y)` tuple or a `tf.data.Dataset` of `(x, y)` batches."""
+    if isinstance(data, tf.data.Dataset):
+        xs, ys = [], []
+        for element in data.as_numpy_iterator():
+            if not isinstance(element, tuple) or len(element) < 2:
+                raise ValueError("Evaluation data must hold labels: a dataset of (x, y) batches.")
+            xs.append(element[0])
+            ys.append(element[1])
+        if not xs:
+            raise ValueError("The evaluation dataset is empty.")
+        return np.concatenate(xs), np.concatenate(ys)
+    if isinstance(data, (tuple, list)) and len(data) >= 2:
+        return np.asarray(data[0]), np.asarray(data[1])
+    raise TypeError(f"Evaluation data must be an (x, y) tuple or a tf.data.Dataset of (x, y); got {type(data).__name__}.")
+
+
+def _labels(y):
+    y = np.asarray(y)
+    return np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
+
+
+def evaluate_tflite(path, data, keras_model=None, num_threads=None, batch_size=64, latency_runs=50):
+    """Measures a `.tflite` file: size, accuracy, latency, agreement with the Keras model.
+
+    Args:
+        path: the `.tflite` file.
+        data: `(x, y)` arrays or a `tf.data.Dataset` of `(x, y)` batches.
+        keras_model: the Keras model the file came from; when given, the
+            report adds the top-1 agreement and the largest absolute output
+            difference between the two.
+        num_threads: interpreter threads for the latency measurement.
+        batch_size: batch size of the accuracy pass.
+        latency_runs: timed single-image invocations (median reported).
+
+    Returns:
+        A dict: `path`, `size_bytes`, `accuracy`, `latency_ms` (per image,
+        batch of one), and with `keras_model` also `agreement` and
+        `max_abs_diff`.
+
+    Example:
+
+    ```python
+    report = evaluate_tflite("export/student_int8.tflite", test_ds, keras_model=student)
+    ```
+    """
+    x, y = as_arrays(data)
+    reference = None if keras_model is None else keras_outputs(keras_model, x, batch_size)
+    return _measure(path, x, y, reference, num_threads, batch_size, latency_runs)
+
+
+def keras_outputs(model, x, batch_size=256):
+    """The Keras model's outputs on `x` in inference mode, as one numpy array."""
+    return np.concatenate([np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)])
+
+
+def _measure(path, x, y, reference, num_threads, batch_size, latency_runs):
+    tflite = TFLiteModel(path, num_threads=num_threads)
+    outputs = tflite.predict(x, batch_size=batch_size)
+    predicted = np.argmax(outputs, axis=-1)
+    report = {
+        "path": os.fspath(path),
+        "size_bytes": os.path.getsize(path),
+        "accuracy": float(np.mean(predicted == _labels(y))),
+        "latency_ms": tflite.latency_ms(x[:1], runs=latency_runs),
+    }
+    if reference is not None:
+        report["agreement"] = float(np.mean(predicted == np.argmax(reference, axis=-1)))
+        report["max_abs_diff"] = float(np.max(np.abs(outputs - reference)))
+    return report
+
+
+def keras_latency_ms(model, sample, runs=50, warmup=5):
+    """Median milliseconds of the Keras model's compiled forward pass on one image."""
+    forward = tf.function(lambda x: model(x, training=False))
+    sample = tf.constant(np.asarray(sample, dtype=np.float32)[:1])
+    for _ in range(warmup):
+        forward(sample)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        forward(sample).numpy()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+COMPARE_COLUMNS = [
+    ("model", "model", None),
+    ("size_kb", "size (KiB)", ".1f"),
+    ("accuracy", "accuracy", ".4f"),
+    ("latency_ms", "latency (ms/image)", ".3f"),
+    ("agreement", "agreement", ".4f"),
+]
+
+
+def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency_runs=50):
+    """One table: the Keras model and each `.tflite` file, on the same data.
+
+    Args:
+        keras_model: the Keras model.
+        paths: `.tflite` files exported from it.
+        data: `(x, y)` arrays or a `tf.data.Dataset` of `(x, y)` batches.
+        keras_path: the model's saved `.keras` file, for its size (optional).
+        num_threads: interpreter threads.
+        latency_runs: timed single-image invocations per model.
+
+    Returns:
+        `{"rows": [...], "table": str}`; a row per model with size, accuracy,
+        latency per image and top-1 agreement with the Keras model.
+
+    Example:
+
+    ```python
+    print(compare(student, ["student_float32.tflite", "student_int8.tflite"], test_ds)["table"])
+    ```
+    """
+    x, y = as_arrays(data)
+    reference = keras_outputs(keras_model, x)
+    rows = [
+        {
+            "model": f"keras ({keras_model.name})",
+            "size_kb": os.path.getsize(keras_path) / 1024 if keras_path else None,
+            "accuracy": float(np.mean(np.argmax(reference, axis=-1) == _labels(y))),
+            "latency_ms": keras_latency_ms(keras_model, x[:1], runs=latency_runs),
+            "agreement": 1.0,
+        }
+    ]
+    for path in paths:
+        report = _measure(path, x, y, reference, num_threads, 64, latency_runs)
+        rows.append(
+            {
+                "model": os.path.basename(os.fspath(path)),
+                "size_kb": report["size_bytes"] / 1024,
+                **{key: report[key] for key in ("accuracy", "latency_ms", "agreement", "max_abs_diff", "path")},
+            }
+        )
+    return {"rows": rows, "table": format_table(rows, COMPARE_COLUMNS)}

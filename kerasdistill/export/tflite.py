@@ -1,0 +1,226 @@
+"""Keras model -> `.tflite` file, with post-training quantization."""
+
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from kerasdistill import files
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a `.tflite` file.
+
+    `scale` and `zero_point` are the file's own quantization parameters
+    (`real = scale * (q - zero_point)`); both are 0 for float tensors.
+    """
+
+    name: str
+    shape: tuple
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteResult:
+    """What `to_tflite` wrote: the path, its size, and its inputs' and outputs' types."""
+
+    path: str
+    quantization: str
+    size_bytes: int
+    inputs: tuple
+    outputs: tuple
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def to_tflite(
+    model,
+    path,
+    quantization="float32",
+    representative_data=None,
+    calibration_steps=200,
+    overwrite=True,
+):
+    """Converts a Keras model to a `.tflite` file.
+
+    Args:
+        model: a Keras model (Keras 3 or tf_keras) with one input.
+        path: where to write the file. Written atomically: a failed
+            conversion leaves no file and an existing one untouched.
+        quantization: `"float32"` (none), `"float16"` (float16 weights),
+            `"dynamic"` (int8 weights, float activations) or `"int8"` (full
+            integer: int8 weights, activations, input and output).
+        representative_data: calibration inputs for `"int8"`: a numpy array
+            of inputs, an `(x, y)` tuple, or a `tf.data.Dataset` of `x` or
+            `(x, y[, w])` batches, shaped like the model's input.
+        calibration_steps: at most this many samples are used for calibration.
+        overwrite: whether an existing file at `path` may be replaced.
+
+    Returns:
+        A `TFLiteResult` with the path, the size in bytes and the input and
+        output types, scales and zero points.
+
+    Example:
+
+    ```python
+    result = to_tflite(student, "export/student_int8.tflite",
+                       quantization="int8", representative_data=train_ds)
+    print(result.size_bytes, result.inputs[0].scale)
+    ```
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}; got {quantization!r}.")
+    if not isinstance(calibration_steps, int) or calibration_steps < 1:
+        raise ValueError(f"calibration_steps must be a whole number >= 1; got {calibration_steps!r}.")
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it, or choose another path.")
+    input_shape, input_dtype = _model_input(model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        if representative_data is None:
+            raise ValueError(
+                "quantization='int8' needs representative_data: a few hundred typical inputs "
+                "(numpy array or tf.data.Dataset, e.g. the training set) to calibrate the "
+                "activation ranges. Without data, use quantization='dynamic' or 'float16'."
+            )
+        samples = calibration_samples(representative_data, input_shape, input_dtype, calibration_steps)
+        converter.representative_dataset = lambda: ([sample] for sample in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    content = _convert(converter, quantization)
+    files.write_bytes(path, content, overwrite=overwrite)
+    inputs, outputs = describe(content)
+    return TFLiteResult(os.fspath(path), quantization, len(content), inputs, outputs)
+
+
+def describe(content):
+    """`(inputs, outputs)` of a `.tflite` flatbuffer, as tuples of `TensorInfo`."""
+    from kerasdistill.export.interpreter import make_interpreter
+
+    interpreter = make_interpreter(content)
+
+    def info(details):
+        scale, zero_point = details["quantization"]
+        shape = tuple(int(d) for d in details.get("shape_signature", details["shape"]))
+        return TensorInfo(details["name"], shape, np.dtype(details["dtype"]).name, float(scale), int(zero_point))
+
+    return (
+        tuple(info(d) for d in interpreter.get_input_details()),
+        tuple(info(d) for d in interpreter.get_output_details()),
+    )
+
+
+def calibration_samples(data, input_shape, input_dtype, limit):
+    """Up to `limit` single-sample float32 batches from `data`, checked against the model's input."""
+    samples = []
+    for batch in _iterate_inputs(data):
+        batch = np.asarray(batch)
+        if batch.shape[1:] != tuple(input_shape):
+            raise ValueError(
+                f"representative_data has samples of shape {batch.shape[1:]}, but the model takes "
+                f"{tuple(input_shape)}. Pass inputs shaped like the model's input (the same "
+                "preprocessing as for training)."
+            )
+        if not (np.issubdtype(batch.dtype, np.number) or batch.dtype == bool):
+            raise ValueError(f"representative_data must be numeric; got dtype {batch.dtype}.")
+        for sample in batch:
+            samples.append(sample[np.newaxis].astype(input_dtype))
+            if len(samples) >= limit:
+                return samples
+    if not samples:
+        raise ValueError("representative_data is empty; pass at least one input sample.")
+    return samples
+
+
+def _iterate_inputs(data):
+    if isinstance(data, tf.data.Dataset):
+        for element in data.as_numpy_iterator():
+            yield element[0] if isinstance(element, tuple) else element
+    elif isinstance(data, tuple):
+        yield data[0]
+    elif isinstance(data, np.ndarray):
+        yield data
+    else:
+        raise TypeError(
+            "representative_data must be a numpy array, an (x, y) tuple or a tf.data.Dataset; "
+            f"got {type(data).__name__}."
+        )
+
+
+def _model_input(model):
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        raise ValueError("to_tflite needs a built model with exactly one input (Sequential or functional).")
+    shape = tuple(inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        raise ValueError(f"The model's input shape {shape} has unknown dimensions; give the Input a fixed shape.")
+    dtype = inputs[0].dtype
+    return shape, dtype if isinstance(dtype, str) else dtype.name
+
+
+_OP_PATTERNS = (
+    re.compile(r"'(tfl\.\w+|tf\.\w+)' op"),
+    re.compile(r"\bop: (\w+)"),
+    re.compile(r"Unsupported ops?:?\s*([\w, ]+)"),
+)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Sends everything written to stdout and stderr, C++ logs included, to a file.
+
+    The converter prints its traced signature and pages of MLIR/absl logs;
+    they are hidden from the user's terminal and shown only on failure.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        log = io.BytesIO()
+        try:
+            yield log
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
+            sink.seek(0)
+            log.write(sink.read())
+
+
+def _convert(converter, quantization):
+    try:
+        with _quiet() as log:
+            return converter.convert()
+    except Exception as error:  # the converter raises ConverterError, ValueError or RuntimeError
+        message = f"{error}\n{log.getvalue().decode(errors='replace')}"
+        ops = sorted({op for pattern in _OP_PATTERNS for op in pattern.findall(message)})
+        hint = ""
+        if quantization == "int8":
+            hint = (
+                " Some ops have no int8 kernel in TFLite: use quantization='dynamic' (int8 weights, "
+                "float activations) or 'float16', or replace those layers."
+            )
+        named = f" Ops involved: {', '.join(ops)}." if ops else ""
+        raise ValueError(f"TFLite conversion ({quantization}) failed.{named}{hint}\n{message[-3000:]}") from None
