@@ -11,6 +11,7 @@ logits belong to the un-augmented inputs.
 
 import dataclasses
 import gzip
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +19,25 @@ import tensorflow as tf
 from kerasdistill.export.bridge import to_tf_keras
 from kerasdistill.export.interpreter import as_arrays
 from kerasdistill.losses import SoftTargetKL, check_temperature
+
+
+def import_tfmot():
+    """Imports tensorflow_model_optimization without its process-wide side effect.
+
+    Importing tfmot sets `TF_USE_LEGACY_KERAS=1` in `os.environ`; every
+    subprocess started afterwards (a worker, a `kerasdistill` command) would
+    then load tf_keras instead of Keras 3 and fail to read Keras 3 models.
+    The variable is put back as it was.
+    """
+    previous = os.environ.get("TF_USE_LEGACY_KERAS")
+    try:
+        import tensorflow_model_optimization as tfmot
+    finally:
+        if previous is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = previous
+    return tfmot
 
 
 def quantize_aware(
@@ -57,8 +77,9 @@ def quantize_aware(
     to_tflite(qat, "export/student_qat_int8.tflite", "int8", representative_data=x_train)
     ```
     """
-    import tensorflow_model_optimization as tfmot
     import tf_keras
+
+    tfmot = import_tfmot()
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry,
     )
@@ -129,8 +150,9 @@ def prune(
     to_tflite(pruned.model, "export/student_pruned.tflite")
     ```
     """
-    import tensorflow_model_optimization as tfmot
     import tf_keras
+
+    tfmot = import_tfmot()
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
     if not 0.0 < target_sparsity < 1.0:

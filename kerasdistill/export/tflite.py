@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -211,7 +212,9 @@ def _quiet():
 
 def _convert(converter, quantization):
     try:
-        with _quiet() as log:
+        with _quiet() as log, warnings.catch_warnings():
+            # Emitted for every int8-input model; the input scale is read from the file instead.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             return converter.convert()
     except Exception as error:  # the converter raises ConverterError, ValueError or RuntimeError
         message = f"{error}\n{log.getvalue().decode(errors='replace')}"
