@@ -18,6 +18,7 @@ from kerasdistill import data as data_lib
 from kerasdistill import export, files, models
 from kerasdistill.backend import keras
 from kerasdistill.distiller import Distiller
+from kerasdistill.export.interpreter import keras_outputs
 from kerasdistill.losses import CrossEntropy, SoftTargetKL
 from kerasdistill.report import file_size_kb, format_table
 
@@ -50,10 +51,9 @@ def prepare_run_folder(output, name=None, overwrite=False):
     return files.check_writable_folder(folder)
 
 
-def accuracy(model, x, y, batch_size=500):
+def accuracy(model, x, y):
     """Top-1 accuracy of `model` (in inference mode) on arrays `(x, y)`."""
-    predicted = [np.argmax(model(x[i : i + batch_size], training=False), axis=-1) for i in range(0, len(x), batch_size)]
-    return float(np.mean(np.concatenate(predicted) == y))
+    return float(np.mean(np.argmax(keras_outputs(model, x), axis=-1) == y))
 
 
 def run_default(

@@ -16,14 +16,19 @@ def digits():
     return data.load_digits(seed=0)
 
 
+def train_builtin(name, digits, epochs):
+    """A built-in model trained alone on the digits' training split, seed 0."""
+    keras.utils.set_random_seed(0)
+    model = models.build(name, (28, 28, 1), 10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=CrossEntropy(), metrics=["accuracy"])
+    model.fit(digits.train.x, digits.train.y, batch_size=64, epochs=epochs, verbose=0)
+    return model
+
+
 @pytest.fixture(scope="session")
 def trained_teacher(digits):
     """A convnet teacher with BatchNorm, trained 2 epochs (about 97% test accuracy)."""
-    keras.utils.set_random_seed(0)
-    teacher = models.build("convnet_teacher", (28, 28, 1), 10)
-    teacher.compile(optimizer=keras.optimizers.Adam(1e-3), loss=CrossEntropy(), metrics=["accuracy"])
-    teacher.fit(digits.train.x, digits.train.y, batch_size=64, epochs=2, verbose=0)
-    return teacher
+    return train_builtin("convnet_teacher", digits, epochs=2)
 
 
 @pytest.fixture
