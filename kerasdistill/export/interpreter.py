@@ -127,7 +127,8 @@ def as_arrays(data):
     raise TypeError(f"Evaluation data must be an (x, y) tuple or a tf.data.Dataset of (x, y); got {type(data).__name__}.")
 
 
-def _labels(y):
+def class_indices(y):
+    """Class indices from sparse labels or one-hot rows."""
     y = np.asarray(y)
     return np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
 
@@ -173,7 +174,7 @@ def _measure(path, x, y, reference, num_threads, batch_size, latency_runs):
     report = {
         "path": os.fspath(path),
         "size_bytes": os.path.getsize(path),
-        "accuracy": float(np.mean(predicted == _labels(y))),
+        "accuracy": float(np.mean(predicted == class_indices(y))),
         "latency_ms": tflite.latency_ms(x[:1], runs=latency_runs),
     }
     if reference is not None:
@@ -232,7 +233,7 @@ def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency
         {
             "model": f"keras ({keras_model.name})",
             "size_kb": os.path.getsize(keras_path) / 1024 if keras_path else None,
-            "accuracy": float(np.mean(np.argmax(reference, axis=-1) == _labels(y))),
+            "accuracy": float(np.mean(np.argmax(reference, axis=-1) == class_indices(y))),
             "latency_ms": keras_latency_ms(keras_model, x[:1], runs=latency_runs),
             "agreement": 1.0,
         }

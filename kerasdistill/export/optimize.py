@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill.export.bridge import to_tf_keras
-from kerasdistill.export.interpreter import as_arrays
+from kerasdistill.export.interpreter import as_arrays, class_indices
 from kerasdistill.losses import SoftTargetKL, check_temperature
 
 
@@ -206,7 +206,7 @@ def _fine_tune(legacy, model, train_data, teacher, epochs, alpha, temperature, l
     from kerasdistill.distiller import Distiller
 
     x, y = as_arrays(train_data)
-    labels = (np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)).astype(np.float32)
+    labels = class_indices(y).astype(np.float32)
     if teacher is None:
         targets = labels[:, None]
     else:
