@@ -6,7 +6,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasdistill import data  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kerasdistill import data, losses, models  # noqa: E402
 from kerasdistill.backend import keras  # noqa: E402
 
 
@@ -37,3 +39,25 @@ def median_epoch_seconds(fit, epochs):
     timer = EpochTimer()
     fit(epochs=epochs + 1, callbacks=[timer])
     return statistics.median(timer.seconds[1:])
+
+
+def accuracy(model, test):
+    """Top-1 accuracy of `model` on a dataset of (x, y) batches."""
+    correct = total = 0
+    for x, y in test:
+        correct += int(np.sum(np.argmax(model(x, training=False), axis=-1) == y.numpy()))
+        total += len(y)
+    return correct / total
+
+
+def train_teacher(train, epochs, seed=0):
+    """The built-in convnet teacher trained alone on `train`."""
+    keras.utils.set_random_seed(seed)
+    teacher = models.build("convnet_teacher", (28, 28, 1), 10)
+    teacher.compile(optimizer="adam", loss=losses.CrossEntropy(), metrics=["accuracy"])
+    teacher.fit(train, epochs=epochs, verbose=0)
+    return teacher
+
+
+def mean_std(values):
+    return f"{statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}"

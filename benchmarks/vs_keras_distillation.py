@@ -11,21 +11,12 @@ test accuracy and median step time of each, in one run.
 import argparse
 import statistics
 
-import numpy as np
-from _common import digits_datasets, median_epoch_seconds
+from _common import accuracy, digits_datasets, mean_std, median_epoch_seconds, train_teacher
 
 import kerasdistill as kd
 from kerasdistill import models
 from kerasdistill.backend import keras
 from kerasdistill.report import format_table
-
-
-def accuracy(model, test):
-    correct = total = 0
-    for x, y in test:
-        correct += int(np.sum(np.argmax(model(x, training=False), axis=-1) == y.numpy()))
-        total += len(y)
-    return correct / total
 
 
 def main():
@@ -37,10 +28,7 @@ def main():
     args = parser.parse_args()
     digits, train, test = digits_datasets()
 
-    keras.utils.set_random_seed(0)
-    teacher = models.build("convnet_teacher", (28, 28, 1), 10)
-    teacher.compile(optimizer="adam", loss=kd.losses.CrossEntropy(), metrics=["accuracy"])
-    teacher.fit(train, epochs=args.epochs, verbose=0)
+    teacher = train_teacher(train, args.epochs)
 
     def ours(student):
         distiller = kd.Distiller(teacher, student)
@@ -79,7 +67,7 @@ def main():
     rows = [
         {
             "distiller": name,
-            "accuracy": f"{statistics.mean(acc):.4f} ± {statistics.pstdev(acc):.4f}",
+            "accuracy": mean_std(acc),
             "step_ms": statistics.median(ms),
         }
         for name, (acc, ms) in results.items()

@@ -9,7 +9,16 @@ distiller.fit(train_ds, epochs=5)
 """
 
 from kerasdistill import losses
+from kerasdistill.adapters import FeatureAdapter
+from kerasdistill.cache import cache_teacher_outputs, load_cached_teacher_outputs
 from kerasdistill.distiller import Distiller
 from kerasdistill.version import __version__
 
-__all__ = ["Distiller", "losses", "__version__"]
+__all__ = [
+    "Distiller",
+    "FeatureAdapter",
+    "cache_teacher_outputs",
+    "load_cached_teacher_outputs",
+    "losses",
+    "__version__",
+]

@@ -1,4 +1,4 @@
-"""`Distiller`: a `keras.Model` that trains a student from a frozen teacher."""
+"""`Distiller`: a `keras.Model` that trains a student from frozen teachers."""
 
 import math
 
@@ -6,9 +6,13 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill import losses as losses_lib
+from kerasdistill.adapters import FeatureAdapter, needs_adapter
 from kerasdistill.backend import KERAS_3, keras, register_serializable
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
+TEACHER_COMBINATIONS = ("probabilities", "logits")
+# The key that marks a batch of cached teacher outputs (see kerasdistill.cache).
+CACHED_LOGITS = "teacher_logits"
 
 
 @register_serializable
@@ -16,16 +20,19 @@ class Distiller(keras.Model):
     """Knowledge distillation as a Keras model.
 
     Drops into `compile` / `fit` / `evaluate` / `predict`, callbacks and
-    `tf.distribute` like any Keras model. Only the student is trained: the
-    teacher runs in inference mode (`training=False`, BatchNorm statistics
-    untouched), outside the gradient tape, and gets no gradient and no
-    optimizer state. The model's outputs (`call`, `predict`) are the
-    student's.
+    `tf.distribute` like any Keras model. Only the student (and the adapters
+    of hint losses) is trained: teachers run in inference mode
+    (`training=False`, BatchNorm statistics untouched), outside the gradient
+    tape, and get no gradient and no optimizer state. The model's outputs
+    (`call`, `predict`) are the student's.
 
     The training loss is `alpha * student_loss + (1 - alpha) *
     distillation_loss`, where the student loss compares the student with the
-    labels and the distillation loss compares it with the teacher. Batches
-    without labels (`x` alone) train on the distillation loss alone.
+    labels and the distillation loss is the weighted sum of the distillation
+    losses given to `compile` (soft targets, DKD, hints, attention, RKD, ...).
+    Batches without labels (`x` alone) train on the distillation loss alone.
+    Batches made by `kerasdistill.cache_teacher_outputs` carry the teachers'
+    outputs, and the teachers are not run at all.
 
     Teachers and students may end in a softmax or give logits; the Distiller
     reads which from the last layer (or from the outputs themselves) and
@@ -33,12 +40,18 @@ class Distiller(keras.Model):
     probabilities are never treated as logits.
 
     Args:
-        teacher: a built `keras.Model` with one output of class scores.
+        teacher: a built `keras.Model` with one output of class scores, or a
+            list of them (several teachers).
         student: a built `keras.Model` with the same output width.
         teacher_outputs: `"logits"`, `"probabilities"`, or `"auto"` (read from
-            the model). A declared kind that contradicts the model's real
-            outputs is refused.
+            the model); a list gives one per teacher. A declared kind that
+            contradicts the model's real outputs is refused.
         student_outputs: likewise for the student.
+        teacher_weights: with several teachers, their weights (normalised to
+            sum to 1); equal weights by default.
+        teacher_combine: with several teachers, `"probabilities"` (default)
+            averages their softened probabilities at the Distiller's
+            temperature; `"logits"` averages their logits.
         **kwargs: passed to `keras.Model` (for example `name`).
 
     Returns:
@@ -61,30 +74,74 @@ class Distiller(keras.Model):
     ```
     """
 
-    def __init__(self, teacher, student, teacher_outputs="auto", student_outputs="auto", **kwargs):
+    def __init__(
+        self,
+        teacher,
+        student,
+        teacher_outputs="auto",
+        student_outputs="auto",
+        teacher_weights=None,
+        teacher_combine="probabilities",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        _check_model(teacher, "teacher")
-        _check_model(student, "student")
-        if teacher is student:
+        teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+        if not teachers:
+            raise ValueError("teacher is an empty list; pass one teacher model or a list of them.")
+        kinds = teacher_outputs if isinstance(teacher_outputs, (list, tuple)) else [teacher_outputs] * len(teachers)
+        if len(kinds) != len(teachers):
             raise ValueError(
-                "The teacher and the student are the same model object. Pass a "
-                "separate student, e.g. keras.models.clone_model(teacher) or a smaller model."
+                f"teacher_outputs lists {len(kinds)} kinds for {len(teachers)} teachers; give one per "
+                "teacher, or one string for all."
             )
-        _check_same_inputs(teacher, student)
-        teacher_probe = _probe(teacher)
+        _check_model(student, "student")
         student_probe = _probe(student)
-        self.teacher_outputs = _resolve_output_kind(teacher, teacher_outputs, teacher_probe, "teacher")
         self.student_outputs = _resolve_output_kind(student, student_outputs, student_probe, "student")
-        _check_same_classes(_output_width(teacher, teacher_probe), _output_width(student, student_probe))
-        self.teacher = teacher
+        classes = _output_width(student, student_probe)
+        resolved = []
+        for index, (model, kind) in enumerate(zip(teachers, kinds)):
+            role = "teacher" if len(teachers) == 1 else f"teacher {index}"
+            _check_model(model, role)
+            if model is student:
+                raise ValueError(
+                    f"The {role} and the student are the same model object. Pass a separate student, "
+                    "e.g. keras.models.clone_model(teacher) or a smaller model."
+                )
+            _check_same_inputs(model, student, role)
+            probe = _probe(model)
+            resolved.append(_resolve_output_kind(model, kind, probe, role))
+            _check_same_classes(_output_width(model, probe), classes, role)
+        self.teachers = teachers
+        self.teacher_output_kinds = tuple(resolved)
+        self.teacher_outputs = resolved[0] if len(resolved) == 1 else list(resolved)
+        self.teacher_weights = _check_teacher_weights(teacher_weights, len(teachers))
+        if teacher_combine not in TEACHER_COMBINATIONS:
+            raise ValueError(f"teacher_combine must be one of {TEACHER_COMBINATIONS}; got {teacher_combine!r}.")
+        self.teacher_combine = teacher_combine
         self.student = student
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.term_trackers = []
+        self.adapters = []
         self.student_loss_fn = None
-        self.distillation_loss_fn = None
+        self.distillation_losses = None
+        self.temperature = None
+        self._taps = _Taps()
         self._compile_args = None
         self.built = True
+
+    @property
+    def teacher(self):
+        """The teacher (the first one when there are several; all are in `teachers`)."""
+        return self.teachers[0]
+
+    @property
+    def distillation_loss_fn(self):
+        """The distillation loss, or the list of them when there are several."""
+        if self.distillation_losses is None or len(self.distillation_losses) > 1:
+            return self.distillation_losses
+        return self.distillation_losses[0]
 
     def compile(
         self,
@@ -110,15 +167,18 @@ class Distiller(keras.Model):
                 their shape and logits or probabilities from the student. The
                 names `"sparse_categorical_crossentropy"` and
                 `"categorical_crossentropy"` get the student's `from_logits`.
-            distillation_loss_fn: a `kerasdistill.losses` loss or its
-                registered name (default `SoftTargetKL`). Any other Keras loss
-                (e.g. `keras.losses.KLDivergence()`) is applied, as in the
-                keras.io example, to the softened probabilities of teacher
-                and student, and scaled by T².
+            distillation_loss_fn: a `kerasdistill.losses` loss, its registered
+                name or `{"name", "config"}` dict, or a list of them whose
+                values are added with each loss's `weight` (default
+                `SoftTargetKL`). Any other Keras loss (e.g.
+                `keras.losses.KLDivergence()`) is applied, as in the keras.io
+                example, to the softened probabilities of teacher and
+                student, and scaled by T².
             alpha: weight of the student loss, in [0, 1]; the distillation
                 loss gets `1 - alpha`.
             temperature: softening temperature T > 0, given to every
-                distillation loss that does not set its own.
+                distillation loss that does not set its own, and used to
+                combine several teachers.
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, `run_eagerly`, ...).
         """
@@ -134,7 +194,15 @@ class Distiller(keras.Model):
         self.alpha = _check_alpha(alpha)
         self.temperature = losses_lib.check_temperature(temperature)
         self.student_loss_fn = _resolve_student_loss(student_loss_fn, self.student_outputs)
-        self.distillation_loss_fn = _resolve_distillation_loss(distillation_loss_fn, self.temperature)
+        given = distillation_loss_fn if isinstance(distillation_loss_fn, (list, tuple)) else [distillation_loss_fn]
+        if not given:
+            raise ValueError("distillation_loss_fn is an empty list; pass at least one loss, e.g. 'soft_target_kl'.")
+        distillation_losses = [_resolve_distillation_loss(loss, self.temperature) for loss in given]
+        _check_unique_names(distillation_losses)
+        self._taps = self._build_taps(distillation_losses)
+        self.distillation_losses = distillation_losses
+        terms = self._taps.term_names(distillation_losses)
+        self.term_trackers = [keras.metrics.Mean(name=name) for name in terms] if len(terms) > 1 else []
         self._compile_args = dict(
             optimizer=optimizer,
             metrics=metrics,
@@ -146,15 +214,51 @@ class Distiller(keras.Model):
         )
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
+    def _build_taps(self, distillation_losses):
+        pairs = [pair for loss in distillation_losses for pair in (loss.pairs or ())]
+        if not pairs:
+            return _Taps()
+        if len(self.teachers) > 1:
+            raise ValueError(
+                "Losses on intermediate layers (hint, attention, rkd with pairs) compare one teacher's "
+                f"layers with the student's; this Distiller has {len(self.teachers)} teachers. Use one "
+                "teacher with those losses, or losses on the outputs (soft_target_kl, dkd, rkd without pairs)."
+            )
+        teacher_names = list(dict.fromkeys(t for t, _ in pairs))
+        student_names = list(dict.fromkeys(s for _, s in pairs))
+        teacher_model = _tap_model(self.teacher, teacher_names, "teacher")
+        student_model = _tap_model(self.student, student_names, "student")
+        teacher_shapes = dict(zip(teacher_names, (t.shape for t in teacher_model.outputs[1:])))
+        student_shapes = dict(zip(student_names, (s.shape for s in student_model.outputs[1:])))
+        adapters, adapter_of = [], {}
+        for loss in distillation_losses:
+            if not getattr(loss, "uses_adapter", False):
+                continue
+            for teacher_layer, student_layer in loss.pairs:
+                key = (teacher_layer, student_layer)
+                if key in adapter_of or not needs_adapter(student_shapes[student_layer], teacher_shapes[teacher_layer]):
+                    continue
+                adapter = FeatureAdapter(
+                    teacher_shapes[teacher_layer][1:], name=f"adapter_{student_layer}_to_{teacher_layer}"
+                )
+                adapter.build(student_shapes[student_layer])
+                adapter_of[key] = len(adapters)
+                adapters.append(adapter)
+        self.adapters = adapters
+        return _Taps(teacher_model, student_model, teacher_names, student_names, adapter_of)
+
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
     @property
     def trainable_weights(self):
-        # Only the student's variables: the optimizer is built from this list,
-        # so the teacher gets neither gradients nor optimizer slots, and the
-        # user's teacher is not mutated (its `trainable` flag stays as it was).
-        return self.student.trainable_weights if self.trainable else []
+        # Only the student's variables and the adapters': the optimizer is
+        # built from this list, so the teachers get neither gradients nor
+        # optimizer slots, and the user's teacher is not mutated (its
+        # `trainable` flag stays as it was).
+        if not self.trainable:
+            return []
+        return self.student.trainable_weights + [w for a in self.adapters for w in a.trainable_weights]
 
     @property
     def trainable_variables(self):
@@ -162,71 +266,170 @@ class Distiller(keras.Model):
 
     @property
     def metrics(self):
-        own = [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
+        own = [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker, *self.term_trackers]
         # Keras' own "loss" tracker is never updated here: drop it so that the
         # logs hold one "loss", ours.
         rest = [m for m in super().metrics if m.name != "loss" and all(m is not o for o in own)]
         return own + rest
 
     def teacher_logits(self, x):
-        """The teacher's outputs on `x` as logits, with no gradient."""
-        outputs = self.teacher(x, training=False)
-        return tf.stop_gradient(losses_lib.logits_from(outputs, self.teacher_outputs))
+        """The teachers' combined outputs on `x` as logits, with no gradient."""
+        return self._run_teachers(x)[0]
 
-    def compute_losses(self, y, student_outputs, teacher_logits, sample_weight=None):
-        """Returns `(total, student_loss, distillation_loss)` for one batch.
+    def _run_teachers(self, x):
+        if self._taps.teacher is not None:
+            outputs = self._taps.teacher(x, training=False)
+            features = dict(zip(self._taps.teacher_names, (tf.stop_gradient(f) for f in outputs[1:])))
+            outputs = outputs[0]
+            logits = [losses_lib.logits_from(outputs, self.teacher_output_kinds[0])]
+        else:
+            features = {}
+            logits = [
+                losses_lib.logits_from(model(x, training=False), kind)
+                for model, kind in zip(self.teachers, self.teacher_output_kinds)
+            ]
+        return tf.stop_gradient(self.combine_teachers(tf.stack(logits, axis=1))), features
 
-        Each term is averaged over the global batch the way
-        `tf.nn.compute_average_loss` does, so the gradients do not depend on
-        the number of replicas. `student_loss` is None when `y` is None.
+    def combine_teachers(self, stacked_logits):
+        """One set of logits from the teachers' logits stacked as (batch, teachers, classes).
+
+        With `teacher_combine="probabilities"` the result softened at the
+        Distiller's temperature is the weighted mean of the teachers'
+        softened probabilities; with `"logits"` it is the weighted mean of
+        their logits. One teacher's logits are returned unchanged.
+        """
+        stacked_logits = tf.cast(stacked_logits, tf.float32)
+        if stacked_logits.shape[1] != len(self.teachers):
+            raise ValueError(
+                f"The cached teacher outputs hold {stacked_logits.shape[1]} teachers but this Distiller "
+                f"has {len(self.teachers)}; cache the outputs with the same teachers."
+            )
+        if len(self.teachers) == 1:
+            return stacked_logits[:, 0]
+        weights = tf.constant(self.teacher_weights, tf.float32)[None, :, None]
+        if self.teacher_combine == "logits":
+            return tf.reduce_sum(weights * stacked_logits, axis=1)
+        if self.temperature is None:
+            self._require_compiled("teacher_logits")
+        softened = losses_lib.soften(stacked_logits, self.temperature)
+        return self.temperature * tf.reduce_logsumexp(softened + tf.math.log(weights), axis=1)
+
+    def _run_student(self, x, training):
+        if self._taps.student is None:
+            return self.student(x, training=training), {}
+        outputs = self._taps.student(x, training=training)
+        return outputs[0], dict(zip(self._taps.student_names, outputs[1:]))
+
+    def compute_losses(
+        self, y, student_outputs, teacher_logits, sample_weight=None, teacher_features=None, student_features=None
+    ):
+        """The loss terms of one batch, as a dict.
+
+        Keys: `"loss"` (the total), `"student_loss"` (absent when `y` is
+        None), `"distillation_loss"`, and with several distillation terms one
+        key per term (a loss, or a loss on one layer pair). Each term is
+        averaged over the global batch the way `tf.nn.compute_average_loss`
+        does, so the gradients do not depend on the number of replicas.
         """
         student_logits = losses_lib.logits_from(student_outputs, self.student_outputs)
-        _check_same_classes(teacher_logits.shape[-1], student_logits.shape[-1])
-        distillation = _average(self.distillation_loss_fn, teacher_logits, student_logits, sample_weight)
+        _check_same_classes(teacher_logits.shape[-1], student_logits.shape[-1], "teacher")
+        terms = {}
+        for loss in self.distillation_losses:
+            if loss.pairs is None:
+                labels = y if loss.uses_labels else None
+                terms[loss.name] = loss.weight * _average(
+                    lambda t, s, loss=loss, labels=labels: loss.compute(t, s, labels),
+                    teacher_logits,
+                    student_logits,
+                    sample_weight,
+                )
+                continue
+            if not teacher_features:
+                raise ValueError(
+                    f"The '{loss.name}' loss compares intermediate layers, which cached teacher outputs do "
+                    "not hold; distill from the original dataset (online), or drop that loss."
+                )
+            for (teacher_layer, student_layer), name in zip(loss.pairs, self._taps.pair_names(loss)):
+                student_feature = student_features[student_layer]
+                index = self._taps.adapter_of.get((teacher_layer, student_layer))
+                if index is not None and getattr(loss, "uses_adapter", False):
+                    student_feature = self.adapters[index](student_feature)
+                terms[name] = loss.weight * _average(
+                    loss.call, teacher_features[teacher_layer], student_feature, sample_weight
+                )
+        distillation = tf.add_n(list(terms.values()))
+        result = {"distillation_loss": distillation}
+        if len(terms) > 1:
+            result.update(terms)
+        regularization = self.student.losses
+        if regularization:
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            regularization = tf.add_n([tf.cast(r, tf.float32) for r in regularization]) / replicas
+        else:
+            regularization = 0.0
         if y is None:
-            return distillation, None, distillation
+            result["loss"] = distillation + regularization
+            return result
         student = _average(self.student_loss_fn, y, student_outputs, sample_weight)
-        total = self.alpha * student + (1.0 - self.alpha) * distillation
-        return total, student, distillation
+        result["student_loss"] = student
+        result["loss"] = self.alpha * student + (1.0 - self.alpha) * distillation + regularization
+        return result
+
+    def _unpack(self, data):
+        """x, y, sample_weight and, for cached batches, the teachers' logits."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(y, dict) and CACHED_LOGITS in y:
+            return x, y.get("labels"), sample_weight, y[CACHED_LOGITS]
+        return x, y, sample_weight, None
+
+    def _teacher_side(self, x, cached):
+        if cached is None:
+            return self._run_teachers(x)
+        return tf.stop_gradient(self.combine_teachers(cached)), {}
 
     def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        teacher_logits = self.teacher_logits(x)
+        x, y, sample_weight, cached = self._unpack(data)
+        teacher_logits, teacher_features = self._teacher_side(x, cached)
         variables = self.trainable_weights
         with tf.GradientTape() as tape:
-            student_outputs = self.student(x, training=True)
-            total, student_loss, distillation_loss = self.compute_losses(
-                y, student_outputs, teacher_logits, sample_weight
+            student_outputs, student_features = self._run_student(x, training=True)
+            losses = self.compute_losses(
+                y, student_outputs, teacher_logits, sample_weight, teacher_features, student_features
             )
             if KERAS_3:
-                scaled = self.optimizer.scale_loss(total)
+                scaled = self.optimizer.scale_loss(losses["loss"])
         if KERAS_3:
             gradients = tape.gradient(scaled, variables)
             self.optimizer.apply_gradients(zip(gradients, variables))
         else:
-            self.optimizer.minimize(total, variables, tape=tape)
-        return self._update_metrics(x, y, student_outputs, sample_weight, total, student_loss, distillation_loss)
+            self.optimizer.minimize(losses["loss"], variables, tape=tape)
+        return self._update_metrics(x, y, student_outputs, sample_weight, losses)
 
     def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        student_outputs = self.student(x, training=False)
-        losses = self.compute_losses(y, student_outputs, self.teacher_logits(x), sample_weight)
-        return self._update_metrics(x, y, student_outputs, sample_weight, *losses)
+        x, y, sample_weight, cached = self._unpack(data)
+        teacher_logits, teacher_features = self._teacher_side(x, cached)
+        student_outputs, student_features = self._run_student(x, training=False)
+        losses = self.compute_losses(
+            y, student_outputs, teacher_logits, sample_weight, teacher_features, student_features
+        )
+        return self._update_metrics(x, y, student_outputs, sample_weight, losses)
 
-    def _update_metrics(self, x, y, student_outputs, sample_weight, total, student_loss, distillation_loss):
+    def _update_metrics(self, x, y, student_outputs, sample_weight, losses):
         # The losses are scaled by 1 / replicas for the gradient sum; the
         # running means report the per-sample value, weighted by batch size.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch_size = tf.shape(student_outputs)[0]
-        self.loss_tracker.update_state(total * replicas, sample_weight=batch_size)
-        self.distillation_loss_tracker.update_state(distillation_loss * replicas, sample_weight=batch_size)
+        trackers = [self.loss_tracker, self.distillation_loss_tracker, *self.term_trackers]
+        if y is not None:
+            trackers.append(self.student_loss_tracker)
+        for tracker in trackers:
+            tracker.update_state(losses[tracker.name] * replicas, sample_weight=batch_size)
         if y is None:
             return self.get_metrics_result()
-        self.student_loss_tracker.update_state(student_loss * replicas, sample_weight=batch_size)
         return self.compute_metrics(x, y, student_outputs, sample_weight)
 
     def _require_compiled(self, method):
-        if self.distillation_loss_fn is None:
+        if self.distillation_losses is None:
             raise ValueError(
                 f"Call distiller.compile(optimizer=..., student_loss_fn=..., "
                 f"distillation_loss_fn=..., alpha=..., temperature=...) before {method}()."
@@ -249,20 +452,26 @@ class Distiller(keras.Model):
         return super().test_on_batch(*args, **kwargs)
 
     def get_config(self):
+        serialize = keras.saving.serialize_keras_object
+        teachers = [serialize(t) for t in self.teachers]
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "teacher": keras.saving.serialize_keras_object(self.teacher),
-            "student": keras.saving.serialize_keras_object(self.student),
+            "teacher": teachers[0] if len(teachers) == 1 else teachers,
+            "student": serialize(self.student),
             "teacher_outputs": self.teacher_outputs,
             "student_outputs": self.student_outputs,
+            "teacher_weights": list(self.teacher_weights),
+            "teacher_combine": self.teacher_combine,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
-        student = keras.saving.deserialize_keras_object(config.pop("student"))
+        deserialize = keras.saving.deserialize_keras_object
+        teacher = config.pop("teacher")
+        teacher = [deserialize(t) for t in teacher] if isinstance(teacher, list) else deserialize(teacher)
+        student = deserialize(config.pop("student"))
         return cls(teacher=teacher, student=student, **config)
 
     def get_compile_config(self):
@@ -273,6 +482,77 @@ class Distiller(keras.Model):
     def compile_from_config(self, config):
         self.compile(**keras.saving.deserialize_keras_object(config))
         self.optimizer.build(self.trainable_variables)
+
+
+class _Taps:
+    """The teacher and student re-wired to also return intermediate layers.
+
+    A plain object on purpose: Keras does not track it, so the tapped models
+    (which share every layer with the user's models) are neither saved twice
+    nor counted twice.
+    """
+
+    def __init__(self, teacher=None, student=None, teacher_names=(), student_names=(), adapter_of=None):
+        self.teacher = teacher
+        self.student = student
+        self.teacher_names = list(teacher_names)
+        self.student_names = list(student_names)
+        self.adapter_of = adapter_of or {}
+
+    @staticmethod
+    def pair_names(loss):
+        if len(loss.pairs) == 1:
+            return [loss.name]
+        return [f"{loss.name}_{t}_{s}" for t, s in loss.pairs]
+
+    def term_names(self, distillation_losses):
+        return [
+            name
+            for loss in distillation_losses
+            for name in (self.pair_names(loss) if loss.pairs else [loss.name])
+        ]
+
+
+def _tap_model(model, layer_names, role):
+    """A model with `model`'s inputs whose outputs are its output then the named layers' outputs."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(
+            f"The {role} '{model.name}' is a subclassed model, whose intermediate layers cannot be "
+            "tapped. Hint, attention and rkd losses with layer pairs need a functional or Sequential "
+            f"{role} (built with keras.Input)."
+        )
+    known = [layer.name for layer in model.layers]
+    outputs = []
+    for name in layer_names:
+        if name not in known:
+            raise ValueError(
+                f"The {role} '{model.name}' has no layer named '{name}'. Its layers: {', '.join(known)}."
+            )
+        outputs.append(model.get_layer(name).output)
+    return keras.Model(inputs, [model.outputs[0], *outputs], name=f"{model.name}_taps")
+
+
+def _check_unique_names(distillation_losses):
+    seen = set()
+    for loss in distillation_losses:
+        if loss.name in seen:
+            raise ValueError(
+                f"Two distillation losses are named '{loss.name}'; the logs name each loss, so give "
+                "one of them another name=."
+            )
+        seen.add(loss.name)
+
+
+def _check_teacher_weights(weights, count):
+    if weights is None:
+        return tuple([1.0 / count] * count)
+    if not isinstance(weights, (list, tuple)) or len(weights) != count:
+        raise ValueError(f"teacher_weights needs one number per teacher ({count}); got {weights!r}.")
+    checked = [losses_lib.check_weight(w, "each teacher weight") for w in weights]
+    if sum(checked) <= 0:
+        raise ValueError(f"teacher_weights must not all be 0; got {weights!r}.")
+    return tuple(w / sum(checked) for w in checked)
 
 
 def _check_model(model, role):
@@ -302,7 +582,7 @@ def _input_shape(model):
     return tuple(inputs[0].shape[1:])
 
 
-def _check_same_inputs(teacher, student):
+def _check_same_inputs(teacher, student, role="teacher"):
     teacher_shape, student_shape = _input_shape(teacher), _input_shape(student)
     if teacher_shape is None or student_shape is None:
         return
@@ -311,7 +591,7 @@ def _check_same_inputs(teacher, student):
     )
     if not compatible:
         raise ValueError(
-            f"The teacher takes inputs of shape {teacher_shape} but the student takes "
+            f"The {role} takes inputs of shape {teacher_shape} but the student takes "
             f"{student_shape}; the Distiller feeds both the same batch. Give the model "
             "that needs other inputs a Resizing/Reshape layer at its start."
         )
@@ -339,10 +619,10 @@ def _output_width(model, probe):
     return outputs[0].shape[-1] if outputs else None
 
 
-def _check_same_classes(teacher_width, student_width):
+def _check_same_classes(teacher_width, student_width, role="teacher"):
     if teacher_width is not None and student_width is not None and teacher_width != student_width:
         raise ValueError(
-            f"The teacher outputs {teacher_width} class scores but the student outputs "
+            f"The {role} outputs {teacher_width} class scores but the student outputs "
             f"{student_width}; both must score the same classes. Give the student a final "
             f"Dense({teacher_width}) layer."
         )

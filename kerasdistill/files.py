@@ -9,6 +9,7 @@ partial one.
 import contextlib
 import json
 import os
+import shutil
 import uuid
 
 
@@ -66,6 +67,42 @@ def atomic_path(path, overwrite=True):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+@contextlib.contextmanager
+def atomic_folder(path, overwrite=False):
+    """Yields a temporary folder to fill; renames it to `path` on success.
+
+    Used for artifacts that are folders (`tf.data.Dataset.save`). An existing
+    folder at `path` is replaced only with `overwrite=True`, and only after
+    the new one is complete.
+
+    Example:
+
+    ```python
+    with atomic_folder("export/teacher-cache") as tmp:
+        dataset.save(tmp)
+    ```
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it, or choose another path.")
+    parent = check_writable_folder(os.path.dirname(path))
+    stem = f".{os.path.basename(path)}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temporary = os.path.join(parent, stem + ".tmp")
+    os.makedirs(temporary)
+    try:
+        yield temporary
+        if os.path.exists(path):
+            retired = os.path.join(parent, stem + ".old")
+            os.replace(path, retired)
+            os.replace(temporary, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 def write_bytes(path, data, overwrite=True):

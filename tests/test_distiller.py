@@ -72,7 +72,7 @@ def test_no_gradient_and_no_optimizer_state_reach_the_teacher(trained_teacher, s
     x = tf.constant(digits.train.x[:16])
     with tf.GradientTape() as tape:
         teacher_logits = distiller.teacher_logits(x)
-        total, _, _ = distiller.compute_losses(digits.train.y[:16], small_student(x, training=True), teacher_logits)
+        total = distiller.compute_losses(digits.train.y[:16], small_student(x, training=True), teacher_logits)["loss"]
     gradients = tape.gradient(total, trained_teacher.trainable_weights)
     assert all(g is None for g in gradients)
 
@@ -95,7 +95,7 @@ def test_keras_io_example_code_runs_unchanged(digits, trained_teacher, small_stu
     x = tf.constant(digits.test.x[:64])
     teacher_logits = distiller.teacher_logits(x)
     student_logits = small_student(x, training=False)
-    _, _, plain = distiller.compute_losses(None, student_logits, teacher_logits)
+    plain = distiller.compute_losses(None, student_logits, teacher_logits)["distillation_loss"]
     expected = kd.losses.SoftTargetKL(temperature=10)(teacher_logits, student_logits)
     assert float(plain) == pytest.approx(float(expected), rel=1e-4)
 
@@ -115,8 +115,9 @@ def test_softmax_teacher_is_read_as_probabilities_and_gives_the_same_loss(digits
     student = small_student(x, training=False)
     from_logits = logits_distiller.compute_losses(y, student, logits_distiller.teacher_logits(x))
     from_probs = probs_distiller.compute_losses(y, student, probs_distiller.teacher_logits(x))
-    for a, b in zip(from_logits, from_probs):
-        assert float(a) == pytest.approx(float(b), rel=1e-3, abs=1e-5)
+    assert from_logits.keys() == from_probs.keys() == {"loss", "student_loss", "distillation_loss"}
+    for key, value in from_logits.items():
+        assert float(value) == pytest.approx(float(from_probs[key]), rel=1e-3, abs=1e-5)
 
 
 def test_probabilities_declared_as_logits_are_refused(trained_teacher, small_student):
@@ -170,10 +171,9 @@ def test_evaluate_reports_the_mean_over_all_batches_not_the_last(digits, trained
     x, y = digits.test.x[:500], digits.test.y[:500]
     results = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)  # last batch has 52
     teacher_logits = distiller.teacher_logits(tf.constant(x))
-    total, student, distill = distiller.compute_losses(y, small_student(x, training=False), teacher_logits)
-    assert results["loss"] == pytest.approx(float(total), rel=1e-4)
-    assert results["student_loss"] == pytest.approx(float(student), rel=1e-4)
-    assert results["distillation_loss"] == pytest.approx(float(distill), rel=1e-4)
+    losses = distiller.compute_losses(y, small_student(x, training=False), teacher_logits)
+    for key in ("loss", "student_loss", "distillation_loss"):
+        assert results[key] == pytest.approx(float(losses[key]), rel=1e-4)
     assert results["student_loss"] == pytest.approx(
         float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, small_student(x))), rel=1e-4
     )

@@ -1,0 +1,196 @@
+"""Offline distillation: the teachers' outputs computed once, stored, reused.
+
+Running the teacher is usually the larger part of a distillation step. When
+the inputs are the same every epoch, their teacher outputs are too: compute
+them once with `cache_teacher_outputs`, keep them in memory or on disk
+(`tf.data.Dataset.save`), and train the `Distiller` on the cached dataset.
+It recognises the cached batches and does not run the teachers at all.
+
+A cache holds one pass over the data. Random augmentation before the cache
+is frozen into it (every epoch sees the same augmented images), and a random
+augmentation mapped over the cached dataset is wrong: the stored teacher
+outputs belong to the un-augmented inputs. With random augmentation, distill
+online.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from kerasdistill.backend import keras
+from kerasdistill.distiller import CACHED_LOGITS, Distiller, _check_model, _probe, _resolve_output_kind
+from kerasdistill.files import atomic_folder
+from kerasdistill.losses import logits_from
+
+
+def cache_teacher_outputs(
+    teacher,
+    data,
+    path=None,
+    batch_size=None,
+    shuffle=False,
+    seed=None,
+    overwrite=False,
+    teacher_outputs="auto",
+):
+    """Runs the teachers once over `data` and returns a dataset that carries their outputs.
+
+    Args:
+        teacher: a `Distiller` (its teachers and output kinds are used), a
+            `keras.Model`, or a list of models.
+        data: a `tf.data.Dataset` of batches `(x, y)`, `(x, y, sample_weight)`
+            or `x`, or arrays `(x, y)` / `x` (batched by `batch_size`).
+        path: a folder to save the cache to (`tf.data.Dataset.save`, written
+            atomically); None keeps it in memory.
+        batch_size: batch size of the returned dataset; default the batch
+            size of `data` (32 for arrays).
+        shuffle: reshuffle the cached samples every epoch.
+        seed: shuffling seed.
+        overwrite: replace an existing cache folder at `path`.
+        teacher_outputs: `"auto"`, `"logits"` or `"probabilities"` for models
+            given directly (a Distiller knows its own).
+
+    Returns:
+        A `tf.data.Dataset` of batches `(x, {"labels": y, "teacher_logits":
+        t})` (plus the sample weights when `data` has them), where `t` has
+        shape `(batch, teachers, classes)`. Pass it to `Distiller.fit`.
+
+    Example:
+
+    ```python
+    cached = kerasdistill.cache_teacher_outputs(distiller, train_ds, path="teacher-cache")
+    distiller.fit(cached, epochs=10)  # the teacher does not run again
+    ```
+    """
+    teachers, kinds = _teachers_and_kinds(teacher, teacher_outputs)
+    if path is not None and os.path.exists(path) and not overwrite:
+        raise FileExistsError(
+            f"A cache already exists at {os.path.abspath(path)}. Load it with "
+            "load_cached_teacher_outputs(path), pass overwrite=True to recompute it, or choose another path."
+        )
+    data, batch_size = _as_batched_dataset(data, batch_size)
+    _warn_if_random(data)
+
+    @tf.function
+    def teacher_logits(x):
+        return tf.stack([logits_from(m(x, training=False), k) for m, k in zip(teachers, kinds)], axis=1)
+
+    def attach(*element):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(element if len(element) > 1 else element[0])
+        targets = {CACHED_LOGITS: teacher_logits(x)}
+        if y is not None:
+            targets["labels"] = y
+        return (x, targets) if sample_weight is None else (x, targets, sample_weight)
+
+    cached = data.map(attach).unbatch()
+    if path is None:
+        cached = tf.data.Dataset.from_tensor_slices(_to_arrays(cached))
+    else:
+        with atomic_folder(path, overwrite=overwrite) as temporary:
+            cached.save(temporary)
+        cached = tf.data.Dataset.load(os.fspath(path))
+    return _batched(cached, batch_size, shuffle, seed)
+
+
+def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None):
+    """Loads a cache written by `cache_teacher_outputs(..., path=...)`.
+
+    Args:
+        path: the cache folder.
+        batch_size: batch size of the returned dataset.
+        shuffle: reshuffle the cached samples every epoch.
+        seed: shuffling seed.
+
+    Returns:
+        A `tf.data.Dataset` of batches for `Distiller.fit`.
+
+    Example:
+
+    ```python
+    cached = load_cached_teacher_outputs("teacher-cache", batch_size=64, shuffle=True)
+    ```
+    """
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"No teacher-output cache at {os.path.abspath(path)}. Create one with "
+            "cache_teacher_outputs(teacher, data, path=...)."
+        )
+    try:
+        dataset = tf.data.Dataset.load(os.fspath(path))
+    except (tf.errors.OpError, ValueError) as error:
+        raise ValueError(
+            f"{os.path.abspath(path)} is not a readable tf.data cache ({str(error).splitlines()[0]}). "
+            "Recreate it with cache_teacher_outputs(teacher, data, path=..., overwrite=True)."
+        ) from None
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) >= 2 and isinstance(spec[1], dict) and CACHED_LOGITS in spec[1]):
+        raise ValueError(
+            f"{os.path.abspath(path)} is a saved tf.data dataset but not a teacher-output cache (its "
+            f"elements have no '{CACHED_LOGITS}'). Create one with cache_teacher_outputs."
+        )
+    return _batched(dataset, batch_size, shuffle, seed)
+
+
+def _teachers_and_kinds(teacher, teacher_outputs):
+    if isinstance(teacher, Distiller):
+        return list(teacher.teachers), list(teacher.teacher_output_kinds)
+    teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+    if not teachers:
+        raise ValueError("teacher is an empty list; pass a Distiller, a teacher model or a list of them.")
+    kinds = []
+    for index, model in enumerate(teachers):
+        role = "teacher" if len(teachers) == 1 else f"teacher {index}"
+        _check_model(model, role)
+        kinds.append(_resolve_output_kind(model, teacher_outputs, _probe(model), role))
+    return teachers, kinds
+
+
+def _as_batched_dataset(data, batch_size):
+    if isinstance(data, tf.data.Dataset):
+        first = next(iter(data.take(1)), None)
+        if first is None:
+            raise ValueError("The dataset to cache is empty; check the pipeline that builds it.")
+        x = first[0] if isinstance(first, tuple) else first
+        if batch_size is None:
+            batch_size = int(tf.shape(tf.nest.flatten(x)[0])[0])
+        return data, batch_size
+    arrays = tuple(data) if isinstance(data, (list, tuple)) else (data,)
+    if not len(arrays[0]):
+        raise ValueError("The arrays to cache are empty.")
+    batch_size = batch_size or 32
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size), batch_size
+
+
+def _warn_if_random(data):
+    """Warns when two passes over the data give different first inputs."""
+    first, second = (next(iter(data.take(1))) for _ in range(2))
+    x1, x2 = (e[0] if isinstance(e, tuple) else e for e in (first, second))
+    same = all(
+        a.shape == b.shape and np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(tf.nest.flatten(x1), tf.nest.flatten(x2))
+    )
+    if not same:
+        warnings.warn(
+            "The dataset gives different inputs on each pass (random augmentation, or shuffling before "
+            "batching). The cache stores one pass: every epoch will see the same samples and teacher "
+            "outputs, so augmentation is frozen. Never map a random augmentation over the cached "
+            "dataset: its teacher outputs belong to the un-augmented inputs. With random augmentation, "
+            "distill online instead.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _to_arrays(dataset):
+    batches = [element for element in dataset.batch(4096).as_numpy_iterator()]
+    if not batches:
+        raise ValueError("The dataset to cache is empty; check the pipeline that builds it.")
+    return tf.nest.map_structure(lambda *parts: np.concatenate(parts, axis=0), *batches)
+
+
+def _batched(dataset, batch_size, shuffle, seed):
+    if shuffle:
+        dataset = dataset.shuffle(dataset.cardinality() if dataset.cardinality() > 0 else 10_000, seed=seed)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,96 @@
+"""Relational knowledge distillation (Park et al., CVPR 2019)."""
+
+import tensorflow as tf
+
+from kerasdistill.losses.base import DistillationLoss
+from kerasdistill.losses.features import check_pairs
+from kerasdistill.losses.registry import check_weight, register
+
+
+@register("rkd")
+class RelationalKD(DistillationLoss):
+    """RKD: the student copies the distances and angles between samples.
+
+    Distance term: pairwise Euclidean distances within the batch, each
+    divided by its mean, compared with the Huber (smooth L1) loss. Angle term:
+    the cosine of the angle at every triple of samples, compared likewise.
+    Embeddings of different widths are fine, since only relations are
+    compared. Needs batches of at least 3 samples.
+
+    Args:
+        pairs: `(teacher_layer, student_layer)` pairs of embedding layers
+            (features are flattened per sample); None compares the models'
+            outputs (logits).
+        distance_weight: weight of the distance term (the paper's 25).
+        angle_weight: weight of the angle term (the paper's 50).
+        weight: factor of this loss among several distillation losses.
+        name: name of the loss.
+        reduction: Keras reduction, `"sum_over_batch_size"` by default.
+
+    Returns:
+        The loss value (a scalar with the default reduction).
+
+    Example:
+
+    ```python
+    rkd = RelationalKD(pairs=[("teacher_embedding", "student_embedding")])
+    ```
+    """
+
+    def __init__(
+        self,
+        pairs=None,
+        distance_weight=25.0,
+        angle_weight=50.0,
+        weight=1.0,
+        name="rkd",
+        reduction="sum_over_batch_size",
+    ):
+        super().__init__(weight=weight, name=name, reduction=reduction)
+        self.pairs = check_pairs(pairs, name, allow_none=True)
+        self.distance_weight = check_weight(distance_weight, "distance_weight")
+        self.angle_weight = check_weight(angle_weight, "angle_weight")
+
+    def call(self, y_true, y_pred):
+        teacher = _flatten(y_true)
+        student = _flatten(y_pred)
+        distance = tf.reduce_mean(
+            _smooth_l1(_normalized_distances(student) - _normalized_distances(teacher)), axis=-1
+        )
+        angle = tf.reduce_mean(_smooth_l1(_angles(student) - _angles(teacher)), axis=[1, 2])
+        return self.distance_weight * distance + self.angle_weight * angle
+
+    def get_config(self):
+        return dict(
+            super().get_config(),
+            pairs=None if self.pairs is None else [list(p) for p in self.pairs],
+            distance_weight=self.distance_weight,
+            angle_weight=self.angle_weight,
+        )
+
+
+def _flatten(features):
+    features = tf.cast(features, tf.float32)
+    return tf.reshape(features, [tf.shape(features)[0], -1])
+
+
+def _normalized_distances(embeddings):
+    squared = tf.reduce_sum(tf.square(embeddings), axis=-1)
+    gram = tf.matmul(embeddings, embeddings, transpose_b=True)
+    squared_distances = tf.maximum(squared[:, None] + squared[None, :] - 2.0 * gram, 0.0)
+    positive = squared_distances > 1e-12
+    # sqrt has an infinite gradient at 0: the diagonal is kept out of it.
+    distances = tf.where(positive, tf.sqrt(tf.where(positive, squared_distances, 1.0)), 0.0)
+    mean = tf.reduce_sum(distances) / tf.maximum(tf.reduce_sum(tf.cast(positive, tf.float32)), 1.0)
+    return distances / tf.maximum(mean, 1e-12)
+
+
+def _angles(embeddings):
+    """cos of the angle at i between j and k, for every (i, j, k): shape (B, B, B)."""
+    differences = tf.math.l2_normalize(embeddings[None, :, :] - embeddings[:, None, :], axis=-1)
+    return tf.einsum("ijd,ikd->ijk", differences, differences)
+
+
+def _smooth_l1(x):
+    absolute = tf.abs(x)
+    return tf.where(absolute < 1.0, 0.5 * tf.square(x), absolute - 0.5)
