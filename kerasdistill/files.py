@@ -35,9 +35,9 @@ def check_writable_folder(folder):
 def atomic_path(path, overwrite=True):
     """Yields a temporary path to write; renames it to `path` on success.
 
-    The temporary name keeps `path`'s extension (Keras insists on `.keras`)
-    and lives in the same folder, so the final rename never crosses file
-    systems.
+    The temporary name ends with `path`'s name (Keras insists on `.keras`
+    and `.weights.h5`) and lives in the same folder, so the final rename
+    never crosses file systems.
 
     Args:
         path: the final path.
@@ -55,8 +55,7 @@ def atomic_path(path, overwrite=True):
         raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it, or choose another path.")
     folder = check_writable_folder(os.path.dirname(path))
     name = os.path.basename(path)
-    suffix = os.path.splitext(name)[1]
-    temporary = os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}")
     try:
         yield temporary
         if not os.path.exists(temporary):

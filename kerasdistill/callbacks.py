@@ -1,0 +1,116 @@
+"""Callbacks that keep long runs safe: crash-proof backups."""
+
+import json
+import os
+
+from kerasdistill.backend import keras
+from kerasdistill.distribute import is_chief
+from kerasdistill.files import atomic_path, write_json
+
+STATE_FILE = "training_state.json"
+
+
+class BackupAndRestore(keras.callbacks.Callback):
+    """Backs up training at every epoch end and resumes from it after a crash.
+
+    Same use as `keras.callbacks.BackupAndRestore`, but safe against a kill
+    at any instant and under several workers:
+
+    - the weights go to a new file, written under a temporary name and
+      renamed into place; then a small state file naming that weights file
+      and the epoch is replaced atomically. A crash at any point leaves a
+      state file that names complete weights of the epoch it records.
+      (Keras' own callback rewrites one weights file in place, then the
+      epoch: a kill in between resumes from mismatched or truncated files.)
+    - with `MultiWorkerMirroredStrategy` only the chief writes (the replicas
+      hold the same weights); every worker restores from the chief's backup,
+      so `backup_dir` must be on storage all workers see.
+
+    Restarting the same `fit` call with the same `backup_dir` resumes at the
+    first unfinished epoch, with the weights and optimizer state of the last
+    finished one. The backup is deleted when `fit` completes, unless
+    `delete_on_success=False`.
+
+    Args:
+        backup_dir: folder of the backup (created if needed).
+        delete_on_success: remove the backup once training completes.
+
+    Returns:
+        A `keras.callbacks.Callback`.
+
+    Example:
+
+    ```python
+    distiller.fit(train_ds, epochs=50, callbacks=[BackupAndRestore("runs/backup")])
+    # killed at epoch 31? run the same line again: it goes on from epoch 31.
+    ```
+    """
+
+    def __init__(self, backup_dir, delete_on_success=True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("BackupAndRestore needs a backup_dir, e.g. 'runs/backup'.")
+        self.backup_dir = os.path.abspath(os.fspath(backup_dir))
+        self.delete_on_success = delete_on_success
+        self.restored_epoch = 0
+
+    @property
+    def state_path(self):
+        return os.path.join(self.backup_dir, STATE_FILE)
+
+    def on_train_begin(self, logs=None):
+        state = read_state(self.backup_dir)
+        if state is None:
+            return
+        model = self.model
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+        self.restored_epoch = state["epoch"]
+        model._initial_epoch = state["epoch"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # fit has read the restored epoch; a later fit of the same model must
+        # not start there again.
+        self.model._initial_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not is_chief(self.model.distribute_strategy):
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights = f"epoch-{epoch + 1:05d}.weights.h5"
+        with atomic_path(os.path.join(self.backup_dir, weights)) as temporary:
+            self.model.save_weights(temporary)
+        write_json(self.state_path, {"epoch": epoch + 1, "weights": weights})
+        for name in os.listdir(self.backup_dir):
+            if name.endswith(".weights.h5") and name != weights:
+                os.remove(os.path.join(self.backup_dir, name))
+
+    def on_train_end(self, logs=None):
+        if self.delete_on_success and is_chief(self.model.distribute_strategy) and os.path.isdir(self.backup_dir):
+            for name in os.listdir(self.backup_dir):
+                if name == STATE_FILE or name.endswith(".weights.h5"):
+                    os.remove(os.path.join(self.backup_dir, name))
+            if not os.listdir(self.backup_dir):
+                os.rmdir(self.backup_dir)
+
+
+def read_state(backup_dir):
+    """The `{"epoch", "weights"}` state of a backup, or None when there is none."""
+    path = os.path.join(backup_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        try:
+            state = json.load(handle)
+        except ValueError:
+            raise ValueError(
+                f"The backup state {path} is not valid JSON; it was not written by kerasdistill. "
+                "Delete the backup folder to start over."
+            ) from None
+    if not os.path.exists(os.path.join(backup_dir, state.get("weights", ""))):
+        raise FileNotFoundError(
+            f"The backup state {path} names {state.get('weights')!r}, which is missing. Delete the "
+            "backup folder to start over."
+        )
+    return state
