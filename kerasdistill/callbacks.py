@@ -1,6 +1,7 @@
-"""Callbacks that keep long runs safe: crash-proof backups."""
+"""Callbacks that keep long runs safe: crash-proof backups, a stop at non-finite losses."""
 
 import json
+import math
 import os
 
 from kerasdistill.backend import keras
@@ -114,3 +115,54 @@ def read_state(backup_dir):
             "backup folder to start over."
         )
     return state
+
+
+class NonFiniteLossError(ArithmeticError):
+    """Training produced a NaN or infinite loss; raised by `StopOnNonFinite`."""
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss, naming the term.
+
+    Unlike `keras.callbacks.TerminateOnNaN`, it raises a `NonFiniteLossError`
+    naming the epoch, the step and every non-finite term (`student_loss`,
+    `distillation_loss`, a method such as `hint_relu1_relu2`), so no
+    `on_train_end` runs: a `BackupAndRestore` backup of the last finished
+    epoch is kept, not deleted. `Distiller.fit` adds it by default.
+
+    Returns:
+        A `keras.callbacks.Callback`.
+
+    Example:
+
+    ```python
+    model.fit(train_ds, epochs=10, callbacks=[StopOnNonFinite()])
+    ```
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        loss = logs.get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        bad = {k: float(v) for k, v in logs.items() if _is_scalar(v) and not math.isfinite(float(v))}
+        fine = {k: round(float(v), 6) for k, v in logs.items() if _is_scalar(v) and math.isfinite(float(v))}
+        terms = [k for k in bad if k != "loss"] or ["loss"]
+        raise NonFiniteLossError(
+            f"Training stopped at epoch {getattr(self, 'epoch', 0) + 1}, step {batch + 1}: non-finite "
+            f"{', '.join(f'{k}={bad[k]}' for k in terms)} (finite: {fine or 'none'}). The weights of the "
+            "last finished epoch are kept in any BackupAndRestore folder. Usual fixes: a lower learning "
+            "rate, gradient clipping (optimizer clipnorm=1.0), inputs scaled to a small range, a smaller "
+            "weight on the named loss, or loss scaling (mixed_float16) left on."
+        )
+
+
+def _is_scalar(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -4,7 +4,19 @@ import argparse
 import os
 import sys
 
+from kerasdistill.distribute import PRECISIONS, STRATEGIES
 from kerasdistill.export.tflite import QUANTIZATIONS
+
+# Command-line flags of `run` and the config keys they override.
+RUN_OVERRIDES = {
+    "epochs": ("training", "epochs"),
+    "seed": ("training", "seed"),
+    "batch_size": ("training", "batch_size"),
+    "strategy": ("training", "strategy"),
+    "precision": ("training", "precision"),
+    "alpha": ("distillation", "alpha"),
+    "temperature": ("distillation", "temperature"),
+}
 
 
 def _positive_int(text):
@@ -42,17 +54,24 @@ def build_parser():
             "Models and report.json go to OUTPUT/NAME."
         ),
     )
-    run.add_argument("--epochs", type=_positive_int, default=5, help="epochs for each model (default: 5)")
-    run.add_argument("--seed", type=int, default=0, help="seed of split, initial weights and shuffling (default: 0)")
+    run.add_argument("--config", default=None, help="a YAML pipeline config (see `kerasdistill init`)")
+    run.add_argument("--epochs", type=_positive_int, default=None, help="epochs for each model (default: 5)")
+    run.add_argument("--seed", type=int, default=None, help="seed of split, initial weights and shuffling (default: 0)")
     run.add_argument("--output", default="export", help="folder for the run's folder (default: export)")
     run.add_argument("--name", default=None, help="name of the run's folder (default: run-<UTC timestamp>)")
-    run.add_argument("--alpha", type=_float_in(0.0, 1.0), default=0.1, help="weight of the label loss (default: 0.1)")
+    run.add_argument("--alpha", type=_float_in(0.0, 1.0), default=None, help="weight of the label loss (default: 0.1)")
     run.add_argument(
-        "--temperature", type=_float_in(0.0, None, low_open=True), default=4.0, help="temperature (default: 4)"
+        "--temperature", type=_float_in(0.0, None, low_open=True), default=None, help="temperature (default: 4)"
     )
-    run.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default: 64)")
+    run.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default: 64)")
+    run.add_argument("--strategy", choices=STRATEGIES, default=None, help="tf.distribute strategy (default: none)")
+    run.add_argument("--precision", choices=PRECISIONS, default=None, help="dtype policy (default: float32)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into an existing run folder")
     run.add_argument("--quiet", action="store_true", help="print only errors")
+
+    init = commands.add_parser("init", help="write a commented example pipeline config")
+    init.add_argument("path", nargs="?", default="pipeline.yaml", help="where to write it (default: pipeline.yaml)")
+    init.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
     export = commands.add_parser(
         "export",
@@ -86,8 +105,7 @@ def build_parser():
 
 
 def _export(args):
-    from kerasdistill import data
-    from kerasdistill.backend import keras
+    from kerasdistill import data, files
     from kerasdistill.export import to_tflite
 
     if not os.path.isfile(args.model):
@@ -101,7 +119,7 @@ def _export(args):
     calibration = None
     if args.calibration_data is not None:
         calibration, _ = data.load_arrays(args.calibration_data, split="train", need_labels=False)
-    model = keras.models.load_model(args.model, safe_mode=True)
+    model = files.load_model(args.model)
     result = to_tflite(
         model,
         output,
@@ -118,12 +136,11 @@ def _export(args):
 def _evaluate(args):
     import json
 
-    from kerasdistill import data
-    from kerasdistill.backend import keras
+    from kerasdistill import data, files
     from kerasdistill.export import evaluate_tflite
 
     x, y = data.load_arrays(args.data, split="test")
-    keras_model = keras.models.load_model(args.keras_model, safe_mode=True) if args.keras_model else None
+    keras_model = files.load_model(args.keras_model) if args.keras_model else None
     report = evaluate_tflite(args.tflite, (x, y), keras_model=keras_model, num_threads=args.threads)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -132,6 +149,24 @@ def _evaluate(args):
     print(f"  accuracy {report['accuracy']:.4f} on {len(x)} samples; latency {report['latency_ms']:.3f} ms/image")
     if keras_model is not None:
         print(f"  agreement with the Keras model {report['agreement']:.4f}; max |diff| {report['max_abs_diff']:.3g}")
+
+
+def _run_config(args):
+    from kerasdistill import config
+
+    resolved = config.load(args.config) if args.config else config.defaults()
+    for flag, (section, key) in RUN_OVERRIDES.items():
+        value = getattr(args, flag)
+        if value is not None:
+            resolved[section][key] = value
+    return resolved
+
+
+def _init(args):
+    from kerasdistill import config, files
+
+    files.write_bytes(args.path, config.example().encode("utf-8"), overwrite=args.overwrite)
+    print(f"Wrote {args.path}; edit it, then run `kerasdistill run --config {args.path}`.")
 
 
 def main(argv=None):
@@ -143,19 +178,11 @@ def main(argv=None):
             _export(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "init":
+            _init(args)
         elif args.command == "run":
-            pipeline.run_default(
-                output=args.output,
-                name=args.name,
-                epochs=args.epochs,
-                seed=args.seed,
-                alpha=args.alpha,
-                temperature=args.temperature,
-                batch_size=args.batch_size,
-                overwrite=args.overwrite,
-                verbose=not args.quiet,
-            )
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, PermissionError) as error:
+            pipeline.run(_run_config(args), output=args.output, name=args.name, overwrite=args.overwrite, verbose=not args.quiet)
+    except (ValueError, TypeError, OSError, ArithmeticError) as error:
         print(f"kerasdistill {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -125,3 +125,42 @@ def load_arrays(source, split="test", need_labels=True):
             wanted = "'x' and 'y'" if need_labels else "'x'"
             raise ValueError(f"{source} must hold arrays {wanted}; it holds {sorted(keys)}.")
         return arrays["x"], arrays["y"] if "y" in keys else None
+
+
+def load_npz_splits(path, validation_size=500, seed=0):
+    """Train / validation / test `Splits` from an `.npz` file.
+
+    Args:
+        path: an `.npz` file holding `x_train`, `y_train`, `x_test` and
+            `y_test` (inputs as numbers, labels as class indices 0..C-1).
+        validation_size: samples moved, at random, from training to validation.
+        seed: seed of that random choice.
+
+    Returns:
+        `Splits(train, val, test, num_classes)`.
+
+    Example:
+
+    ```python
+    np.savez("mine.npz", x_train=x1, y_train=y1, x_test=x2, y_test=y2)
+    splits = load_npz_splits("mine.npz", validation_size=200)
+    ```
+    """
+    wanted = ("x_train", "y_train", "x_test", "y_test")
+    with np.load(path, allow_pickle=False) as arrays:
+        missing = [k for k in wanted if k not in arrays.files]
+        if missing:
+            raise ValueError(f"{path} lacks arrays {', '.join(missing)}; it must hold {', '.join(wanted)} (it holds {sorted(arrays.files)}).")
+        x, y, x_test, y_test = (arrays[k] for k in wanted)
+    if len(x) != len(y) or len(x_test) != len(y_test):
+        raise ValueError(f"{path}: x_train/y_train or x_test/y_test differ in length; give one label per sample.")
+    if not 0 < validation_size < len(x):
+        raise ValueError(f"data.validation_size must be in [1, {len(x) - 1}] for {len(x)} training samples; got {validation_size}.")
+    if x.ndim == 3:
+        x, x_test = x[..., None], x_test[..., None]
+    x, x_test = x.astype(np.float32), x_test.astype(np.float32)
+    y, y_test = y.astype(np.int32).reshape(-1), y_test.astype(np.int32).reshape(-1)
+    classes = int(max(y.max(), y_test.max())) + 1
+    index = np.random.default_rng(seed).permutation(len(x))
+    val, train = index[:validation_size], index[validation_size:]
+    return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x_test, y_test), classes)

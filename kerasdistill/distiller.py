@@ -8,6 +8,7 @@ import tensorflow as tf
 from kerasdistill import losses as losses_lib
 from kerasdistill.adapters import FeatureAdapter, needs_adapter
 from kerasdistill.backend import KERAS_3, keras, register_serializable
+from kerasdistill.callbacks import StopOnNonFinite
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
 TEACHER_COMBINATIONS = ("probabilities", "logits")
@@ -453,13 +454,28 @@ class Distiller(keras.Model):
                 f"distillation_loss_fn=..., alpha=..., temperature=...) before {method}()."
             )
 
-    def fit(self, *args, **kwargs):
-        self._require_compiled("fit")
-        return super().fit(*args, **kwargs)
+    def fit(self, x=None, y=None, *args, stop_on_non_finite=True, **kwargs):
+        """`keras.Model.fit`, with the data checked before the first step.
 
-    def evaluate(self, *args, **kwargs):
+        Inputs whose shape or dtype the models cannot take, labels outside
+        the student's classes and empty data are refused with a message
+        that says what to change. With `stop_on_non_finite` (the default) a
+        `kerasdistill.callbacks.StopOnNonFinite` callback stops training at
+        the first NaN or infinite loss, naming the loss term.
+        """
+        self._require_compiled("fit")
+        _check_data(x, y, self.student, "training")
+        if stop_on_non_finite and not args:
+            callbacks = list(kwargs.get("callbacks") or [])
+            if not any(isinstance(c, StopOnNonFinite) for c in callbacks):
+                callbacks.append(StopOnNonFinite())
+            kwargs["callbacks"] = callbacks
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
         self._require_compiled("evaluate")
-        return super().evaluate(*args, **kwargs)
+        _check_data(x, y, self.student, "evaluation")
+        return super().evaluate(x, y, *args, **kwargs)
 
     def train_on_batch(self, *args, **kwargs):
         self._require_compiled("train_on_batch")
@@ -549,6 +565,62 @@ def _tap_model(model, layer_names, role):
             )
         outputs.append(model.get_layer(name).output)
     return keras.Model(inputs, [model.outputs[0], *outputs], name=f"{model.name}_taps")
+
+
+def _check_data(x, y, student, purpose):
+    """Refuses, before any step runs, data the models cannot learn from."""
+    if isinstance(x, tf.data.Dataset):
+        if x.cardinality() == 0:
+            raise ValueError(f"The {purpose} dataset is empty (0 batches); check the pipeline that builds it.")
+        first = next(iter(x.take(1)), None)
+        if first is None:
+            raise ValueError(f"The {purpose} dataset is empty; check the pipeline that builds it.")
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(first)
+        if isinstance(y, dict):
+            y = y.get("labels")
+    elif x is None or isinstance(x, dict) or not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
+        return
+    if isinstance(x, (list, tuple)):
+        return
+    x = np.asarray(x)
+    if x.shape[0] == 0:
+        raise ValueError(f"The {purpose} inputs are empty (0 samples); pass at least one batch of data.")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise TypeError(
+            f"The {purpose} inputs have dtype {x.dtype}; the models need numbers. Convert them, "
+            "e.g. x.astype('float32'), or decode images first."
+        )
+    expected = _input_shape(student)
+    if expected is not None:
+        got = tuple(x.shape[1:])
+        if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+            hint = " Add the channel axis with x[..., None]." if got == tuple(expected[:-1]) else ""
+            raise ValueError(
+                f"The {purpose} inputs have shape {got} per sample but the models take {expected}. "
+                f"Resize or reshape the data (keras.layers.Resizing, tf.image.resize).{hint}"
+            )
+    if y is not None and not isinstance(y, dict):
+        _check_labels(np.asarray(y), _output_width(student, None), purpose)
+
+
+def _check_labels(y, classes, purpose):
+    if classes is None or y.size == 0 or not np.issubdtype(y.dtype, np.number):
+        return
+    if y.ndim == 2 and y.shape[1] == classes and classes != 1:
+        return
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise ValueError(
+            f"The {purpose} labels have shape {y.shape[1:]} per sample: neither a class index (shape () or "
+            f"(1,)) nor a one-hot row of the student's {classes} classes. Pass class indices, or one-hot "
+            f"rows of width {classes} (keras.utils.to_categorical(y, {classes}))."
+        )
+    low, high = float(np.min(y)), float(np.max(y))
+    if low < 0 or high >= classes or not np.all(np.equal(np.mod(y, 1), 0)):
+        raise ValueError(
+            f"The {purpose} labels must be class indices in [0, {classes}) (the student outputs {classes} "
+            f"scores); they range over [{low:g}, {high:g}]. Re-encode them (e.g. np.unique(y, "
+            "return_inverse=True)), or give the models as many outputs as there are classes."
+        )
 
 
 def _check_unique_names(distillation_losses):

