@@ -34,9 +34,15 @@ setup(
         "numpy>=1.26",
         # Pipeline configs, read with yaml.safe_load only.
         "PyYAML>=6",
+        # Automatic choice of temperature, alpha and method.
+        "keras-tuner>=1.4.7,<2",
+        # Report plots, TensorBoard logs.
+        "matplotlib>=3.7",
+        "tensorboard>=2.20,<2.22",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # The tests execute every example notebook.
+        "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
     },
     entry_points={"console_scripts": ["kerasdistill=kerasdistill.cli:main"]},
     classifiers=[

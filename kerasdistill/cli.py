@@ -66,6 +66,8 @@ def build_parser():
     run.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default: 64)")
     run.add_argument("--strategy", choices=STRATEGIES, default=None, help="tf.distribute strategy (default: none)")
     run.add_argument("--precision", choices=PRECISIONS, default=None, help="dtype policy (default: float32)")
+    run.add_argument("--tune", action="store_true", help="search temperature, alpha and method with KerasTuner")
+    run.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs into the run folder")
     run.add_argument("--overwrite", action="store_true", help="allow writing into an existing run folder")
     run.add_argument("--quiet", action="store_true", help="print only errors")
 
@@ -159,7 +161,11 @@ def _run_config(args):
         value = getattr(args, flag)
         if value is not None:
             resolved[section][key] = value
-    return resolved
+    if args.tune:
+        resolved["tune"]["enabled"] = True
+    if args.tensorboard:
+        resolved["report"]["tensorboard"] = True
+    return config.validate(resolved)
 
 
 def _init(args):

@@ -12,7 +12,8 @@ from kerasdistill import models
 from kerasdistill.distribute import PRECISIONS, STRATEGIES
 from kerasdistill.export.tflite import QUANTIZATIONS
 
-DATA_SOURCES = ("embedded", "npz")
+DATA_SOURCES = ("embedded", "npz", "image_folder", "tfds")
+BACKBONE_PREFIX = "backbone:"
 
 
 def _choice(options):
@@ -39,21 +40,83 @@ def _number(low=None, high=None, low_open=False, whole=False):
 
 
 def _model(key, value):
+    from kerasdistill.transfer import BACKBONES
+
+    choices = f"a built-in model ({', '.join(models.BUILTIN)}), backbone:NAME ({', '.join(BACKBONES)}) or a .keras file"
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} must be a built-in model name ({', '.join(models.BUILTIN)}) or a .keras file; got {value!r}.")
+        raise ValueError(f"{key} must be {choices}; got {value!r}.")
     if value.endswith(".keras"):
         if not os.path.isfile(value):
             raise FileNotFoundError(f"{key} names the file {value!r}, which does not exist. Give the path of a saved .keras model.")
         return value
+    if value.startswith(BACKBONE_PREFIX):
+        if value[len(BACKBONE_PREFIX) :] not in BACKBONES:
+            raise ValueError(f"{key} names an unknown backbone {value!r}; known backbones: {', '.join(BACKBONES)}.")
+        return value
     if value not in models.BUILTIN:
-        raise ValueError(f"{key} is {value!r}: not a built-in model ({', '.join(models.BUILTIN)}) nor a .keras file.")
+        raise ValueError(f"{key} is {value!r}: it must be {choices}.")
     return value
 
 
-def _optional_file(key, value):
-    if value is not None and (not isinstance(value, str) or not os.path.isfile(value)):
-        raise FileNotFoundError(f"{key} names {value!r}, which is not a file. Give the path of an existing file.")
+def _optional_path(key, value):
+    if value is not None and (not isinstance(value, str) or not os.path.exists(value)):
+        raise FileNotFoundError(f"{key} names {value!r}, which does not exist. Give the path of an existing file or folder.")
     return value
+
+
+def _optional_text(key, value):
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"{key} must be a non-empty string or null; got {value!r}.")
+    return value
+
+
+def _flag(key, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false; got {value!r}.")
+    return value
+
+
+def _image_size(key, value):
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ValueError(f"{key} must be [height, width] in pixels, e.g. [96, 96], or null; got {value!r}.")
+    return value
+
+
+def _weights(key, value):
+    if value not in ("imagenet", None) and not (isinstance(value, str) and os.path.isfile(value)):
+        raise ValueError(f"{key} must be imagenet, null (random) or an existing weights file; got {value!r}.")
+    return value
+
+
+def _search_space(low, high, low_open):
+    def check(key, value):
+        from kerasdistill.tune import _check_space
+
+        if isinstance(value, dict) and set(value) != {"low", "high"}:
+            raise ValueError(f"{key} as a range is {{low: ..., high: ...}}; got {value!r}.")
+        try:
+            _check_space(key, search_space(value), low, high, low_open)
+        except ValueError as error:
+            raise ValueError(f"{error} (a list of values, or {{low: ..., high: ...}})") from None
+        return value
+
+    return check
+
+
+def search_space(value):
+    """A config's `{low, high}` range as the `(low, high)` tuple `tune` takes; lists stay lists."""
+    return (value["low"], value["high"]) if isinstance(value, dict) else value
+
+
+def _methods(key, value):
+    from kerasdistill.tune import _check_methods
+
+    try:
+        return _check_methods(value)
+    except ValueError as error:
+        raise ValueError(f"{key}: {error}") from None
 
 
 def _losses(key, value):
@@ -79,12 +142,24 @@ def _quantizations(key, value):
 
 SCHEMA = {
     "data": {
-        "source": ("embedded", _choice(DATA_SOURCES), "embedded (5,000 real MNIST digits) or npz"),
-        "path": (None, _optional_file, "the .npz file (arrays x_train, y_train, x_test, y_test)"),
-        "validation_size": (500, _number(1, whole=True), "samples held out of training for validation"),
+        "source": ("embedded", _choice(DATA_SOURCES), "embedded (5,000 real MNIST digits), npz, image_folder or tfds"),
+        "path": (None, _optional_path, "npz: the file (x_train, y_train, x_test, y_test); image_folder: the folder"),
+        "name": (None, _optional_text, "tfds: the dataset name, e.g. mnist or tf_flowers"),
+        "data_dir": (None, _optional_text, "tfds: its data_dir (prepared beforehand; nothing is downloaded)"),
+        "train_split": ("train", _optional_text, "tfds: the training split"),
+        "test_split": ("test", _optional_text, "tfds: the test split"),
+        "image_size": (None, _image_size, "image_folder/tfds: resize to [height, width]; null keeps the size"),
+        "validation_size": (500, _number(0.0, low_open=True), "held out of training: a count, or a fraction below 1"),
+        "test_fraction": (0.2, _number(0.0, 0.9, low_open=True), "image_folder without train/ and test/ folders: test share"),
     },
-    "teacher": {"model": ("convnet_teacher", _model, "a built-in model name or a saved .keras teacher")},
-    "student": {"model": ("convnet_student", _model, "a built-in model name or a saved (untrained) .keras student")},
+    "teacher": {
+        "model": ("convnet_teacher", _model, "a built-in model, backbone:NAME (fine-tuned head) or a saved .keras teacher"),
+        "weights": ("imagenet", _weights, "backbone teachers: imagenet, null or a weights file"),
+    },
+    "student": {
+        "model": ("convnet_student", _model, "a built-in model, backbone:NAME or a saved (untrained) .keras student"),
+        "weights": (None, _weights, "backbone students: imagenet, null or a weights file"),
+    },
     "distillation": {
         "losses": (["soft_target_kl"], _losses, "distillation losses by name, or {name, config} entries"),
         "alpha": (0.1, _number(0.0, 1.0), "weight of the label loss, in [0, 1]"),
@@ -97,6 +172,18 @@ SCHEMA = {
         "seed": (0, _number(0, whole=True), "seed of split, initial weights and shuffling"),
         "strategy": ("none", _choice(STRATEGIES), "tf.distribute strategy"),
         "precision": ("float32", _choice(PRECISIONS), "Keras dtype policy"),
+    },
+    "tune": {
+        "enabled": (False, _flag, "search temperature, alpha and method with KerasTuner (or pass --tune)"),
+        "max_trials": (6, _number(1, whole=True), "settings tried"),
+        "epochs": (None, lambda k, v: v if v is None else _number(1, whole=True)(k, v), "epochs per trial (null: training.epochs)"),
+        "temperature": ({"low": 1.0, "high": 10.0}, _search_space(0.0, None, True), "a list of values, or {low, high}"),
+        "alpha": ({"low": 0.0, "high": 1.0}, _search_space(0.0, 1.0, False), "a list of values, or {low, high}, in [0, 1]"),
+        "methods": (["soft_target_kl", "dkd"], _methods, "output losses to choose from"),
+    },
+    "report": {
+        "plots": (True, _flag, "PNG plots: training curves, accuracy vs size and latency, tuning trials"),
+        "tensorboard": (False, _flag, "TensorBoard logs in the run folder (or pass --tensorboard)"),
     },
     "export": {"quantizations": (["float32", "int8"], _quantizations, ".tflite variants of the student")},
 }
@@ -128,8 +215,11 @@ def validate(config):
                 f"'{section}': {', '.join(keys)}."
             )
         resolved[section] = {key: check(f"{section}.{key}", given.get(key, default)) for key, (default, check, _) in keys.items()}
-    if resolved["data"]["source"] == "npz" and resolved["data"]["path"] is None:
-        raise ValueError("data.source is npz but data.path is missing; give the .npz file (arrays x_train, y_train, x_test, y_test).")
+    data = resolved["data"]
+    if data["source"] in ("npz", "image_folder") and data["path"] is None:
+        raise ValueError(f"data.source is {data['source']} but data.path is missing; give the .npz file or the image folder.")
+    if data["source"] == "tfds" and data["name"] is None:
+        raise ValueError("data.source is tfds but data.name is missing; give a tfds dataset name, e.g. mnist.")
     return resolved
 
 
@@ -162,8 +252,6 @@ def example():
 
 
 def _yaml_value(value):
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return str(value)
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()

@@ -133,7 +133,8 @@ def load_npz_splits(path, validation_size=500, seed=0):
     Args:
         path: an `.npz` file holding `x_train`, `y_train`, `x_test` and
             `y_test` (inputs as numbers, labels as class indices 0..C-1).
-        validation_size: samples moved, at random, from training to validation.
+        validation_size: moved at random from training to validation: a
+            count, or a fraction below 1.
         seed: seed of that random choice.
 
     Returns:
@@ -154,13 +155,138 @@ def load_npz_splits(path, validation_size=500, seed=0):
         x, y, x_test, y_test = (arrays[k] for k in wanted)
     if len(x) != len(y) or len(x_test) != len(y_test):
         raise ValueError(f"{path}: x_train/y_train or x_test/y_test differ in length; give one label per sample.")
-    if not 0 < validation_size < len(x):
-        raise ValueError(f"data.validation_size must be in [1, {len(x) - 1}] for {len(x)} training samples; got {validation_size}.")
     if x.ndim == 3:
         x, x_test = x[..., None], x_test[..., None]
+    return _with_validation(x, y, x_test, y_test, validation_size, seed)
+
+
+def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=0.2, seed=0):
+    """Splits from a folder of images in one sub-folder per class.
+
+    With `train/` and `test/` sub-folders (each holding the class folders)
+    those are used; otherwise `test_fraction` of the images is held out for
+    testing. Reading, decoding and resizing go through
+    `keras.utils.image_dataset_from_directory` (a `tf.data` pipeline); the
+    decoded images are kept in memory as float32 in [0, 255].
+
+    Args:
+        path: the folder.
+        image_size: `[height, width]`; default the size of the first image.
+        validation_size: held out of training: a count, or a fraction below 1.
+        test_fraction: share of the images held out for testing when there
+            are no `train/` and `test/` folders.
+        seed: seed of the splits.
+
+    Returns:
+        `Splits(train, val, test, num_classes)`; the class names, sorted,
+        are the folder names.
+
+    Example:
+
+    ```python
+    splits = load_image_folder("flowers/", image_size=[96, 96])
+    ```
+    """
+
+    from kerasdistill.backend import keras
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"No image folder at {path}; give a folder holding one sub-folder of images per class.")
+    image_size = tuple(image_size) if image_size else _first_image_size(path)
+    options = dict(labels="inferred", label_mode="int", image_size=image_size, batch_size=None, seed=seed)
+    try:
+        if os.path.isdir(os.path.join(path, "train")) and os.path.isdir(os.path.join(path, "test")):
+            train = keras.utils.image_dataset_from_directory(os.path.join(path, "train"), shuffle=False, **options)
+            test = keras.utils.image_dataset_from_directory(os.path.join(path, "test"), shuffle=False, **options)
+        else:
+            train, test = keras.utils.image_dataset_from_directory(
+                path, validation_split=test_fraction, subset="both", shuffle=True, **options
+            )
+    except ValueError as error:
+        raise ValueError(f"Cannot read images from {path}: {error} Put the images in one sub-folder per class.") from None
+    x, y = _to_arrays(train.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+    x_test, y_test = _to_arrays(test.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+    return _with_validation(x, y, x_test, y_test, validation_size, seed)
+
+
+def load_tfds(name, data_dir=None, train_split="train", test_split="test", image_size=None, validation_size=0.1, seed=0):
+    """Splits from a TensorFlow Datasets dataset that is already prepared.
+
+    Nothing is downloaded (`download=False`): a dataset missing from
+    `data_dir` is an error that says how to prepare it. Images are resized
+    with `tf.image.resize` in the `tf.data` pipeline when `image_size` is
+    given, and kept in memory as float32 in [0, 255].
+
+    Args:
+        name: the tfds name, e.g. `"mnist"` or `"tf_flowers"`.
+        data_dir: where it was prepared (tfds' default when None).
+        train_split: the split to train on.
+        test_split: the split to test on.
+        image_size: `[height, width]`, or None to keep the size.
+        validation_size: held out of training: a count, or a fraction below 1.
+        seed: seed of the validation split.
+
+    Returns:
+        `Splits(train, val, test, num_classes)`.
+
+    Example:
+
+    ```python
+    splits = load_tfds("mnist", data_dir="~/tensorflow_datasets")
+    ```
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        (train, test), info = tfds.load(
+            name, split=[train_split, test_split], data_dir=data_dir, as_supervised=True, with_info=True, download=False
+        )
+    except Exception as error:  # tfds raises assorted types for a missing dataset
+        raise FileNotFoundError(
+            f"The tfds dataset '{name}' is not prepared in {data_dir or 'tfds’ default data_dir'} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]}). Nothing is downloaded at run time: prepare it where there is "
+            f"internet (tfds.load('{name}', data_dir=DIR)) and copy DIR here, or use data.source image_folder or npz."
+        ) from None
+
+    def prepare(image, label):
+        image = tf.cast(image, tf.float32)
+        return (tf.image.resize(image, image_size) if image_size else image), label
+
+    x, y = _to_arrays(train.map(prepare))
+    x_test, y_test = _to_arrays(test.map(prepare))
+    classes = info.features["label"].num_classes if "label" in info.features else None
+    return _with_validation(x, y, x_test, y_test, validation_size, seed, classes)
+
+
+def _first_image_size(path):
+    from kerasdistill.backend import keras
+
+    for root, _, names in sorted(os.walk(path)):
+        for name in sorted(names):
+            if name.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
+                image = keras.utils.load_img(os.path.join(root, name))
+                return (image.height, image.width)
+    raise FileNotFoundError(f"No images (png, jpg, bmp, gif) under {path}; put them in one sub-folder per class.")
+
+
+def _to_arrays(dataset):
+    batches = list(dataset.batch(1024).as_numpy_iterator())
+    if not batches:
+        raise ValueError("The data source holds no samples.")
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None):
+    """Splits with `validation_size` (a count, or a fraction below 1) moved from training to validation."""
+    count = int(round(validation_size * len(x))) if validation_size < 1 else int(validation_size)
+    if not 0 < count < len(x):
+        raise ValueError(
+            f"data.validation_size gives {count} validation samples out of {len(x)} training samples; "
+            "give a count in [1, n - 1] or a fraction below 1, e.g. 0.1."
+        )
     x, x_test = x.astype(np.float32), x_test.astype(np.float32)
     y, y_test = y.astype(np.int32).reshape(-1), y_test.astype(np.int32).reshape(-1)
-    classes = int(max(y.max(), y_test.max())) + 1
+    classes = classes or int(max(y.max(), y_test.max())) + 1
     index = np.random.default_rng(seed).permutation(len(x))
-    val, train = index[:validation_size], index[validation_size:]
+    val, train = index[:count], index[count:]
     return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x_test, y_test), classes)

@@ -24,20 +24,23 @@ import numpy as np
 
 from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
-from kerasdistill import export, files, models
+from kerasdistill import export, files, models, plots, transfer
 from kerasdistill.backend import keras
 from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distiller import Distiller
 from kerasdistill.distribute import is_chief, make_strategy, set_precision
 from kerasdistill.export.interpreter import keras_outputs
 from kerasdistill.losses import CrossEntropy
+from kerasdistill.metrics import classification_report
 from kerasdistill.report import file_size_kb, format_table
+from kerasdistill.tune import tune
 
 TABLE_COLUMNS = [
     ("model", "model", None),
     ("params", "params", ",d"),
     ("size_kb", "size (KiB)", ".1f"),
     ("test_accuracy", "test accuracy", ".4f"),
+    ("f1_macro", "F1 (macro)", ".4f"),
     ("train_seconds", "train time (s)", ".1f"),
 ]
 
@@ -69,9 +72,25 @@ def accuracy(model, x, y):
 
 def load_data(data_config, seed):
     """Train / validation / test `Splits` from the config's data section."""
-    if data_config["source"] == "embedded":
-        return data_lib.load_digits(val_size=data_config["validation_size"], seed=seed)
-    return data_lib.load_npz_splits(data_config["path"], data_config["validation_size"], seed)
+    source, size = data_config["source"], data_config["validation_size"]
+    if source == "embedded":
+        count = int(round(size * 5000)) if size < 1 else int(size)
+        return data_lib.load_digits(val_size=count - count % 10, seed=seed)
+    if source == "npz":
+        return data_lib.load_npz_splits(data_config["path"], size, seed)
+    if source == "image_folder":
+        return data_lib.load_image_folder(
+            data_config["path"], data_config["image_size"], size, data_config["test_fraction"], seed
+        )
+    return data_lib.load_tfds(
+        data_config["name"],
+        data_config["data_dir"],
+        data_config["train_split"],
+        data_config["test_split"],
+        data_config["image_size"],
+        size,
+        seed,
+    )
 
 
 def _config_key(config):
@@ -103,7 +122,7 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     ```
     """
     config = config_lib.validate(config)
-    training, distillation = config["training"], config["distillation"]
+    training = config["training"]
     say = print if verbose else (lambda *args, **kwargs: None)
     fit_verbose = 2 if verbose else 0
     resume = os.path.join(files.check_writable_folder(output), ".resume", _config_key(config))
@@ -130,8 +149,21 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     return report
 
 
+def build_model(spec, shape, classes, weights=None, role="student"):
+    """A model from a config's `model` entry: a built-in name, `backbone:NAME` or a `.keras` file."""
+    if spec.endswith(".keras"):
+        return files.load_model(spec)
+    if spec.startswith(config_lib.BACKBONE_PREFIX):
+        name = spec[len(config_lib.BACKBONE_PREFIX) :]
+        # A teacher fine-tunes a new head on frozen ImageNet features; a
+        # student trains whole.
+        backbone = transfer.load_backbone(name, tuple(shape), weights=weights, freeze=role == "teacher")
+        return transfer.build_classifier(backbone, classes, name=f"{name}_{role}")
+    return models.build(spec, shape, classes)
+
+
 def _run_stages(config, strategy, folder, resume, say, fit_verbose):
-    training, distillation = config["training"], config["distillation"]
+    training, distillation, tuning = config["training"], config["distillation"], config["tune"]
     seed, epochs = training["seed"], training["epochs"]
     splits = load_data(config["data"], seed)
     shape, classes = splits.train.x.shape[1:], splits.num_classes
@@ -140,53 +172,64 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
     val = data_lib.to_dataset(*splits.val, batch_size=batch_size)
     say(f"Data: {len(splits.train.x)} train / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes.")
 
-    def build(spec):
-        if spec.endswith(".keras"):
-            return files.load_model(spec)
-        return models.build(spec, shape, classes)
+    def new_model(section):
+        keras.utils.set_random_seed(seed)
+        with strategy.scope():
+            return build_model(config[section]["model"], shape, classes, config[section]["weights"], section)
 
-    def stage(key, title, spec, train_model):
+    def callbacks_for(key):
+        callbacks = [BackupAndRestore(os.path.join(resume, f"{key}-backup"))]
+        if config["report"]["tensorboard"]:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(folder, "tensorboard", key)))
+        return callbacks
+
+    def stage(key, title, train_model):
+        """Runs `train_model(callbacks) -> (model, history, extra)` once; a resumed run reloads its result."""
         done = os.path.join(resume, f"{key}.keras")
         if os.path.exists(done):
             with open(os.path.join(resume, f"{key}.json"), encoding="utf-8") as handle:
-                seconds = json.load(handle)["seconds"]
+                record = json.load(handle)
             say(f"\n{title}: finished before the interruption, loaded from {done}")
             with strategy.scope():
-                return files.load_model(done), seconds
-        keras.utils.set_random_seed(seed)
-        with strategy.scope():
-            model = build(spec)
-        say(f"\n{title}: {model.name}, {model.count_params():,} parameters")
+                return files.load_model(done), record
+        say(f"\n{title}")
         start = time.perf_counter()
-        backup = BackupAndRestore(os.path.join(resume, f"{key}-backup"))
-        trained = train_model(model, [backup])
-        if backup.restored_epoch:
-            say(f"  resumed at epoch {backup.restored_epoch + 1}")
-        seconds = time.perf_counter() - start
+        callbacks = callbacks_for(key)
+        model, history, extra = train_model(callbacks)
+        if callbacks[0].restored_epoch:
+            say(f"  resumed at epoch {callbacks[0].restored_epoch + 1}")
+        record = {"seconds": time.perf_counter() - start, "history": history, **extra}
         files.save_model(model, done, include_optimizer=False)
-        files.write_json(os.path.join(resume, f"{key}.json"), {"seconds": seconds, "trained": trained})
-        return model, seconds
+        files.write_json(os.path.join(resume, f"{key}.json"), record)
+        return model, record
 
-    def fit_alone(model, callbacks):
-        with strategy.scope():
-            model.compile(
-                optimizer=keras.optimizers.Adam(training["learning_rate"]),
-                loss=CrossEntropy(from_logits=True),
-                metrics=["accuracy"],
-            )
-        model.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
-        return True
+    def fit_alone(section):
+        def train_model(callbacks):
+            model = new_model(section)
+            say(f"  {model.name}: {model.count_params():,} parameters, {epochs} epochs")
+            with strategy.scope():
+                model.compile(
+                    optimizer=keras.optimizers.Adam(training["learning_rate"]),
+                    loss=CrossEntropy(from_logits=True),
+                    metrics=["accuracy"],
+                )
+            history = model.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
+            return model, history.history, {}
+
+        return train_model
 
     teacher_spec = config["teacher"]["model"]
     if teacher_spec.endswith(".keras"):
         with strategy.scope():
-            teacher = build(teacher_spec)
-        teacher_seconds = 0.0
+            teacher = files.load_model(teacher_spec)
+        teacher_record = {"seconds": 0.0, "history": {}}
         say(f"\n[1/3] Teacher: loaded from {teacher_spec}")
     else:
-        teacher, teacher_seconds = stage("teacher", f"[1/3] Teacher ({epochs} epochs)", teacher_spec, fit_alone)
+        teacher, teacher_record = stage("teacher", "[1/3] Teacher", fit_alone("teacher"))
 
-    def distill(student, callbacks):
+    def distill(callbacks):
+        student = new_model("student")
+        say(f"  {student.name}: {student.count_params():,} parameters, {epochs} epochs")
         with strategy.scope():
             distiller = Distiller(teacher=teacher, student=student)
             distiller.compile(
@@ -196,36 +239,57 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
                 alpha=distillation["alpha"],
                 temperature=distillation["temperature"],
             )
-        distiller.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
-        return True
+        history = distiller.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
+        return student, history.history, {}
+
+    def search(callbacks):
+        result = tune(
+            teacher,
+            lambda: build_model(config["student"]["model"], shape, classes, config["student"]["weights"], "student"),
+            train,
+            val,
+            temperature=config_lib.search_space(tuning["temperature"]),
+            alpha=config_lib.search_space(tuning["alpha"]),
+            methods=tuning["methods"],
+            max_trials=tuning["max_trials"],
+            epochs=tuning["epochs"] or epochs,
+            learning_rate=training["learning_rate"],
+            seed=seed,
+            verbose=fit_verbose,
+        )
+        say(f"{result.table()}\n{result.verdict}")
+        tuned = {"trials": result.trials, "best": result.best, "verdict": result.verdict, "gain": result.gain}
+        return result.student, {}, {"tuning": tuned}
 
     # Both students are built right after the same seed: same initial weights.
-    student_spec = config["student"]["model"]
-    methods = ", ".join(str(loss if isinstance(loss, str) else loss.get("name")) for loss in distillation["losses"])
-    student, student_seconds = stage(
-        "student",
-        f"[2/3] Distilled student ({methods}, alpha={distillation['alpha']}, T={distillation['temperature']})",
-        student_spec,
-        distill,
-    )
-    scratch, scratch_seconds = stage("scratch", "[3/3] Same student from scratch", student_spec, fit_alone)
+    if tuning["enabled"]:
+        title = f"[2/3] Tuning the distillation: {tuning['max_trials']} trials of {tuning['epochs'] or epochs} epochs (KerasTuner)"
+        student, student_record = stage("student", title, search)
+    else:
+        methods = ", ".join(str(loss if isinstance(loss, str) else loss.get("name")) for loss in distillation["losses"])
+        title = f"[2/3] Distilled student ({methods}, alpha={distillation['alpha']}, T={distillation['temperature']})"
+        student, student_record = stage("student", title, distill)
+    scratch, scratch_record = stage("scratch", "[3/3] Same student from scratch", fit_alone("student"))
     if not is_chief(strategy):
         return {"run_folder": None, "config": config}
 
-    rows = []
-    for label, model, seconds, filename in (
-        ("teacher", teacher, teacher_seconds, "teacher.keras"),
-        ("student (scratch)", scratch, scratch_seconds, "student_scratch.keras"),
-        ("student (distilled)", student, student_seconds, "student.keras"),
+    rows, confusion = [], {}
+    for label, model, record, filename in (
+        ("teacher", teacher, teacher_record, "teacher.keras"),
+        ("student (scratch)", scratch, scratch_record, "student_scratch.keras"),
+        ("student (distilled)", student, student_record, "student.keras"),
     ):
         path = files.save_model(model, os.path.join(folder, filename), include_optimizer=False)
+        scores = classification_report(splits.test.y, keras_outputs(model, splits.test.x), classes)
+        confusion[label] = scores.pop("confusion_matrix")
         rows.append(
             {
                 "model": label,
                 "params": int(model.count_params()),
                 "size_kb": file_size_kb(path),
-                "test_accuracy": accuracy(model, *splits.test),
-                "train_seconds": seconds,
+                "test_accuracy": scores.pop("accuracy"),
+                **scores,
+                "train_seconds": record["seconds"],
                 "path": path,
             }
         )
@@ -233,34 +297,65 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
 
     quantizations = config["export"]["quantizations"]
     say(f"\nExport: the distilled student to {', '.join(quantizations)} .tflite files")
-    exported = [
-        export.to_tflite(
-            student,
-            os.path.join(folder, f"student_{quantization}.tflite"),
-            quantization=quantization,
-            representative_data=splits.train.x if quantization == "int8" else None,
+    exported = []
+    for quantization in quantizations:
+        if quantization == "int8":
+            say(f"  calibrating int8 on {min(200, len(splits.train.x))} training samples")
+        exported.append(
+            export.to_tflite(
+                student,
+                os.path.join(folder, f"student_{quantization}.tflite"),
+                quantization=quantization,
+                representative_data=splits.train.x if quantization == "int8" else None,
+            )
         )
-        for quantization in quantizations
-    ]
+    say(f"  measuring each file through the LiteRT interpreter on {len(splits.test.x)} test samples")
     comparison = export.compare(
         student, [result.path for result in exported], splits.test, keras_path=rows[-1]["path"], num_threads=1
     )
+    for row in comparison["rows"]:
+        confusion[row["model"]] = row.pop("confusion_matrix")
     report = {
         "run_folder": folder,
         "config": config,
         "models": rows,
         "table": table,
+        "confusion_matrices": confusion,
+        "histories": {k: r["history"] for k, r in (("teacher", teacher_record), ("scratch", scratch_record), ("distilled", student_record))},
         "export": {
             "files": [result.to_dict() for result in exported],
             "models": comparison["rows"],
             "table": comparison["table"],
         },
     }
+    if "tuning" in student_record:
+        report["tuning"] = student_record["tuning"]
+    if config["report"]["plots"]:
+        report["plots"] = _plots(report, folder, rows)
     files.write_bytes(os.path.join(folder, "config.yaml"), _config_yaml(config).encode("utf-8"))
     files.write_json(os.path.join(folder, "report.json"), report)
     say(f"\n{table}\n\nThe distilled student as a Keras model and as .tflite files (test set, 1 thread):")
-    say(f"{comparison['table']}\n\nSaved the models, the .tflite files, config.yaml and report.json in {folder}")
+    say(f"{comparison['table']}")
+    if "tuning" in report:
+        say(report["tuning"]["verdict"])
+    say(f"\nSaved the models, the .tflite files, plots, config.yaml and report.json in {folder}")
     return report
+
+
+def _plots(report, folder, rows):
+    made = {}
+    curves = {label: history for label, history in report["histories"].items() if history}
+    if curves:
+        made["training_curves"] = plots.training_curves(curves, os.path.join(folder, "training_curves.png"))
+    points = [{"model": r["model"], "size_kb": r["size_kb"], "accuracy": r["test_accuracy"]} for r in rows[:2]]
+    points += [
+        {"model": r["model"], "size_kb": r["size_kb"], "accuracy": r["accuracy"], "latency_ms": r["latency_ms"]}
+        for r in report["export"]["models"]
+    ]
+    made["accuracy_vs_size"] = plots.accuracy_vs_size(points, os.path.join(folder, "accuracy_vs_size.png"))
+    if "tuning" in report:
+        made["tuning"] = plots.tuning_trials(report["tuning"]["trials"], os.path.join(folder, "tuning.png"))
+    return made
 
 
 def _config_yaml(config):

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.metrics import classification_report
 from kerasdistill.report import format_table
 
 
@@ -174,7 +175,7 @@ def _measure(path, x, y, reference, num_threads, batch_size, latency_runs):
     report = {
         "path": os.fspath(path),
         "size_bytes": os.path.getsize(path),
-        "accuracy": float(np.mean(predicted == class_indices(y))),
+        **classification_report(class_indices(y), outputs),
         "latency_ms": tflite.latency_ms(x[:1], runs=latency_runs),
     }
     if reference is not None:
@@ -201,6 +202,7 @@ COMPARE_COLUMNS = [
     ("model", "model", None),
     ("size_kb", "size (KiB)", ".1f"),
     ("accuracy", "accuracy", ".4f"),
+    ("f1_macro", "F1 (macro)", ".4f"),
     ("latency_ms", "latency (ms/image)", ".3f"),
     ("agreement", "agreement", ".4f"),
 ]
@@ -233,7 +235,7 @@ def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency
         {
             "model": f"keras ({keras_model.name})",
             "size_kb": os.path.getsize(keras_path) / 1024 if keras_path else None,
-            "accuracy": float(np.mean(np.argmax(reference, axis=-1) == class_indices(y))),
+            **classification_report(class_indices(y), reference),
             "latency_ms": keras_latency_ms(keras_model, x[:1], runs=latency_runs),
             "agreement": 1.0,
         }
@@ -244,7 +246,7 @@ def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency
             {
                 "model": os.path.basename(os.fspath(path)),
                 "size_kb": report["size_bytes"] / 1024,
-                **{key: report[key] for key in ("accuracy", "latency_ms", "agreement", "max_abs_diff", "path")},
+                **{k: v for k, v in report.items() if k != "size_bytes"},
             }
         )
     return {"rows": rows, "table": format_table(rows, COMPARE_COLUMNS)}

@@ -1,0 +1,223 @@
+"""Automatic choice of temperature, alpha and method, always against scratch.
+
+Distillation's gain depends on its settings: on small data a common setting
+can land below the same student trained from scratch. `tune` searches the
+settings with KerasTuner within a budget of trials and epochs, trains the
+scratch baseline with the same budget, and says whether distillation beat it.
+"""
+
+import dataclasses
+import math
+import tempfile
+
+from kerasdistill import losses as losses_lib
+from kerasdistill.backend import keras
+from kerasdistill.distiller import Distiller
+from kerasdistill.report import format_table
+
+TRIAL_COLUMNS = [
+    ("trial", "trial", None),
+    ("method", "method", None),
+    ("temperature", "T", ".3g"),
+    ("alpha", "alpha", ".3g"),
+    ("val_accuracy", "val accuracy", ".4f"),
+]
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """What `tune` found.
+
+    Attributes:
+        best: the best configuration, `{"method", "temperature", "alpha"}`.
+        student: the best trial's trained student.
+        trials: one dict per trial (`trial`, `method`, `temperature`,
+            `alpha`, `val_accuracy`), then the scratch baseline's row.
+        best_accuracy: the best trial's validation accuracy.
+        scratch_accuracy: the scratch student's validation accuracy.
+    """
+
+    best: dict
+    student: object
+    trials: list
+    best_accuracy: float
+    scratch_accuracy: float
+
+    @property
+    def gain(self):
+        """Validation accuracy of the best distilled student minus scratch's."""
+        return self.best_accuracy - self.scratch_accuracy
+
+    @property
+    def verdict(self):
+        """One sentence: did distillation beat the scratch baseline, by how much."""
+        points = 100 * self.gain
+        if points > 0:
+            return f"Distillation beat the scratch student by {points:.2f} points of validation accuracy ({self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f})."
+        return f"Distillation did NOT beat the scratch student: {points:+.2f} points of validation accuracy ({self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f}). Ship the scratch student, or widen the search."
+
+    def table(self):
+        """The trials and the scratch row as a text table."""
+        return format_table(self.trials, TRIAL_COLUMNS)
+
+
+def _check_space(name, value, low, high, low_open):
+    def valid(x):
+        return (
+            not isinstance(x, bool)
+            and isinstance(x, (int, float))
+            and math.isfinite(x)
+            and (x > low if low_open else x >= low)
+            and (high is None or x <= high)
+        )
+
+    bounds = f"> {low}" if low_open else f"in [{low}, {high}]"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, tuple):
+        if len(value) != 2 or not all(valid(v) for v in value) or value[0] >= value[1]:
+            raise ValueError(f"{name} as a range is (low, high) with low < high, both {bounds}; got {value!r}.")
+        return value
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{name} must be a (low, high) range or a non-empty list of values {bounds}; got {value!r}.")
+    if not all(valid(v) for v in value):
+        raise ValueError(f"Every {name} must be {bounds}; got {value!r}.")
+    return [float(v) for v in value]
+
+
+def _check_methods(methods):
+    methods = [methods] if isinstance(methods, str) else methods
+    if not isinstance(methods, (list, tuple)) or not methods:
+        raise ValueError(f"methods must be a non-empty list of loss names ({', '.join(losses_lib.names())}); got {methods!r}.")
+    for method in methods:
+        if not isinstance(method, str):
+            raise ValueError(f"methods are loss names; got {method!r}.")
+        loss = losses_lib.get(method)
+        if loss.pairs:
+            raise ValueError(f"'{method}' compares layer pairs, which differ per model; tune methods on the outputs.")
+    return list(methods)
+
+
+def _hyperparameter(hp, name, space, log):
+    if isinstance(space, tuple):
+        return hp.Float(name, space[0], space[1], sampling="log" if log else "linear")
+    return hp.Choice(name, space) if len(space) > 1 else hp.Fixed(name, space[0])
+
+
+def tune(
+    teacher,
+    student_fn,
+    train_data,
+    validation_data,
+    temperature=(1.0, 10.0),
+    alpha=(0.0, 1.0),
+    methods=("soft_target_kl",),
+    max_trials=6,
+    epochs=3,
+    learning_rate=1e-3,
+    seed=0,
+    directory=None,
+    verbose=0,
+):
+    """Searches distillation settings with KerasTuner and compares with scratch.
+
+    Every trial and the scratch baseline build their student with
+    `student_fn()` right after `keras.utils.set_random_seed(seed)`: the same
+    initial weights, so trials are comparable and the search reproducible.
+    The score is validation accuracy.
+
+    Args:
+        teacher: the trained teacher (a `keras.Model`, or a list of them).
+        student_fn: a function returning a new, built student.
+        train_data: a `tf.data.Dataset` of `(x, y)` batches.
+        validation_data: a `tf.data.Dataset` of `(x, y)` batches.
+        temperature: a `(low, high)` range (sampled on a log scale) or a list
+            of values, all > 0.
+        alpha: a `(low, high)` range or a list of values in [0, 1] (the label
+            loss weight).
+        methods: registered loss names to choose from (output losses:
+            soft_target_kl, logit_mse, dkd, rkd).
+        max_trials: the number of settings tried.
+        epochs: epochs per trial, and for the scratch baseline.
+        learning_rate: Adam learning rate, for trials and scratch alike.
+        seed: seed of the initial weights and of the search.
+        directory: where KerasTuner keeps its trials (default: a temporary
+            folder, deleted afterwards).
+        verbose: Keras verbosity of each fit.
+
+    Returns:
+        A `TuneResult`.
+
+    Example:
+
+    ```python
+    result = tune(teacher, lambda: models.build("convnet_student", (28, 28, 1), 10),
+                  train_ds, val_ds, max_trials=4, epochs=2)
+    print(result.table()); print(result.verdict)
+    ```
+    """
+    import keras_tuner
+
+    temperature = _check_space("temperature", temperature, 0.0, None, low_open=True)
+    alpha = _check_space("alpha", alpha, 0.0, 1.0, low_open=False)
+    methods = _check_methods(methods)
+    if not isinstance(max_trials, int) or max_trials < 1 or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"max_trials and epochs must be whole numbers >= 1; got {max_trials!r} and {epochs!r}.")
+    if not callable(student_fn):
+        raise TypeError("student_fn must be a function that returns a new student model, e.g. lambda: build_student().")
+
+    def new_student():
+        keras.utils.set_random_seed(seed)
+        student = student_fn()
+        if not isinstance(student, keras.Model):
+            raise TypeError(f"student_fn must return a keras.Model; it returned {type(student).__name__}.")
+        return student
+
+    class DistillationHyperModel(keras_tuner.HyperModel):
+        def build(self, hp):
+            distiller = Distiller(teacher, new_student())
+            distiller.compile(
+                optimizer=keras.optimizers.Adam(learning_rate),
+                metrics=["accuracy"],
+                distillation_loss_fn=hp.Choice("method", methods) if len(methods) > 1 else hp.Fixed("method", methods[0]),
+                alpha=_hyperparameter(hp, "alpha", alpha, log=False),
+                temperature=_hyperparameter(hp, "temperature", temperature, log=True),
+            )
+            return distiller
+
+    with tempfile.TemporaryDirectory(prefix="kerasdistill-tune-") as scratch_dir:
+        tuner = keras_tuner.RandomSearch(
+            DistillationHyperModel(),
+            objective=keras_tuner.Objective("val_accuracy", direction="max"),
+            max_trials=max_trials,
+            seed=seed,
+            directory=directory or scratch_dir,
+            project_name="kerasdistill",
+            overwrite=True,
+        )
+        tuner.search(train_data, validation_data=validation_data, epochs=epochs, verbose=verbose, shuffle=False)
+        trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+        rows = [
+            {
+                "trial": trial.trial_id,
+                "method": trial.hyperparameters.get("method"),
+                "temperature": trial.hyperparameters.get("temperature"),
+                "alpha": trial.hyperparameters.get("alpha"),
+                "val_accuracy": trial.score,
+            }
+            for trial in trials
+            if trial.score is not None
+        ]
+        if not rows:
+            raise RuntimeError("No trial finished; run with verbose=1 to see why.")
+        best_hp = tuner.get_best_hyperparameters(1)[0]
+        best_student = tuner.get_best_models(1)[0].student
+
+    scratch = new_student()
+    scratch.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses_lib.CrossEntropy(), metrics=["accuracy"])
+    history = scratch.fit(train_data, validation_data=validation_data, epochs=epochs, verbose=verbose, shuffle=False)
+    scratch_accuracy = float(max(history.history["val_accuracy"]))
+    rows.append({"trial": "scratch", "method": "labels only", "temperature": None, "alpha": 1.0, "val_accuracy": scratch_accuracy})
+    best = {name: best_hp.get(name) for name in ("method", "temperature", "alpha")}
+    best_accuracy = max(r["val_accuracy"] for r in rows[:-1])
+    return TuneResult(best, best_student, rows, float(best_accuracy), scratch_accuracy)

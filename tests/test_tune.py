@@ -1,0 +1,66 @@
+"""Automatic tuning against scratch, and the classification metrics of the reports."""
+
+import numpy as np
+import pytest
+
+from kerasdistill import data, metrics, models
+from kerasdistill.tune import tune
+
+
+def test_classification_report_equals_a_hand_count():
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 1, 1, 1, 2, 0]
+    report = metrics.classification_report(y_true, y_pred)
+    assert report["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    precision = [1 / 2, 2 / 3, 1.0]
+    recall = [1 / 2, 1.0, 1 / 2]
+    f1 = [2 * p * r / (p + r) for p, r in zip(precision, recall)]
+    assert report["precision_macro"] == pytest.approx(np.mean(precision))
+    assert report["recall_macro"] == pytest.approx(np.mean(recall))
+    assert report["f1_macro"] == pytest.approx(np.mean(f1))
+    scores = np.eye(3)[y_pred] * 5.0
+    assert metrics.classification_report(np.eye(3)[y_true], scores) == report
+
+
+def test_a_tiny_search_runs_end_to_end_and_reports_scratch(digits, trained_teacher, tmp_path):
+    train = data.to_dataset(*digits.train, batch_size=64)
+    val = data.to_dataset(*digits.val, batch_size=64)
+
+    def student_fn():
+        return models.build("convnet_student", (28, 28, 1), 10)
+
+    result = tune(
+        trained_teacher, student_fn, train, val,
+        temperature=[2.0, 8.0], alpha=(0.0, 0.5), methods=["soft_target_kl", "dkd"],
+        max_trials=3, epochs=1, directory=str(tmp_path),
+    )  # fmt: skip
+    trials, scratch = result.trials[:-1], result.trials[-1]
+    assert len(trials) == 3 and scratch["trial"] == "scratch"
+    assert all(t["temperature"] in (2.0, 8.0) and 0.0 <= t["alpha"] <= 0.5 for t in trials)
+    best = max(trials, key=lambda t: t["val_accuracy"])
+    assert result.best == {"method": best["method"], "temperature": best["temperature"], "alpha": best["alpha"]}
+    assert result.best_accuracy == best["val_accuracy"] > 0.8
+    # The returned student is the best trial's: it scores that on validation.
+    predicted = np.argmax(result.student.predict(digits.val.x, verbose=0), axis=-1)
+    assert np.mean(predicted == digits.val.y) == pytest.approx(best["val_accuracy"], abs=1e-6)
+    assert ("beat the scratch student" in result.verdict) == (result.gain > 0)
+    assert "scratch" in result.table()
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"alpha": (0.2, 1.5)}, r"alpha as a range is \(low, high\).*in \[0.0, 1.0\]"),
+        ({"alpha": [-0.1, 0.5]}, r"Every alpha must be in \[0.0, 1.0\]"),
+        ({"temperature": [0.0, 4.0]}, "Every temperature must be > 0.0"),
+        ({"temperature": (4.0, 2.0)}, "low < high"),
+        ({"temperature": []}, "non-empty list"),
+        ({"methods": []}, "methods must be a non-empty list"),
+        ({"methods": ["hint"]}, "Bad arguments for loss 'hint'|compares layer pairs"),
+        ({"max_trials": 0}, "max_trials and epochs must be whole numbers >= 1"),
+    ],
+)
+def test_bad_search_spaces_are_refused(trained_teacher, space, message):
+    with pytest.raises(ValueError, match=message):
+        tune(trained_teacher, lambda: None, None, None, **space)
