@@ -12,6 +12,7 @@ from kerasdistill import losses
 from kerasdistill.adapters import FeatureAdapter
 from kerasdistill.cache import cache_teacher_outputs, load_cached_teacher_outputs
 from kerasdistill.distiller import Distiller
+from kerasdistill.tune import TuneResult, tune
 from kerasdistill.version import __version__
 
 __all__ = [
@@ -20,5 +21,7 @@ __all__ = [
     "cache_teacher_outputs",
     "load_cached_teacher_outputs",
     "losses",
+    "tune",
+    "TuneResult",
     "__version__",
 ]

@@ -48,7 +48,10 @@ def training_curves(histories, path):
                 line = axis.plot(epochs, history[key], label=f"{label} (train)")[0]
                 if f"val_{key}" in history:
                     axis.plot(epochs, history[f"val_{key}"], "--", color=line.get_color(), label=f"{label} (val)")
+    from matplotlib.ticker import MaxNLocator
+
     for axis, title in zip(axes[0], ("accuracy", "loss")):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_title(title)
         axis.grid(alpha=0.3)
