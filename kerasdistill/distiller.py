@@ -578,9 +578,8 @@ def _check_data(x, y, student, purpose):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(first)
         if isinstance(y, dict):
             y = y.get("labels")
-    elif x is None or isinstance(x, dict) or not hasattr(x, "shape") and not isinstance(x, (list, tuple)):
-        return
-    if isinstance(x, (list, tuple)):
+    # Multi-input data (dicts, lists) and generators are left to Keras.
+    if not hasattr(x, "shape") or isinstance(x, dict):
         return
     x = np.asarray(x)
     if x.shape[0] == 0:

@@ -119,3 +119,14 @@ def test_the_image_folder_source_uses_train_and_test_folders_when_present(digits
     assert splits.num_classes == 2
     # The images are the real digits: the pixel values survive the PNG round trip.
     assert splits.test.x.max() > 200
+
+
+def test_backbone_entries_build_a_frozen_teacher_and_a_trainable_student():
+    from kerasdistill.pipeline import build_model
+
+    teacher = build_model("backbone:mobilenet_v3_small", (32, 32, 3), 4, weights=None, role="teacher")
+    student = build_model("backbone:mobilenet_v3_small", (32, 32, 3), 4, weights=None, role="student")
+    assert teacher.output_shape == student.output_shape == (None, 4)
+    assert not teacher.get_layer("backbone").trainable_weights
+    assert student.get_layer("backbone").trainable_weights
+    assert len(teacher.trainable_weights) == 2, "only the new head trains"
