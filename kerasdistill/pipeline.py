@@ -93,8 +93,8 @@ def load_data(data_config, seed):
     )
 
 
-def _config_key(config):
-    text = json.dumps(config, sort_keys=True, default=str)
+def _config_key(value):
+    text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -125,7 +125,9 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     training = config["training"]
     say = print if verbose else (lambda *args, **kwargs: None)
     fit_verbose = 2 if verbose else 0
-    resume = os.path.join(files.check_writable_folder(output), ".resume", _config_key(config))
+    # The same command finds its own state: the key is the resolved config
+    # and the run name the user gave (none: the name stored at the start).
+    resume = os.path.join(files.check_writable_folder(output), ".resume", _config_key({"config": config, "name": name}))
     state_path = os.path.join(resume, "run.json")
     resumed = os.path.exists(state_path)
     if resumed:

@@ -50,7 +50,7 @@ def test_a_killed_run_resumes_with_the_same_command_and_reaches_the_same_result(
     again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)  # the same command
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Resuming the unfinished run 'r'" in again.stdout
-    assert "[1/3] Teacher (3 epochs): finished before the interruption" in again.stdout
+    assert "[1/3] Teacher: finished before the interruption" in again.stdout
     assert "resumed at epoch" in again.stdout
     assert not os.path.exists(tmp_path / "out" / ".resume"), "the resume state is removed after success"
 
