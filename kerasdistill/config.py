@@ -215,6 +215,8 @@ def validate(config):
                 f"'{section}': {', '.join(keys)}."
             )
         resolved[section] = {key: check(f"{section}.{key}", given.get(key, default)) for key, (default, check, _) in keys.items()}
+    if resolved["tune"]["enabled"] and resolved["training"]["strategy"] == "multi_worker":
+        raise ValueError("tune.enabled (--tune) runs in one process; use training.strategy none or mirrored with it.")
     data = resolved["data"]
     if data["source"] in ("npz", "image_folder") and data["path"] is None:
         raise ValueError(f"data.source is {data['source']} but data.path is missing; give the .npz file or the image folder.")

@@ -9,6 +9,7 @@ from kerasdistill import losses as losses_lib
 from kerasdistill.adapters import FeatureAdapter, needs_adapter
 from kerasdistill.backend import KERAS_3, keras, register_serializable
 from kerasdistill.callbacks import StopOnNonFinite
+from kerasdistill.distribute import MultiWorkerFit, multi_worker_logs
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
 TEACHER_COMBINATIONS = ("probabilities", "logits")
@@ -17,7 +18,7 @@ CACHED_LOGITS = "teacher_logits"
 
 
 @register_serializable
-class Distiller(keras.Model):
+class Distiller(MultiWorkerFit, keras.Model):
     """Knowledge distillation as a Keras model.
 
     Drops into `compile` / `fit` / `evaluate` / `predict`, callbacks and
@@ -426,26 +427,7 @@ class Distiller(keras.Model):
         for tracker in trackers:
             tracker.update_state(losses[tracker.name] * replicas, sample_weight=batch_size)
         logs = self.get_metrics_result() if y is None else self.compute_metrics(x, y, student_outputs, sample_weight)
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3 averages each log across workers with
-            # strategy.reduce("MEAN", value, axis=0), which fails on scalars;
-            # a leading axis of 1 makes that mean the value itself.
-            logs = {name: tf.expand_dims(value, 0) for name, value in logs.items()}
-        return logs
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3 builds the model from the first batch averaged with
-        # strategy.reduce, which MultiWorkerMirroredStrategy cannot do
-        # eagerly (keras-team/keras#20585: every Keras 3 fit under it fails).
-        # The build needs only shapes and dtypes: one replica's batch has them.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            for _, _, batches in iterator:
-                local = strategy.experimental_local_results
-                data_batch = tf.nest.map_structure(lambda v: local(v)[0], next(batches))
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        return multi_worker_logs(logs)
 
     def _require_compiled(self, method):
         if self.distillation_losses is None:

@@ -98,3 +98,72 @@ def set_precision(policy="float32"):
         raise ValueError(f"Unknown precision policy {policy!r}; choose one of {', '.join(PRECISIONS)}.")
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+class MultiWorkerFit:
+    """Mixin that lets Keras 3 `fit` run under `MultiWorkerMirroredStrategy`.
+
+    Keras 3 builds a model from the first batch averaged with
+    `strategy.reduce`, which MultiWorkerMirroredStrategy cannot do eagerly
+    (keras-team/keras#20585: every Keras 3 `fit` under it fails). The build
+    needs only shapes and dtypes, which one replica's batch has. A model's
+    `train_step`/`test_step` must also pass its logs through
+    `multi_worker_logs`.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            for _, _, batches in iterator:
+                local = strategy.experimental_local_results
+                data_batch = tf.nest.map_structure(lambda v: local(v)[0], next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
+def multi_worker_logs(logs):
+    """A step's logs in the shape Keras 3 can average across workers.
+
+    Keras averages each log with `strategy.reduce("MEAN", value, axis=0)`
+    under MultiWorkerMirroredStrategy, which fails on scalars; a leading axis
+    of 1 makes that mean the value itself. Other strategies get `logs` as is.
+    """
+    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {name: tf.expand_dims(value, 0) for name, value in logs.items()}
+
+
+class _MultiWorkerFunctional(MultiWorkerFit, keras.Model):
+    def train_step(self, data):
+        return multi_worker_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return multi_worker_logs(super().test_step(data))
+
+
+def multi_worker_ready(model, strategy=None):
+    """`model`, or under MultiWorkerMirroredStrategy a trainable view of it that Keras 3 can fit.
+
+    The view is a functional model over the same layers (same variables):
+    compile and fit it, then save `model` itself.
+
+    Example:
+
+    ```python
+    with strategy.scope():
+        trainable = multi_worker_ready(model)
+        trainable.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    trainable.fit(train_ds, epochs=3)
+    model.save("model.keras")  # trained
+    ```
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model
+    if not getattr(model, "inputs", None):
+        raise ValueError(
+            f"Under MultiWorkerMirroredStrategy, '{model.name}' must be a functional or Sequential model "
+            "(Keras 3's fit needs a workaround there); rebuild it with keras.Input."
+        )
+    return _MultiWorkerFunctional(inputs=model.inputs, outputs=model.outputs, name=model.name)

@@ -28,7 +28,7 @@ from kerasdistill import export, files, models, plots, transfer
 from kerasdistill.backend import keras
 from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distiller import Distiller
-from kerasdistill.distribute import is_chief, make_strategy, set_precision
+from kerasdistill.distribute import is_chief, make_strategy, multi_worker_ready, set_precision
 from kerasdistill.export.interpreter import keras_outputs
 from kerasdistill.losses import CrossEntropy
 from kerasdistill.metrics import classification_report
@@ -123,6 +123,11 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     """
     config = config_lib.validate(config)
     training = config["training"]
+    if training["strategy"] == "multi_worker" and not name:
+        raise ValueError(
+            "A multi_worker run needs --name (the same on every worker), so that all workers share one "
+            "run folder and one resume state."
+        )
     say = print if verbose else (lambda *args, **kwargs: None)
     fit_verbose = 2 if verbose else 0
     # The same command finds its own state: the key is the resolved config
@@ -145,9 +150,12 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
         report = _run_stages(config, strategy, folder, resume, say, fit_verbose)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    shutil.rmtree(resume, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(resume))  # .resume, once no other run needs it
+    # Only the chief removes the state: a worker that finishes first must not
+    # delete the backup the chief is still writing.
+    if report["run_folder"] is not None:
+        shutil.rmtree(resume, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(resume))  # .resume, once no other run needs it
     return report
 
 
@@ -201,8 +209,9 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
         if callbacks[0].restored_epoch:
             say(f"  resumed at epoch {callbacks[0].restored_epoch + 1}")
         record = {"seconds": time.perf_counter() - start, "history": history, **extra}
-        files.save_model(model, done, include_optimizer=False)
-        files.write_json(os.path.join(resume, f"{key}.json"), record)
+        if is_chief(strategy):
+            files.save_model(model, done, include_optimizer=False)
+            files.write_json(os.path.join(resume, f"{key}.json"), record)
         return model, record
 
     def fit_alone(section):
@@ -210,12 +219,13 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
             model = new_model(section)
             say(f"  {model.name}: {model.count_params():,} parameters, {epochs} epochs")
             with strategy.scope():
-                model.compile(
+                trainer = multi_worker_ready(model, strategy)
+                trainer.compile(
                     optimizer=keras.optimizers.Adam(training["learning_rate"]),
                     loss=CrossEntropy(from_logits=True),
                     metrics=["accuracy"],
                 )
-            history = model.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
+            history = trainer.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
             return model, history.history, {}
 
         return train_model

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kerasdistill as kd
-from kerasdistill import config, data, distribute, files, models, transfer
+from kerasdistill import config, data, distribute, files, models, pipeline, transfer
 from kerasdistill.backend import keras
 from kerasdistill.export import evaluate_tflite, optimize, to_tflite
 
@@ -94,6 +94,8 @@ CASES = [
     ("corrupt_keras_file", lambda m: files.load_model(write(m.folder, "e.keras", b"PK-not-a-zip")), ValueError, "not a .keras model file", r"model.save\('name.keras'\)"),
     ("unknown_strategy", lambda m: distribute.make_strategy("horovod"), ValueError, "Unknown strategy 'horovod'", "none, mirrored, multi_worker"),
     ("multi_worker_without_tf_config", lambda m: distribute.make_strategy("multi_worker"), ValueError, "TF_CONFIG", "mirrored"),
+    ("multi_worker_run_without_name", lambda m: pipeline.run({"training": {"strategy": "multi_worker"}}, output=str(m.folder)), ValueError, "multi_worker run needs --name", "the same on every worker"),
+    ("tune_with_multi_worker", lambda m: config.validate({"tune": {"enabled": True}, "training": {"strategy": "multi_worker"}}), ValueError, "runs in one process", "none or mirrored"),
     ("unknown_precision", lambda m: distribute.set_precision("float8"), ValueError, "Unknown precision policy 'float8'", "mixed_bfloat16"),
     ("cache_exists", lambda m: kd.cache_teacher_outputs(m.teacher, (X, Y), path=m.folder), FileExistsError, "cache already exists", "overwrite=True"),
     ("npz_missing_arrays", lambda m: data.load_npz_splits(np.savez(os.path.join(m.folder, "f.npz"), x=X) or os.path.join(m.folder, "f.npz")), ValueError, "lacks arrays x_train", "must hold x_train, y_train, x_test, y_test"),

@@ -125,3 +125,21 @@ def test_killed_worker_resumes_from_the_last_finished_epoch(tmp_path, teacher_fi
         second_run = log[[i for i, e in enumerate(log) if "replicas" in e][1] :]
         assert [e["epoch"] for e in second_run if "epoch" in e] == list(range(finished + 1, 5))
     assert_identical_students(tmp_path)
+
+
+def test_kerasdistill_run_on_two_workers_writes_one_run_folder(tmp_path):
+    command = ["-m", "kerasdistill", "run", "--strategy", "multi_worker", "--epochs", "1", "--name", "mw",
+               "--output", str(tmp_path / "out"), "--quiet"]  # fmt: skip
+    ports = free_ports(2)
+    workers = []
+    for index in range(2):
+        config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, TF_CONFIG=json.dumps(config), TF_CPP_MIN_LOG_LEVEL="2")
+        log = open(tmp_path / f"worker-{index}.log", "w")
+        workers.append(subprocess.Popen([sys.executable, *command], stdout=log, stderr=subprocess.STDOUT, env=env))
+    assert wait(workers) == [0, 0], (tmp_path / "worker-1.log").read_text()[-3000:]
+    report = json.loads((tmp_path / "out" / "mw" / "report.json").read_text())
+    accuracy = {row["model"]: row["test_accuracy"] for row in report["models"]}
+    assert accuracy["teacher"] > 0.85 and accuracy["student (distilled)"] > 0.7
+    assert report["config"]["training"]["strategy"] == "multi_worker"
+    assert not os.path.exists(tmp_path / "out" / ".resume")
