@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill.backend import keras
+from kerasdistill.data import dataset_to_arrays
 from kerasdistill.distiller import CACHED_LOGITS, Distiller, _check_model, _probe, _resolve_output_kind
 from kerasdistill.files import atomic_folder
 from kerasdistill.losses import logits_from
@@ -86,7 +87,7 @@ def cache_teacher_outputs(
 
     cached = data.map(attach).unbatch()
     if path is None:
-        cached = tf.data.Dataset.from_tensor_slices(_to_arrays(cached))
+        cached = tf.data.Dataset.from_tensor_slices(dataset_to_arrays(cached, "The dataset to cache"))
     else:
         with atomic_folder(path, overwrite=overwrite) as temporary:
             cached.save(temporary)
@@ -181,13 +182,6 @@ def _warn_if_random(data):
             UserWarning,
             stacklevel=3,
         )
-
-
-def _to_arrays(dataset):
-    batches = [element for element in dataset.batch(4096).as_numpy_iterator()]
-    if not batches:
-        raise ValueError("The dataset to cache is empty; check the pipeline that builds it.")
-    return tf.nest.map_structure(lambda *parts: np.concatenate(parts, axis=0), *batches)
 
 
 def _batched(dataset, batch_size, shuffle, seed):

@@ -204,8 +204,8 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
             )
     except ValueError as error:
         raise ValueError(f"Cannot read images from {path}: {error} Put the images in one sub-folder per class.") from None
-    x, y = _to_arrays(train.map(lambda image, label: (tf.cast(image, tf.float32), label)))
-    x_test, y_test = _to_arrays(test.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+    x, y = dataset_to_arrays(train.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+    x_test, y_test = dataset_to_arrays(test.map(lambda image, label: (tf.cast(image, tf.float32), label)))
     return _with_validation(x, y, x_test, y_test, validation_size, seed)
 
 
@@ -252,8 +252,8 @@ def load_tfds(name, data_dir=None, train_split="train", test_split="test", image
         image = tf.cast(image, tf.float32)
         return (tf.image.resize(image, image_size) if image_size else image), label
 
-    x, y = _to_arrays(train.map(prepare))
-    x_test, y_test = _to_arrays(test.map(prepare))
+    x, y = dataset_to_arrays(train.map(prepare))
+    x_test, y_test = dataset_to_arrays(test.map(prepare))
     classes = info.features["label"].num_classes if "label" in info.features else None
     return _with_validation(x, y, x_test, y_test, validation_size, seed, classes)
 
@@ -269,11 +269,12 @@ def _first_image_size(path):
     raise FileNotFoundError(f"No images (png, jpg, bmp, gif) under {path}; put them in one sub-folder per class.")
 
 
-def _to_arrays(dataset):
-    batches = list(dataset.batch(1024).as_numpy_iterator())
+def dataset_to_arrays(dataset, what="The data source"):
+    """Every element of an unbatched `tf.data.Dataset`, as numpy arrays of the same structure."""
+    batches = list(dataset.batch(4096).as_numpy_iterator())
     if not batches:
-        raise ValueError("The data source holds no samples.")
-    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+        raise ValueError(f"{what} holds no samples; check the pipeline that builds it.")
+    return tf.nest.map_structure(lambda *parts: np.concatenate(parts, axis=0), *batches)
 
 
 def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None):
