@@ -104,13 +104,27 @@ def rkd_by_hand(teacher, student, distance_weight, angle_weight):
     return distance_weight * distance + angle_weight * angle
 
 
-def test_rkd_equals_hand_computation_and_ignores_scale():
-    teacher = RNG.normal(size=(6, 8)).astype(np.float32)
-    student = RNG.normal(size=(6, 3)).astype(np.float32)
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_rkd_equals_hand_computation_and_ignores_scale(seed):
+    rng = np.random.default_rng(seed)
+    # Large offsets make |a|^2 + |b|^2 - 2ab lose the diagonal's exact zero:
+    # the loss must not depend on that rounding.
+    teacher = (rng.normal(size=(6, 8)) + 50.0).astype(np.float32)
+    student = rng.normal(size=(6, 3)).astype(np.float32)
     rkd = losses.RelationalKD(distance_weight=25.0, angle_weight=50.0)
     assert float(rkd(teacher, student)) == pytest.approx(rkd_by_hand(teacher, student, 25.0, 50.0), rel=1e-4)
     # Relations are scale-free: a scaled copy of the teacher costs nothing.
     assert float(rkd(teacher, 3.0 * teacher)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_rkd_distances_have_an_exactly_zero_diagonal():
+    from kerasdistill.losses.relational import _normalized_distances
+
+    embeddings = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32) * 1e3 + 1e4
+    distances = np.asarray(_normalized_distances(embeddings))
+    assert np.all(np.diag(distances) == 0.0)
+    assert np.all(distances[~np.eye(5, dtype=bool)] > 0.0)
+    assert distances[~np.eye(5, dtype=bool)].mean() == pytest.approx(1.0, rel=1e-5)
 
 
 def test_every_loss_is_registered_and_round_trips_through_its_config():

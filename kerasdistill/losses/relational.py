@@ -75,11 +75,14 @@ def _flatten(features):
 
 
 def _normalized_distances(embeddings):
-    squared = tf.reduce_sum(tf.square(embeddings), axis=-1)
-    gram = tf.matmul(embeddings, embeddings, transpose_b=True)
-    squared_distances = tf.maximum(squared[:, None] + squared[None, :] - 2.0 * gram, 0.0)
-    positive = squared_distances > 1e-12
-    # sqrt has an infinite gradient at 0: the diagonal is kept out of it.
+    # Differences, not |a|^2 + |b|^2 - 2ab: that form leaves ~1e-7 instead of
+    # 0 on the diagonal on some CPUs, which then entered the mean.
+    squared_distances = tf.reduce_sum(tf.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
+    size = tf.shape(embeddings)[0]
+    off_diagonal = tf.logical_not(tf.eye(size, dtype=tf.bool))
+    # sqrt has an infinite gradient at 0: the diagonal (and any zero distance)
+    # is kept out of it.
+    positive = tf.logical_and(off_diagonal, squared_distances > 0.0)
     distances = tf.where(positive, tf.sqrt(tf.where(positive, squared_distances, 1.0)), 0.0)
     mean = tf.reduce_sum(distances) / tf.maximum(tf.reduce_sum(tf.cast(positive, tf.float32)), 1.0)
     return distances / tf.maximum(mean, 1e-12)
