@@ -9,8 +9,10 @@ It recognises the cached batches and does not run the teachers at all.
 A cache holds one pass over the data. Random augmentation before the cache
 is frozen into it (every epoch sees the same augmented images), and a random
 augmentation mapped over the cached dataset is wrong: the stored teacher
-outputs belong to the un-augmented inputs. With random augmentation, distill
-online.
+outputs belong to the un-augmented inputs. With random augmentation, either
+distill online (`Distiller(augmentation=...)`) or let the cache augment:
+`cache_teacher_outputs(..., augmentation=..., views=K)` stores K augmented
+views of each sample with the teacher's outputs on exactly those views.
 """
 
 import os
@@ -21,7 +23,14 @@ import tensorflow as tf
 
 from kerasdistill.backend import keras
 from kerasdistill.data import dataset_to_arrays
-from kerasdistill.distiller import CACHED_LOGITS, Distiller, _check_model, _probe, _resolve_output_kind
+from kerasdistill.distiller import (
+    CACHED_LOGITS,
+    Distiller,
+    _check_augmentation,
+    _check_model,
+    _probe,
+    _resolve_output_kind,
+)
 from kerasdistill.files import atomic_folder
 from kerasdistill.losses import logits_from
 
@@ -35,6 +44,8 @@ def cache_teacher_outputs(
     seed=None,
     overwrite=False,
     teacher_outputs="auto",
+    augmentation=None,
+    views=1,
 ):
     """Runs the teachers once over `data` and returns a dataset that carries their outputs.
 
@@ -52,6 +63,14 @@ def cache_teacher_outputs(
         overwrite: replace an existing cache folder at `path`.
         teacher_outputs: `"auto"`, `"logits"` or `"probabilities"` for models
             given directly (a Distiller knows its own).
+        augmentation: consistent teaching for a costly teacher: Keras
+            layers (e.g. `kerasdistill.augment.build(["flip", "crop"])`)
+            applied to each batch before the teachers score it; the cache
+            stores the augmented images with their teacher outputs, so the
+            student later trains on exactly the views the teacher saw.
+        views: augmented views of each sample to store (needs
+            `augmentation` when above 1). One epoch over the cache is then
+            `views` passes over the data: divide the epochs by `views`.
 
     Returns:
         A `tf.data.Dataset` of batches `(x, {"labels": y, "teacher_logits":
@@ -66,6 +85,14 @@ def cache_teacher_outputs(
     ```
     """
     teachers, kinds = _teachers_and_kinds(teacher, teacher_outputs)
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise ValueError(f"views is the number of augmented views per sample, a whole number >= 1; got {views!r}.")
+    if views > 1 and augmentation is None:
+        raise ValueError(
+            f"views={views} stores {views} augmented views of each sample, but no augmentation was given; pass "
+            "augmentation=kerasdistill.augment.build([...]) or views=1."
+        )
+    augment = None if augmentation is None else _check_augmentation(augmentation, teachers[0])
     if path is not None and os.path.exists(path) and not overwrite:
         raise FileExistsError(
             f"A cache already exists at {os.path.abspath(path)}. Load it with "
@@ -80,12 +107,16 @@ def cache_teacher_outputs(
 
     def attach(*element):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(element if len(element) > 1 else element[0])
-        targets = {CACHED_LOGITS: teacher_logits(x)}
-        if y is not None:
-            targets["labels"] = y
+        if augment is not None:
+            x = augment(x, training=True)
+        # Transfer-set batches carry {"labels", "labeled"}: kept as they are.
+        targets = dict(y) if isinstance(y, dict) else ({} if y is None else {"labels": y})
+        targets[CACHED_LOGITS] = teacher_logits(x)
         return (x, targets) if sample_weight is None else (x, targets, sample_weight)
 
     cached = data.map(attach).unbatch()
+    for _ in range(views - 1):
+        cached = cached.concatenate(data.map(attach).unbatch())
     if path is None:
         cached = tf.data.Dataset.from_tensor_slices(dataset_to_arrays(cached, "The dataset to cache"))
     else:

@@ -12,7 +12,7 @@ from kerasdistill import models
 from kerasdistill.distribute import PRECISIONS, STRATEGIES
 from kerasdistill.export.tflite import QUANTIZATIONS
 
-DATA_SOURCES = ("embedded", "npz", "image_folder", "tfds")
+DATA_SOURCES = ("embedded", "npz", "image_folder", "tfds", "idx")
 BACKBONE_PREFIX = "backbone:"
 
 
@@ -131,6 +131,31 @@ def _losses(key, value):
     return value
 
 
+def _optional_count(key, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (isinstance(value, float) and value >= 1):
+        raise ValueError(f"{key} must be a count of images (a whole number), a fraction below 1, or null; got {value!r}.")
+    return value
+
+
+def _augmentations(key, value):
+    from kerasdistill.augment import build
+
+    value = [] if value is None else ([value] if isinstance(value, str) else value)
+    if not isinstance(value, list):
+        raise ValueError(f"{key} must be a list of augmentation names; got {value!r}.")
+    try:
+        build(value)
+    except ValueError as error:
+        raise ValueError(f"{key}: {error}") from None
+    return value
+
+
+def _optional_views(key, value):
+    return value if value is None else _number(1, whole=True)(key, value)
+
+
 def _quantizations(key, value):
     value = [value] if isinstance(value, str) else value
     if not isinstance(value, list) or not value:
@@ -142,8 +167,8 @@ def _quantizations(key, value):
 
 SCHEMA = {
     "data": {
-        "source": ("embedded", _choice(DATA_SOURCES), "embedded (5,000 real MNIST digits), npz, image_folder or tfds"),
-        "path": (None, _optional_path, "npz: the file (x_train, y_train, x_test, y_test); image_folder: the folder"),
+        "source": ("embedded", _choice(DATA_SOURCES), "embedded (5,000 real MNIST digits), npz, image_folder, tfds or idx (MNIST-format files)"),
+        "path": (None, _optional_path, "npz: the file (x_train, y_train, x_test, y_test); image_folder, idx: the folder"),
         "name": (None, _optional_text, "tfds: the dataset name, e.g. mnist or tf_flowers"),
         "data_dir": (None, _optional_text, "tfds: its data_dir (prepared beforehand; nothing is downloaded)"),
         "train_split": ("train", _optional_text, "tfds: the training split"),
@@ -151,6 +176,18 @@ SCHEMA = {
         "image_size": (None, _image_size, "image_folder/tfds: resize to [height, width]; null keeps the size"),
         "validation_size": (500, _number(0.0, low_open=True), "held out of training: a count, or a fraction below 1"),
         "test_fraction": (0.2, _number(0.0, 0.9, low_open=True), "image_folder without train/ and test/ folders: test share"),
+        "labeled_size": (
+            None,
+            _optional_count,
+            "few labels: keep the labels of this many training images (a count or a fraction below 1); "
+            "the other training images become the unlabeled transfer set. null keeps every label",
+        ),
+        "unlabeled_path": (
+            None,
+            _optional_path,
+            "more unlabeled images for the transfer set: a folder of images, an .npz file with array x, "
+            "or an IDX images file",
+        ),
     },
     "teacher": {
         "model": ("convnet_teacher", _model, "a built-in model, backbone:NAME (fine-tuned head) or a saved .keras teacher"),
@@ -164,6 +201,19 @@ SCHEMA = {
         "losses": (["soft_target_kl"], _losses, "distillation losses by name, or {name, config} entries"),
         "alpha": (0.1, _number(0.0, 1.0), "weight of the label loss, in [0, 1]"),
         "temperature": (4.0, _number(0.0, low_open=True), "softening temperature > 0"),
+        "labeled_share": (0.25, _number(0.0, 0.95), "with a transfer set: share of each batch drawn from the labeled images"),
+        "augmentation": (
+            [],
+            _augmentations,
+            "consistent teaching: flip, translate, crop, rotate, mixup, cutmix (mixing needs alpha 0); "
+            "teacher and student see the same augmented batch",
+        ),
+        "teacher_views": (
+            None,
+            _optional_views,
+            "null: the teacher runs in every step (fresh views); K: its outputs are cached once on K "
+            "augmented views of each image (for a costly teacher)",
+        ),
     },
     "training": {
         "epochs": (5, _number(1, whole=True), "epochs for each model"),
@@ -217,9 +267,21 @@ def validate(config):
         resolved[section] = {key: check(f"{section}.{key}", given.get(key, default)) for key, (default, check, _) in keys.items()}
     if resolved["tune"]["enabled"] and resolved["training"]["strategy"] == "multi_worker":
         raise ValueError("tune.enabled (--tune) runs in one process; use training.strategy none or mirrored with it.")
-    data = resolved["data"]
-    if data["source"] in ("npz", "image_folder") and data["path"] is None:
-        raise ValueError(f"data.source is {data['source']} but data.path is missing; give the .npz file or the image folder.")
+    data, distillation = resolved["data"], resolved["distillation"]
+    mixing = [name for name in distillation["augmentation"] if name in ("mixup", "cutmix")]
+    if mixing and distillation["alpha"] > 0:
+        raise ValueError(
+            f"distillation.augmentation mixes images ({', '.join(mixing)}) but distillation.alpha is "
+            f"{distillation['alpha']}: the labels are not mixed with the images. Set alpha: 0 (pure distillation) "
+            "or drop the mixing augmentation."
+        )
+    if distillation["teacher_views"] and distillation["teacher_views"] > 1 and not distillation["augmentation"]:
+        raise ValueError(
+            "distillation.teacher_views > 1 caches several augmented views, but distillation.augmentation is "
+            "empty; name the augmentations (e.g. [flip, translate]) or set teacher_views: 1 or null."
+        )
+    if data["source"] in ("npz", "image_folder", "idx") and data["path"] is None:
+        raise ValueError(f"data.source is {data['source']} but data.path is missing; give the .npz file, the image folder or the IDX folder.")
     if data["source"] == "tfds" and data["name"] is None:
         raise ValueError("data.source is tfds but data.name is missing; give a tfds dataset name, e.g. mnist.")
     return resolved

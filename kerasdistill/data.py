@@ -14,9 +14,18 @@ import numpy as np
 import tensorflow as tf
 
 Split = collections.namedtuple("Split", ["x", "y"])
-Splits = collections.namedtuple("Splits", ["train", "val", "test", "num_classes"])
+# `unlabeled`: inputs without labels (a transfer set for distillation), or None.
+Splits = collections.namedtuple("Splits", ["train", "val", "test", "num_classes", "unlabeled"], defaults=(None,))
+
+# File names of the MNIST family in IDX format: (training, test) patterns.
+IDX_FILES = {
+    "images": (("train-images", "idx3"), ("t10k-images", "idx3")),
+    "labels": (("train-labels", "idx1"), ("t10k-labels", "idx1")),
+}
 
 MNIST_5K = os.path.join("data", "data", "mnist_5k.csv.gz")
+# The key of the labeled-sample mask in transfer-set batches (read by the Distiller).
+LABELED = "labeled"
 
 
 def mnist_5k_path():
@@ -100,6 +109,172 @@ def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def hold_out_labels(splits, labeled, seed=0):
+    """Keeps the labels of `labeled` training images; the rest become the unlabeled transfer set.
+
+    The few-labels setting of distillation: a teacher that knows more (from
+    ImageNet, or from more labels) scores many unlabeled images, and the
+    student learns from all of them. Labeled images are drawn in equal
+    numbers from each class.
+
+    Args:
+        splits: `Splits` (e.g. from `load_digits` or `load_idx`).
+        labeled: training images that keep their label: a count (a multiple
+            of the number of classes) or a fraction below 1.
+        seed: seed of the choice.
+
+    Returns:
+        `Splits` whose `train` holds the labeled images and `unlabeled` the
+        other training images (added to any `unlabeled` already there).
+
+    Example:
+
+    ```python
+    few = hold_out_labels(load_idx("fashion-mnist/"), labeled=1000)
+    ```
+    """
+    x, y = splits.train
+    classes = splits.num_classes
+    count = int(round(labeled * len(x))) if isinstance(labeled, float) and labeled < 1 else labeled
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not classes <= count < len(x):
+        raise ValueError(
+            f"labeled must keep between {classes} (one per class) and {len(x) - 1} of the {len(x)} training "
+            f"labels, as a count or a fraction below 1; got {labeled!r}."
+        )
+    per_class = int(count) // classes
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in range(classes):
+        members = np.flatnonzero(y == label)
+        if len(members) < per_class:
+            raise ValueError(
+                f"labeled={count} asks for {per_class} images of each class, but class {label} has only "
+                f"{len(members)} training images. Ask for fewer labels."
+            )
+        keep.append(rng.choice(members, per_class, replace=False))
+    keep = rng.permutation(np.concatenate(keep))
+    rest = np.setdiff1d(np.arange(len(x)), keep)
+    unlabeled = x[rest] if splits.unlabeled is None else np.concatenate([splits.unlabeled, x[rest]])
+    return splits._replace(train=Split(x[keep], y[keep]), unlabeled=unlabeled)
+
+
+def load_unlabeled(path, input_shape):
+    """Unlabeled images for a transfer set, shaped like the labeled ones.
+
+    Args:
+        path: a folder of images (any sub-folders; their names are ignored),
+            an `.npz` file holding array `x`, or an IDX images file.
+        input_shape: `(height, width, channels)` of the labeled images:
+            folder images are resized to it, and files must match it.
+
+    Returns:
+        A float32 array of shape `(N,) + input_shape` in [0, 255].
+
+    Example:
+
+    ```python
+    extra = load_unlabeled("unlabeled_photos/", (96, 96, 3))
+    ```
+    """
+    from kerasdistill.backend import keras
+    from kerasdistill.idx import read_idx
+
+    shape = tuple(input_shape)
+    if os.path.isdir(path):
+        try:
+            images = keras.utils.image_dataset_from_directory(
+                path, labels=None, image_size=shape[:2], batch_size=None, shuffle=False,
+                color_mode={1: "grayscale", 3: "rgb", 4: "rgba"}.get(shape[2], "rgb"),
+            )
+        except ValueError as error:
+            raise ValueError(f"Cannot read unlabeled images from {path}: {error}") from None
+        x = dataset_to_arrays(images.map(lambda image: tf.cast(image, tf.float32)), f"The unlabeled folder {path}")
+    elif str(path).endswith(".npz"):
+        with np.load(path, allow_pickle=False) as arrays:
+            if "x" not in arrays.files:
+                raise ValueError(f"{path} must hold an array 'x' of unlabeled images; it holds {sorted(arrays.files)}.")
+            x = arrays["x"]
+    elif os.path.isfile(path):
+        x = read_idx(path)
+    else:
+        raise FileNotFoundError(f"No unlabeled images at {path}: give a folder of images, an .npz file or an IDX file.")
+    x = np.asarray(x, np.float32)
+    if x.ndim == len(shape) and shape[-1] == 1:
+        x = x[..., None]
+    if x.shape[1:] != shape:
+        raise ValueError(
+            f"The unlabeled images in {path} have shape {x.shape[1:]} but the labeled images have {shape}; "
+            "give images of the same size and channels."
+        )
+    return x
+
+
+def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=True, seed=0):
+    """Batches that mix labeled images with an unlabeled transfer set, for `Distiller.fit`.
+
+    Each batch holds `round(batch_size * labeled_share)` labeled samples and
+    the rest unlabeled; an epoch is one pass over the unlabeled images, with
+    the (usually far fewer) labeled ones repeated as needed. The `Distiller`
+    trains labeled samples on `alpha * labels + (1 - alpha) * teacher` and
+    unlabeled ones on the teacher alone, and its metrics count the labeled
+    samples only. `cache_teacher_outputs` accepts these batches too.
+
+    Args:
+        labeled: `(x, y)` arrays of labeled samples (class indices or one-hot).
+        unlabeled: array of unlabeled inputs of the same shape as `x`.
+        batch_size: samples per batch.
+        labeled_share: share of each batch drawn from the labeled samples, in
+            [0, 1); 0 trains on the transfer set alone.
+        shuffle: reshuffle both sets every epoch.
+        seed: shuffling seed.
+
+    Returns:
+        A `tf.data.Dataset` of batches `(x, {"labels": y, "labeled": mask})`;
+        `mask` is 1 for labeled samples (the labels of unlabeled samples are
+        placeholders that no loss reads).
+
+    Example:
+
+    ```python
+    train = data.transfer_set((x_few, y_few), x_unlabeled, batch_size=128)
+    distiller.fit(train, epochs=20, validation_data=(x_val, y_val))
+    ```
+    """
+    x, y = (np.asarray(a) for a in labeled)
+    unlabeled = np.asarray(unlabeled)
+    if len(x) != len(y) or not len(x):
+        raise ValueError(f"labeled must be (x, y) arrays of the same non-zero length; got {len(x)} and {len(y)}.")
+    if not len(unlabeled) or unlabeled.shape[1:] != x.shape[1:]:
+        raise ValueError(
+            f"unlabeled must be a non-empty array of inputs shaped like the labeled ones ({x.shape[1:]} per "
+            f"sample); got {unlabeled.shape}."
+        )
+    if isinstance(labeled_share, bool) or not isinstance(labeled_share, (int, float)) or not 0 <= labeled_share < 1:
+        raise ValueError(f"labeled_share is the share of each batch with labels, in [0, 1); got {labeled_share!r}.")
+    if not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(f"batch_size must be a whole number >= 2; got {batch_size!r}.")
+    n_labeled = int(round(batch_size * labeled_share))
+    n_unlabeled = batch_size - n_labeled
+    steps = -(-len(unlabeled) // n_unlabeled)
+    placeholder = np.zeros((len(unlabeled),) + y.shape[1:], y.dtype)
+    parts = [(unlabeled, placeholder, 0.0, n_unlabeled, seed)]
+    if n_labeled:
+        parts.append((x, y, 1.0, n_labeled, seed + 1))
+    streams = []
+    for inputs, labels, mask, per_batch, part_seed in parts:
+        stream = tf.data.Dataset.from_tensor_slices((inputs, labels))
+        if shuffle:
+            stream = stream.shuffle(len(inputs), seed=part_seed, reshuffle_each_iteration=True)
+        stream = stream.repeat().batch(per_batch, drop_remainder=True).take(steps)
+        streams.append(stream.map(lambda a, b, mask=mask: (a, b, tf.fill([tf.shape(a)[0]], mask))))
+
+    def merge(*batches):
+        inputs, labels, masks = (tf.concat(parts, axis=0) for parts in zip(*batches))
+        return inputs, {"labels": labels, LABELED: masks}
+
+    return tf.data.Dataset.zip(tuple(streams)).map(merge).prefetch(tf.data.AUTOTUNE)
+
+
 def load_arrays(source, split="test", need_labels=True):
     """`(x, y)` arrays from the embedded digits or an `.npz` file (for the CLI).
 
@@ -125,6 +300,65 @@ def load_arrays(source, split="test", need_labels=True):
             wanted = "'x' and 'y'" if need_labels else "'x'"
             raise ValueError(f"{source} must hold arrays {wanted}; it holds {sorted(keys)}.")
         return arrays["x"], arrays["y"] if "y" in keys else None
+
+
+def load_idx(path, validation_size=0.1, seed=0):
+    """Train / validation / test `Splits` from a folder of MNIST-format IDX files.
+
+    Reads the four files of the MNIST family (MNIST, Fashion-MNIST, KMNIST,
+    EMNIST): `*train-images*idx3*`, `*train-labels*idx1*`, `*t10k-images*idx3*`
+    and `*t10k-labels*idx1*`, gzipped or not. Each is validated (magic number,
+    sizes, length) and images are checked against labels.
+
+    Args:
+        path: the folder holding the four files.
+        validation_size: held out of training: a count, or a fraction below 1.
+        seed: seed of the validation split.
+
+    Returns:
+        `Splits(train, val, test, num_classes)`; images float32 of shape
+        (N, H, W, 1) in [0, 255], labels int32.
+
+    Example:
+
+    ```python
+    splits = load_idx("fashion-mnist/")  # 54,000 / 6,000 / 10,000 images
+    ```
+    """
+    from kerasdistill.idx import read_idx
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"No IDX folder at {path}; give the folder holding train-images-idx3-ubyte(.gz), "
+            "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz)."
+        )
+    arrays = {}
+    for kind, patterns in IDX_FILES.items():
+        for split, (stem, suffix) in zip(("train", "test"), patterns):
+            arrays[(kind, split)] = (read_idx(_idx_file(path, stem, suffix)), _idx_file(path, stem, suffix))
+    for split in ("train", "test"):
+        (images, images_path), (labels, labels_path) = arrays[("images", split)], arrays[("labels", split)]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"{images_path} holds images of shape {images.shape} and {labels_path} labels of shape {labels.shape}; "
+                "expected (N, height, width) images and N labels. Are the files of the same dataset and split?"
+            )
+    x, y = arrays[("images", "train")][0], arrays[("labels", "train")][0]
+    x_test, y_test = arrays[("images", "test")][0], arrays[("labels", "test")][0]
+    return _with_validation(x[..., None], y, x_test[..., None], y_test, validation_size, seed)
+
+
+def _idx_file(folder, stem, suffix):
+    names = sorted(
+        name for name in os.listdir(folder) if stem in name and suffix in name and not name.startswith(".")
+    )
+    if len(names) != 1:
+        found = f"found {', '.join(names)}" if names else "found none"
+        raise FileNotFoundError(
+            f"{folder} must hold one {stem}-{suffix}-ubyte file (gzipped or not); {found}. "
+            "Keep one dataset's four IDX files per folder."
+        )
+    return os.path.join(folder, names[0])
 
 
 def load_npz_splits(path, validation_size=500, seed=0):

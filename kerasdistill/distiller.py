@@ -9,12 +9,14 @@ from kerasdistill import losses as losses_lib
 from kerasdistill.adapters import FeatureAdapter, needs_adapter
 from kerasdistill.backend import KERAS_3, keras, register_serializable
 from kerasdistill.callbacks import StopOnNonFinite
+from kerasdistill.data import LABELED
 from kerasdistill.distribute import MultiWorkerFit, multi_worker_logs
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
 TEACHER_COMBINATIONS = ("probabilities", "logits")
 # The key that marks a batch of cached teacher outputs (see kerasdistill.cache).
 CACHED_LOGITS = "teacher_logits"
+MIXING_LAYERS = ("MixUp", "CutMix")
 
 
 @register_serializable
@@ -33,6 +35,10 @@ class Distiller(MultiWorkerFit, keras.Model):
     labels and the distillation loss is the weighted sum of the distillation
     losses given to `compile` (soft targets, DKD, hints, attention, RKD, ...).
     Batches without labels (`x` alone) train on the distillation loss alone.
+    Batches made by `kerasdistill.data.transfer_set` mix labeled samples
+    (`alpha * student_loss + (1 - alpha) * distillation_loss`) with unlabeled
+    ones (distillation loss only) in one batch: the usual way to use a
+    large unlabeled transfer set that the teacher scores.
     Batches made by `kerasdistill.cache_teacher_outputs` carry the teachers'
     outputs, and the teachers are not run at all.
 
@@ -54,6 +60,13 @@ class Distiller(MultiWorkerFit, keras.Model):
         teacher_combine: with several teachers, `"probabilities"` (default)
             averages their softened probabilities at the Distiller's
             temperature; `"logits"` averages their logits.
+        augmentation: consistent teaching (Beyer et al. 2022): a list of
+            Keras preprocessing layers (or one layer / `keras.Sequential`),
+            e.g. `kerasdistill.augment.build(["flip", "translate",
+            "mixup"])`, applied in each training step to the batch that the
+            teachers *and* the student then see. Not applied in evaluation.
+            Label-mixing layers (`MixUp`, `CutMix`) need `alpha=0` (pure
+            distillation), since the labels are not mixed with the images.
         **kwargs: passed to `keras.Model` (for example `name`).
 
     Returns:
@@ -84,6 +97,7 @@ class Distiller(MultiWorkerFit, keras.Model):
         student_outputs="auto",
         teacher_weights=None,
         teacher_combine="probabilities",
+        augmentation=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -121,6 +135,7 @@ class Distiller(MultiWorkerFit, keras.Model):
             raise ValueError(f"teacher_combine must be one of {TEACHER_COMBINATIONS}; got {teacher_combine!r}.")
         self.teacher_combine = teacher_combine
         self.student = student
+        self.augmentation = _check_augmentation(augmentation, student)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
@@ -194,6 +209,7 @@ class Distiller(MultiWorkerFit, keras.Model):
                 "Distiller.compile needs an optimizer, e.g. optimizer=keras.optimizers.Adam(1e-3) or 'adam'."
             )
         self.alpha = _check_alpha(alpha)
+        _check_mixing(self.augmentation, self.alpha)
         self.temperature = losses_lib.check_temperature(temperature)
         self.student_loss_fn = _resolve_student_loss(student_loss_fn, self.student_outputs)
         given = distillation_loss_fn if isinstance(distillation_loss_fn, (list, tuple)) else [distillation_loss_fn]
@@ -323,7 +339,14 @@ class Distiller(MultiWorkerFit, keras.Model):
         return outputs[0], dict(zip(self._taps.student_names, outputs[1:]))
 
     def compute_losses(
-        self, y, student_outputs, teacher_logits, sample_weight=None, teacher_features=None, student_features=None
+        self,
+        y,
+        student_outputs,
+        teacher_logits,
+        sample_weight=None,
+        teacher_features=None,
+        student_features=None,
+        labeled=None,
     ):
         """The loss terms of one batch, as a dict.
 
@@ -332,6 +355,11 @@ class Distiller(MultiWorkerFit, keras.Model):
         key per term (a loss, or a loss on one layer pair). Each term is
         averaged over the global batch the way `tf.nn.compute_average_loss`
         does, so the gradients do not depend on the number of replicas.
+
+        `labeled` (1 for a labeled sample, 0 for one of the transfer set)
+        gives labeled samples `alpha * student_loss + (1 - alpha) *
+        distillation` and unlabeled ones the distillation loss alone; the
+        logged `student_loss` is then the mean over the labeled samples.
         """
         student_logits = losses_lib.logits_from(student_outputs, self.student_outputs)
         _check_same_classes(teacher_logits.shape[-1], student_logits.shape[-1], "teacher")
@@ -339,11 +367,8 @@ class Distiller(MultiWorkerFit, keras.Model):
         for loss in self.distillation_losses:
             if loss.pairs is None:
                 labels = y if loss.uses_labels else None
-                terms[loss.name] = loss.weight * _average(
-                    lambda t, s, loss=loss, labels=labels: loss.compute(t, s, labels),
-                    teacher_logits,
-                    student_logits,
-                    sample_weight,
+                terms[loss.name] = loss.weight * _per_sample(
+                    lambda t, s, loss=loss, labels=labels: loss.compute(t, s, labels), teacher_logits, student_logits
                 )
                 continue
             if not teacher_features:
@@ -356,13 +381,11 @@ class Distiller(MultiWorkerFit, keras.Model):
                 index = self._taps.adapter_of.get((teacher_layer, student_layer))
                 if index is not None and getattr(loss, "uses_adapter", False):
                     student_feature = self.adapters[index](student_feature)
-                terms[name] = loss.weight * _average(
-                    loss.call, teacher_features[teacher_layer], student_feature, sample_weight
-                )
+                terms[name] = loss.weight * _per_sample(loss.call, teacher_features[teacher_layer], student_feature)
         distillation = tf.add_n(list(terms.values()))
-        result = {"distillation_loss": distillation}
+        result = {"distillation_loss": _mean(distillation, sample_weight)}
         if len(terms) > 1:
-            result.update(terms)
+            result.update({name: _mean(values, sample_weight) for name, values in terms.items()})
         regularization = self.student.losses
         if regularization:
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -370,19 +393,34 @@ class Distiller(MultiWorkerFit, keras.Model):
         else:
             regularization = 0.0
         if y is None:
-            result["loss"] = distillation + regularization
+            result["loss"] = result["distillation_loss"] + regularization
             return result
-        student = _average(self.student_loss_fn, y, student_outputs, sample_weight)
-        result["student_loss"] = student
-        result["loss"] = self.alpha * student + (1.0 - self.alpha) * distillation + regularization
+        student = _per_sample(self.student_loss_fn, y, student_outputs)
+        if labeled is None:
+            result["student_loss"] = _mean(student, sample_weight)
+            result["loss"] = (
+                self.alpha * result["student_loss"] + (1.0 - self.alpha) * result["distillation_loss"] + regularization
+            )
+            return result
+        labeled = tf.reshape(tf.cast(labeled, tf.float32), [-1])
+        per_sample = self.alpha * labeled * student + (1.0 - self.alpha * labeled) * distillation
+        result["loss"] = _mean(per_sample, sample_weight) + regularization
+        # Logged: the mean over the labeled samples (scaled like the other terms).
+        weights = labeled if sample_weight is None else labeled * tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        result["student_loss"] = tf.math.divide_no_nan(tf.reduce_sum(weights * student), tf.reduce_sum(weights)) / replicas
         return result
 
     def _unpack(self, data):
-        """x, y, sample_weight and, for cached batches, the teachers' logits."""
+        """x, labels, labeled mask, sample_weight and, for cached batches, the teachers' logits.
+
+        Labels come as `y`, or as a dict `{"labels", "labeled",
+        "teacher_logits"}` (transfer sets and caches; each key optional).
+        """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(y, dict) and CACHED_LOGITS in y:
-            return x, y.get("labels"), sample_weight, y[CACHED_LOGITS]
-        return x, y, sample_weight, None
+        if not isinstance(y, dict):
+            return x, y, None, sample_weight, None
+        return x, y.get("labels"), y.get(LABELED), sample_weight, y.get(CACHED_LOGITS)
 
     def _teacher_side(self, x, cached):
         if cached is None:
@@ -390,13 +428,23 @@ class Distiller(MultiWorkerFit, keras.Model):
         return tf.stop_gradient(self.combine_teachers(cached)), {}
 
     def train_step(self, data):
-        x, y, sample_weight, cached = self._unpack(data)
+        x, y, labeled, sample_weight, cached = self._unpack(data)
+        if self.augmentation is not None:
+            if cached is not None:
+                raise ValueError(
+                    "This Distiller augments its batches (augmentation=...), but the batches carry cached teacher "
+                    "outputs, which belong to the un-augmented inputs. Cache the teacher on augmented views "
+                    "instead: cache_teacher_outputs(teacher, data, augmentation=..., views=K), and distill from "
+                    "that cache with a Distiller without augmentation."
+                )
+            # Consistent teaching: teachers and student see the same view.
+            x = self.augmentation(x, training=True)
         teacher_logits, teacher_features = self._teacher_side(x, cached)
         variables = self.trainable_weights
         with tf.GradientTape() as tape:
             student_outputs, student_features = self._run_student(x, training=True)
             losses = self.compute_losses(
-                y, student_outputs, teacher_logits, sample_weight, teacher_features, student_features
+                y, student_outputs, teacher_logits, sample_weight, teacher_features, student_features, labeled
             )
             if KERAS_3:
                 scaled = self.optimizer.scale_loss(losses["loss"])
@@ -405,29 +453,54 @@ class Distiller(MultiWorkerFit, keras.Model):
             self.optimizer.apply_gradients(zip(gradients, variables))
         else:
             self.optimizer.minimize(losses["loss"], variables, tape=tape)
-        return self._update_metrics(x, y, student_outputs, sample_weight, losses)
+        return self._update_metrics(x, y, labeled, student_outputs, sample_weight, losses)
 
     def test_step(self, data):
-        x, y, sample_weight, cached = self._unpack(data)
+        x, y, labeled, sample_weight, cached = self._unpack(data)
         teacher_logits, teacher_features = self._teacher_side(x, cached)
         student_outputs, student_features = self._run_student(x, training=False)
         losses = self.compute_losses(
-            y, student_outputs, teacher_logits, sample_weight, teacher_features, student_features
+            y, student_outputs, teacher_logits, sample_weight, teacher_features, student_features, labeled
         )
-        return self._update_metrics(x, y, student_outputs, sample_weight, losses)
+        return self._update_metrics(x, y, labeled, student_outputs, sample_weight, losses)
 
-    def _update_metrics(self, x, y, student_outputs, sample_weight, losses):
+    def _update_metrics(self, x, y, labeled, student_outputs, sample_weight, losses):
         # The losses are scaled by 1 / replicas for the gradient sum; the
         # running means report the per-sample value, weighted by batch size.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch_size = tf.shape(student_outputs)[0]
         trackers = [self.loss_tracker, self.distillation_loss_tracker, *self.term_trackers]
-        if y is not None:
-            trackers.append(self.student_loss_tracker)
         for tracker in trackers:
             tracker.update_state(losses[tracker.name] * replicas, sample_weight=batch_size)
-        logs = self.get_metrics_result() if y is None else self.compute_metrics(x, y, student_outputs, sample_weight)
-        return multi_worker_logs(logs)
+        if y is None:
+            # No labels: only the distillation terms mean something, and the
+            # compiled metrics have nothing to measure.
+            return multi_worker_logs({tracker.name: tracker.result() for tracker in trackers})
+        if labeled is None:
+            self.student_loss_tracker.update_state(losses["student_loss"] * replicas, sample_weight=batch_size)
+            return multi_worker_logs(self.compute_metrics(x, y, student_outputs, sample_weight))
+        mask = tf.reshape(tf.cast(labeled, tf.bool), [-1])
+        self.student_loss_tracker.update_state(
+            losses["student_loss"] * replicas, sample_weight=tf.reduce_sum(tf.cast(mask, tf.float32))
+        )
+        # Keras' compiled `metrics` ignore sample weights: give them the
+        # labeled samples alone.
+        if sample_weight is not None:
+            sample_weight = tf.boolean_mask(tf.reshape(sample_weight, [-1]), mask)
+        return multi_worker_logs(
+            self.compute_metrics(x, tf.boolean_mask(y, mask), tf.boolean_mask(student_outputs, mask), sample_weight)
+        )
+
+    def get_metrics_result(self):
+        # Training on unlabeled data alone never builds the compiled metrics
+        # (they need labels); Keras' own version fails on them.
+        results = {}
+        for metric in self.metrics:
+            if not getattr(metric, "built", True):
+                continue
+            result = metric.result()
+            results.update(result if isinstance(result, dict) else {metric.name: result})
+        return results
 
     def _require_compiled(self, method):
         if self.distillation_losses is None:
@@ -479,6 +552,7 @@ class Distiller(MultiWorkerFit, keras.Model):
             "student_outputs": self.student_outputs,
             "teacher_weights": list(self.teacher_weights),
             "teacher_combine": self.teacher_combine,
+            "augmentation": None if self.augmentation is None else serialize(self.augmentation),
         }
 
     @classmethod
@@ -488,6 +562,8 @@ class Distiller(MultiWorkerFit, keras.Model):
         teacher = config.pop("teacher")
         teacher = [deserialize(t) for t in teacher] if isinstance(teacher, list) else deserialize(teacher)
         student = deserialize(config.pop("student"))
+        if config.get("augmentation") is not None:
+            config["augmentation"] = deserialize(config["augmentation"])
         return cls(teacher=teacher, student=student, **config)
 
     def get_compile_config(self):
@@ -741,6 +817,41 @@ def _resolve_output_kind(model, kind, probe, role):
     return kind
 
 
+def _check_augmentation(augmentation, student):
+    """One callable layer from a list of Keras layers, a layer, or None."""
+    if augmentation is None:
+        return None
+    layers = list(augmentation) if isinstance(augmentation, (list, tuple)) else [augmentation]
+    bad = [type(layer).__name__ for layer in layers if not isinstance(layer, keras.layers.Layer)]
+    if not layers or bad:
+        raise TypeError(
+            "augmentation must be a Keras layer or a non-empty list of them (e.g. "
+            "kerasdistill.augment.build(['flip', 'translate']) or [keras.layers.RandomFlip('horizontal')]); "
+            f"got {bad or 'an empty list'}."
+        )
+    model = layers[0] if len(layers) == 1 and isinstance(layers[0], keras.Sequential) else keras.Sequential(layers, name="augmentation")
+    shape = _input_shape(student)
+    if shape is not None and all(d is not None for d in shape):
+        model.build((None,) + shape)
+    return model
+
+
+def _mixing_layers(augmentation):
+    if augmentation is None:
+        return []
+    return [layer.name for layer in augmentation.layers if type(layer).__name__ in MIXING_LAYERS]
+
+
+def _check_mixing(augmentation, alpha):
+    mixing = _mixing_layers(augmentation)
+    if mixing and alpha > 0:
+        raise ValueError(
+            f"The augmentation mixes images across the batch ({', '.join(mixing)}) but alpha={alpha:g} also trains "
+            "on the labels, which are not mixed with them. Pass alpha=0 (pure distillation: the teacher labels "
+            "the mixed images, as in Beyer et al. 2022), or drop the mixing layer."
+        )
+
+
 def _check_alpha(alpha):
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
         raise ValueError(
@@ -796,17 +907,25 @@ def _resolve_distillation_loss(loss, temperature):
     return losses_lib.SoftenedLoss(loss, temperature=temperature)
 
 
-def _average(loss_fn, y_true, y_pred, sample_weight):
-    """Per-sample loss values averaged over the global batch."""
+def _per_sample(loss_fn, y_true, y_pred):
+    """A loss's values, one per sample, in float32 (a Keras `Loss` through `__call__`'s
+    dtype handling, without its reduction)."""
+    # Losses run in float32 whatever the dtype policy (mixed precision).
+    y_true, y_pred = tf.convert_to_tensor(y_true), tf.cast(y_pred, tf.float32)
     if isinstance(loss_fn, keras.losses.Loss):
         values = loss_fn.call(y_true, y_pred)
     else:
         values = loss_fn(y_true, y_pred)
     values = tf.cast(values, tf.float32)
     if values.shape.rank == 0:
-        return values / tf.distribute.get_strategy().num_replicas_in_sync
+        return tf.fill([tf.shape(y_pred)[0]], values)
     if values.shape.rank > 1:
         values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+    return values
+
+
+def _mean(values, sample_weight):
+    """Per-sample values averaged over the global batch."""
     if sample_weight is not None:
         sample_weight = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
     return tf.nn.compute_average_loss(values, sample_weight=sample_weight)

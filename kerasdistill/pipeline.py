@@ -12,6 +12,7 @@ every finished stage is kept under `OUTPUT/.resume/<config hash>/`, and the
 stage in progress restarts from its last finished epoch.
 """
 
+import collections
 import contextlib
 import datetime
 import hashlib
@@ -24,7 +25,8 @@ import numpy as np
 
 from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
-from kerasdistill import export, files, models, plots, transfer
+from kerasdistill import augment, export, files, models, plots, transfer
+from kerasdistill.cache import cache_teacher_outputs
 from kerasdistill.backend import keras
 from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distiller import Distiller
@@ -71,7 +73,17 @@ def accuracy(model, x, y):
 
 
 def load_data(data_config, seed):
-    """Train / validation / test `Splits` from the config's data section."""
+    """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section."""
+    splits = _load_labeled(data_config, seed)
+    if data_config["labeled_size"] is not None:
+        splits = data_lib.hold_out_labels(splits, data_config["labeled_size"], seed)
+    if data_config["unlabeled_path"] is not None:
+        extra = data_lib.load_unlabeled(data_config["unlabeled_path"], splits.train.x.shape[1:])
+        splits = splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))
+    return splits
+
+
+def _load_labeled(data_config, seed):
     source, size = data_config["source"], data_config["validation_size"]
     if source == "embedded":
         count = int(round(size * 5000)) if size < 1 else int(size)
@@ -82,6 +94,8 @@ def load_data(data_config, seed):
         return data_lib.load_image_folder(
             data_config["path"], data_config["image_size"], size, data_config["test_fraction"], seed
         )
+    if source == "idx":
+        return data_lib.load_idx(data_config["path"], size, seed)
     return data_lib.load_tfds(
         data_config["name"],
         data_config["data_dir"],
@@ -178,9 +192,17 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
     splits = load_data(config["data"], seed)
     shape, classes = splits.train.x.shape[1:], splits.num_classes
     batch_size = training["batch_size"]
-    train = data_lib.to_dataset(*splits.train, batch_size=batch_size, shuffle=True, seed=seed)
+    plan = _training_data(splits, batch_size, distillation["labeled_share"], seed)
+    train, steps = plan.labeled, plan.steps
     val = data_lib.to_dataset(*splits.val, batch_size=batch_size)
-    say(f"Data: {len(splits.train.x)} train / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes.")
+    if splits.unlabeled is None:
+        say(f"Data: {len(splits.train.x)} train / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes.")
+    else:
+        say(
+            f"Data: {len(splits.train.x)} labeled + {len(splits.unlabeled)} unlabeled train (the transfer set the "
+            f"teacher scores) / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes. "
+            f"Every model trains {steps} steps an epoch."
+        )
 
     def new_model(section):
         keras.utils.set_random_seed(seed)
@@ -225,7 +247,10 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
                     loss=CrossEntropy(from_logits=True),
                     metrics=["accuracy"],
                 )
-            history = trainer.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
+            history = trainer.fit(
+                train, epochs=epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=fit_verbose,
+                callbacks=callbacks,
+            )
             return model, history.history, {}
 
         return train_model
@@ -242,8 +267,17 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
     def distill(callbacks):
         student = new_model("student")
         say(f"  {student.name}: {student.count_params():,} parameters, {epochs} epochs")
+        batches, augmentation = plan.distill, augment.build(distillation["augmentation"], seed=seed)
+        views = distillation["teacher_views"]
+        if views:
+            say(f"  scoring the training images with the teacher once{f' on {views} augmented views' if views > 1 else ''}")
+            batches = cache_teacher_outputs(
+                teacher, plan.distill_once, batch_size=batch_size, shuffle=True, seed=seed,
+                augmentation=augmentation, views=views,
+            ).repeat()
+            augmentation = None
         with strategy.scope():
-            distiller = Distiller(teacher=teacher, student=student)
+            distiller = Distiller(teacher=teacher, student=student, augmentation=augmentation)
             distiller.compile(
                 optimizer=keras.optimizers.Adam(training["learning_rate"]),
                 metrics=["accuracy"],
@@ -251,7 +285,10 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
                 alpha=distillation["alpha"],
                 temperature=distillation["temperature"],
             )
-        history = distiller.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=fit_verbose, callbacks=callbacks)
+        history = distiller.fit(
+            batches, epochs=epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=fit_verbose,
+            callbacks=callbacks,
+        )
         return student, history.history, {}
 
     def search(callbacks):
@@ -306,6 +343,12 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
             }
         )
     table = format_table(rows, TABLE_COLUMNS)
+    gain = 100 * (rows[2]["test_accuracy"] - rows[1]["test_accuracy"])
+    verdict = (
+        f"The distilled student is {abs(gain):.2f} points {'above' if gain >= 0 else 'below'} the same student "
+        f"trained alone on the labels ({rows[2]['test_accuracy']:.4f} vs {rows[1]['test_accuracy']:.4f}, test set)"
+        + ("." if splits.unlabeled is None else f", with {len(splits.unlabeled)} unlabeled images in the transfer set.")
+    )
 
     quantizations = config["export"]["quantizations"]
     say(f"\nExport: the distilled student to {', '.join(quantizations)} .tflite files")
@@ -332,6 +375,8 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
         "config": config,
         "models": rows,
         "table": table,
+        "gain_points": gain,
+        "verdict": verdict,
         "confusion_matrices": confusion,
         "histories": {k: r["history"] for k, r in (("teacher", teacher_record), ("scratch", scratch_record), ("distilled", student_record))},
         "export": {
@@ -348,10 +393,34 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
     files.write_json(os.path.join(folder, "report.json"), report)
     say(f"\n{table}\n\nThe distilled student as a Keras model and as .tflite files (test set, 1 thread):")
     say(f"{comparison['table']}")
+    say(f"\n{verdict}")
     if "tuning" in report:
         say(report["tuning"]["verdict"])
     say(f"\nSaved the models, the .tflite files, plots, config.yaml and report.json in {folder}")
     return report
+
+
+TrainingData = collections.namedtuple("TrainingData", ["labeled", "distill", "distill_once", "steps"])
+
+
+def _training_data(splits, batch_size, labeled_share, seed):
+    """The batches each stage trains on.
+
+    Without a transfer set every model trains on the labeled images. With
+    one, the student is distilled from batches that mix labeled and
+    unlabeled images (`data.transfer_set`), an epoch being one pass over the
+    unlabeled ones; the teacher and the scratch student train on the labeled
+    images for the same number of steps, so that no model gets a larger
+    budget. `distill_once` is one deterministic pass, for caching the teacher.
+    """
+    if splits.unlabeled is None:
+        labeled = data_lib.to_dataset(*splits.train, batch_size=batch_size, shuffle=True, seed=seed)
+        return TrainingData(labeled, labeled, data_lib.to_dataset(*splits.train, batch_size=batch_size), None)
+    mixed = dict(batch_size=batch_size, labeled_share=labeled_share, seed=seed)
+    distill = data_lib.transfer_set(splits.train, splits.unlabeled, shuffle=True, **mixed)
+    steps = int(distill.cardinality())
+    labeled = data_lib.to_dataset(*splits.train, batch_size=batch_size, shuffle=True, seed=seed).repeat()
+    return TrainingData(labeled, distill, data_lib.transfer_set(splits.train, splits.unlabeled, shuffle=False, **mixed), steps)
 
 
 def _plots(report, folder, rows):

@@ -29,6 +29,7 @@ teacher.compile(optimizer=keras.optimizers.Adam(1e-5), ...); teacher.fit(...)
 import collections
 import os
 import socket
+import warnings
 
 import numpy as np
 
@@ -218,10 +219,24 @@ def find_imagenet_weights(name, input_shape=None, download=True, timeout=15.0, *
     url = spec.weights_url(shape, _check_options(name, spec, options))
     file_name = os.path.basename(url)
     folders = weights_search_folders()
-    for folder in folders:
-        path = os.path.join(folder, file_name)
-        if os.path.isfile(path):
-            return path
+    found = _first_file(folders, file_name)
+    if found:
+        return found
+    # Keras itself loads the default-size file for input sizes it has no
+    # file for: convolution weights fit any input size.
+    default_shape = (spec.default_size, spec.default_size, 3)
+    default_name = os.path.basename(spec.weights_url(default_shape, _check_options(name, spec, options)))
+    found = _first_file(folders, default_name) if default_name != file_name else None
+    if found:
+        warnings.warn(
+            f"ImageNet weights for backbone '{name}' at input {shape[0]}x{shape[1]} ({file_name}) are not in "
+            f"{', '.join(folders)}; loading {found} instead, the weights for {spec.default_size}x"
+            f"{spec.default_size} inputs (convolution weights fit any input size; Keras does the same for sizes "
+            "it has no file for).",
+            UserWarning,
+            stacklevel=2,
+        )
+        return found
     reason = "downloading is off (download=False)"
     if download:
         previous = socket.getdefaulttimeout()
@@ -238,6 +253,14 @@ def find_imagenet_weights(name, input_shape=None, download=True, timeout=15.0, *
         f"internet) into one of those folders, or set {WEIGHTS_DIR_ENV} to the folder that "
         "holds it; or pass weights=None (random initialisation) or weights='/path/to/file.h5'."
     )
+
+
+def _first_file(folders, file_name):
+    for folder in folders:
+        path = os.path.join(folder, file_name)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def load_backbone(
@@ -317,7 +340,9 @@ def load_backbone(
     return keras.Model(images, features, name=BACKBONE_LAYER)
 
 
-def build_classifier(backbone, num_classes, dropout=0.2, augmentation=None, pooling="avg", name="classifier"):
+def build_classifier(
+    backbone, num_classes, dropout=0.2, augmentation=None, pooling="avg", name="classifier", input_shape=None
+):
     """Puts a new classification head on a backbone from `load_backbone`.
 
     Args:
@@ -329,6 +354,11 @@ def build_classifier(backbone, num_classes, dropout=0.2, augmentation=None, pool
             Keras' random layers act only in training.
         pooling: `"avg"` or `"max"` global pooling of the features.
         name: name of the model.
+        input_shape: the shape of the images the model takes, when it is
+            not the backbone's: e.g. `(28, 28, 1)` for a 96×96 RGB backbone
+            that must take the same small grey images as its student (the
+            `Distiller` feeds both the same batch). The images are resized
+            (bilinear) and grey ones repeated to 3 channels inside the model.
 
     Returns:
         A functional `keras.Model` from raw images in [0, 255] to logits.
@@ -346,10 +376,20 @@ def build_classifier(backbone, num_classes, dropout=0.2, augmentation=None, pool
         raise ValueError(f"pooling must be 'avg' or 'max'; got {pooling!r}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
-    images = keras.Input(shape=backbone.input_shape[1:], name="image")
+    backbone_shape = tuple(backbone.input_shape[1:])
+    shape = backbone_shape if input_shape is None else tuple(input_shape)
+    if len(shape) != 3 or shape[2] not in (1, backbone_shape[2]):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with 1 or {backbone_shape[2]} channels; got {input_shape!r}."
+        )
+    images = keras.Input(shape=shape, name="image")
     x = images
     for layer in augmentation or []:
         x = layer(x)
+    if shape[:2] != backbone_shape[:2]:
+        x = keras.layers.Resizing(backbone_shape[0], backbone_shape[1], name="resize")(x)
+    if shape[2] != backbone_shape[2]:
+        x = keras.layers.Concatenate(name="grey_to_rgb")([x] * backbone_shape[2])
     x = backbone(x)
     pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
     x = pool(name="pool")(x)

@@ -1,6 +1,16 @@
 import os
+import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Real material beside the checkout (see ../shared/README.md): ImageNet
+# weights and Fashion-MNIST. Tests that need it skip, naming what is missing,
+# only where it is absent.
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
+SHARED_WEIGHTS = SHARED / "weights"
+FASHION_MNIST = SHARED / "data" / "fashion-mnist"
+if SHARED_WEIGHTS.is_dir():
+    os.environ.setdefault("KERASDISTILL_WEIGHTS_DIR", str(SHARED_WEIGHTS))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -39,3 +49,21 @@ def small_student():
 
 def accuracy(model, x, y):
     return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == y))
+
+
+def fashion_mnist_or_skip():
+    """The folder of real Fashion-MNIST IDX files in ../shared, or a skip naming it."""
+    if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real Fashion-MNIST files are not in {FASHION_MNIST} (see ../shared/data/README.md)")
+    return str(FASHION_MNIST)
+
+
+def imagenet_weights_or_skip(name="mobilenet_v2", shape=(224, 224, 3), **options):
+    """Skips, naming the file, where the real ImageNet weights of `name` are not found offline."""
+    from kerasdistill import transfer
+
+    try:
+        return transfer.find_imagenet_weights(name, shape, download=False, **options)
+    except FileNotFoundError:
+        file_name = transfer.weights_file_name(name, shape, **options)
+        pytest.skip(f"real ImageNet weights {file_name} are not in {SHARED_WEIGHTS} nor in $KERASDISTILL_WEIGHTS_DIR")
