@@ -16,7 +16,31 @@ RUN_OVERRIDES = {
     "precision": ("training", "precision"),
     "alpha": ("distillation", "alpha"),
     "temperature": ("distillation", "temperature"),
+    "labeled_size": ("data", "labeled_size"),
+    "unlabeled": ("data", "unlabeled_path"),
+    "augmentation": ("distillation", "augmentation"),
+    "teacher_views": ("distillation", "teacher_views"),
 }
+
+
+def _labeled_size(text):
+    if text == "all":
+        return "all"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a count, a fraction below 1 or 'all', got {text}") from None
+    if value <= 0 or (value >= 1 and not value.is_integer()):
+        raise argparse.ArgumentTypeError(f"must be a count, a fraction below 1 or 'all', got {text}")
+    return value if value < 1 else int(value)
+
+
+def _names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+# Labeled images of the embedded default (the other training digits are the transfer set).
+EMBEDDED_LABELED_SIZE = 500
 
 
 def _positive_int(text):
@@ -64,6 +88,24 @@ def build_parser():
         "--temperature", type=_float_in(0.0, None, low_open=True), default=None, help="temperature (default: 4)"
     )
     run.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default: 64)")
+    run.add_argument(
+        "--labeled-size",
+        type=_labeled_size,
+        default=None,
+        help="keep the labels of this many training images (count or fraction); the others become the "
+        "unlabeled transfer set the teacher scores; 'all' keeps every label (default without --config: "
+        f"{EMBEDDED_LABELED_SIZE} of the embedded digits' 3,500)",
+    )
+    run.add_argument("--unlabeled", default=None, help="more unlabeled images: a folder, an .npz with x, or an IDX file")
+    run.add_argument(
+        "--augmentation",
+        type=_names,
+        default=None,
+        help="consistent teaching, comma-separated: flip, translate, crop, rotate, mixup, cutmix",
+    )
+    run.add_argument(
+        "--teacher-views", type=_positive_int, default=None, help="cache the teacher's outputs on K augmented views"
+    )
     run.add_argument("--strategy", choices=STRATEGIES, default=None, help="tf.distribute strategy (default: none)")
     run.add_argument("--precision", choices=PRECISIONS, default=None, help="dtype policy (default: float32)")
     run.add_argument("--tune", action="store_true", help="search temperature, alpha and method with KerasTuner")
@@ -157,10 +199,14 @@ def _run_config(args):
     from kerasdistill import config
 
     resolved = config.load(args.config) if args.config else config.defaults()
+    if not args.config:
+        # The embedded default shows where distillation pays: few labels and
+        # many unlabeled images.
+        resolved["data"]["labeled_size"] = EMBEDDED_LABELED_SIZE
     for flag, (section, key) in RUN_OVERRIDES.items():
         value = getattr(args, flag)
         if value is not None:
-            resolved[section][key] = value
+            resolved[section][key] = None if value == "all" else value
     if args.tune:
         resolved["tune"]["enabled"] = True
     if args.tensorboard:

@@ -29,8 +29,12 @@ class TuneResult:
     """What `tune` found.
 
     Attributes:
-        best: the best configuration, `{"method", "temperature", "alpha"}`.
-        student: the best trial's trained student.
+        best: the best configuration, `{"method", "temperature", "alpha"}`;
+            `{"method": "labels only", "alpha": 1.0}` when no trial beat the
+            scratch student on the validation data.
+        student: the best trial's trained student, or the scratch student
+            when no trial beat it (`tune` never returns a distilled student
+            that lost to scratch on the data it selects on).
         trials: one dict per trial (`trial`, `method`, `temperature`,
             `alpha`, `val_accuracy`), then the scratch baseline's row.
         best_accuracy: the best trial's validation accuracy.
@@ -54,7 +58,11 @@ class TuneResult:
         points = 100 * self.gain
         if points > 0:
             return f"Distillation beat the scratch student by {points:.2f} points of validation accuracy ({self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f})."
-        return f"Distillation did NOT beat the scratch student: {points:+.2f} points of validation accuracy ({self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f}). Ship the scratch student, or widen the search."
+        return (
+            f"Distillation did NOT beat the scratch student: {points:+.2f} points of validation accuracy "
+            f"({self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f}); the scratch student is returned. Widen the "
+            "search, or give the teacher unlabeled images to teach on (data.labeled_size, data.unlabeled_path)."
+        )
 
     def table(self):
         """The trials and the scratch row as a text table."""
@@ -220,4 +228,8 @@ def tune(
     rows.append({"trial": "scratch", "method": "labels only", "temperature": None, "alpha": 1.0, "val_accuracy": scratch_accuracy})
     best = {name: best_hp.get(name) for name in ("method", "temperature", "alpha")}
     best_accuracy = max(r["val_accuracy"] for r in rows[:-1])
+    if best_accuracy <= scratch_accuracy:
+        # No distillation (alpha = 1) is part of the space: a search whose
+        # best trial does not beat the scratch student returns that student.
+        best, best_student = {"method": "labels only", "temperature": None, "alpha": 1.0}, scratch
     return TuneResult(best, best_student, rows, float(best_accuracy), scratch_accuracy)

@@ -16,12 +16,19 @@ def kerasdistill(*args, cwd=None):
     )
 
 
+def report_verdict(folder):
+    return json.loads((folder / "report.json").read_text())["verdict"]
+
+
 def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path):
     result = kerasdistill("run", "--epochs", "2", "--output", str(tmp_path), "--name", "first")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     for text in ("[1/3] Teacher", "[2/3] Distilled student", "[3/3] Same student from scratch", "test accuracy"):
         assert text in out
+    # The embedded default: 500 labeled digits, the other 3,000 the transfer set.
+    assert "500 labeled + 3000 unlabeled train" in out
+    assert report_verdict(tmp_path / "first") in out
     folder = tmp_path / "first"
     report = json.loads((folder / "report.json").read_text())
     rows = {row["model"]: row for row in report["models"]}
@@ -49,6 +56,9 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
         (["--alpha", "1.5"], r"must be in [0.0, 1.0]"),
         (["--temperature", "0"], "must be > 0.0"),
         (["--bogus"], "unrecognized arguments"),
+        (["--labeled-size", "many"], "must be a count, a fraction below 1 or 'all'"),
+        (["--augmentation", "flip,blur"], "Unknown augmentation(s) 'blur'"),
+        (["--augmentation", "mixup"], "mixes images (mixup) but distillation.alpha is 0.1"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(args, message, tmp_path):

@@ -173,3 +173,24 @@ def test_a_distiller_with_augmentation_saves_and_loads(tmp_path, trained_teacher
 def test_unknown_augmentation_names_the_known_ones():
     with pytest.raises(ValueError, match="Unknown augmentation\\(s\\) 'blur'; known: flip, translate"):
         augment.build(["flip", "blur"])
+
+
+def test_the_pipeline_distills_few_labels_with_cached_augmented_views(tmp_path):
+    from kerasdistill import pipeline
+
+    config = {
+        "data": {"labeled_size": 200},
+        "distillation": {"augmentation": ["translate"], "teacher_views": 2},
+        "training": {"epochs": 2},
+        "export": {"quantizations": ["float32"]},
+        "report": {"plots": False},
+    }
+    report = pipeline.run(config, output=str(tmp_path), name="few", verbose=False)
+    rows = {row["model"]: row for row in report["models"]}
+    assert rows["teacher"]["test_accuracy"] > 0.8
+    assert report["gain_points"] == pytest.approx(
+        100 * (rows["student (distilled)"]["test_accuracy"] - rows["student (scratch)"]["test_accuracy"])
+    )
+    assert "3300 unlabeled images in the transfer set" in report["verdict"]
+    assert report["export"]["models"][0]["accuracy"] > 0.7
+    assert len(report["histories"]["scratch"]["loss"]) == len(report["histories"]["distilled"]["loss"]) == 2

@@ -39,13 +39,32 @@ def test_a_tiny_search_runs_end_to_end_and_reports_scratch(digits, trained_teach
     assert len(trials) == 3 and scratch["trial"] == "scratch"
     assert all(t["temperature"] in (2.0, 8.0) and 0.0 <= t["alpha"] <= 0.5 for t in trials)
     best = max(trials, key=lambda t: t["val_accuracy"])
-    assert result.best == {"method": best["method"], "temperature": best["temperature"], "alpha": best["alpha"]}
     assert result.best_accuracy == best["val_accuracy"] > 0.8
-    # The returned student is the best trial's: it scores that on validation.
+    # The returned student is the best trial's (or scratch's, when no trial
+    # beat it): it scores that on validation.
+    won = result.gain > 0
+    if won:
+        assert result.best == {"method": best["method"], "temperature": best["temperature"], "alpha": best["alpha"]}
     predicted = np.argmax(result.student.predict(digits.val.x, verbose=0), axis=-1)
-    assert np.mean(predicted == digits.val.y) == pytest.approx(best["val_accuracy"], abs=1e-6)
+    expected = best["val_accuracy"] if won else scratch["val_accuracy"]
+    assert np.mean(predicted == digits.val.y) == pytest.approx(expected, abs=1e-6)
     assert ("beat the scratch student" in result.verdict) == (result.gain > 0)
     assert "scratch" in result.table()
+
+
+def test_a_search_that_loses_to_scratch_returns_the_scratch_student(digits, tmp_path):
+    # An untrained teacher teaches noise: no trial can beat the labels alone.
+    teacher = models.build("convnet_teacher", (28, 28, 1), 10)
+    train = data.to_dataset(*digits.train, batch_size=64)
+    val = data.to_dataset(*digits.val, batch_size=64)
+    result = tune(
+        teacher, lambda: models.build("convnet_student", (28, 28, 1), 10), train, val,
+        temperature=[4.0], alpha=(0.0, 0.1), max_trials=2, epochs=1, directory=str(tmp_path),
+    )  # fmt: skip
+    assert result.gain < 0 and "did NOT beat" in result.verdict
+    assert result.best == {"method": "labels only", "temperature": None, "alpha": 1.0}
+    predicted = np.argmax(result.student.predict(digits.val.x, verbose=0), axis=-1)
+    assert np.mean(predicted == digits.val.y) == pytest.approx(result.scratch_accuracy, abs=1e-6)
 
 
 @pytest.mark.parametrize(
