@@ -77,7 +77,7 @@ CASES = [
     ("empty_dataset", lambda m: m.compiled.fit(data.to_dataset(X[:0], Y[:0]), verbose=0), ValueError, "dataset is empty", "pipeline"),
     ("empty_arrays", lambda m: m.compiled.fit(X[:0], Y[:0], verbose=0), ValueError, "inputs are empty", "at least one batch"),
     ("unknown_backbone", lambda m: transfer.load_backbone("resnet9", (96, 96, 3)), ValueError, "Unknown backbone 'resnet9'", "Known backbones: mobilenet_v2"),
-    ("missing_weights_file", lambda m: transfer.load_backbone("mobilenet_v2", (96, 96, 3), download=False), FileNotFoundError, "not found", "Copy the file"),
+    ("missing_weights_file", lambda m: transfer.load_backbone("mobilenet_v2", (96, 96, 3), alpha=0.35, download=False), FileNotFoundError, "not found", "Copy the file"),
     ("corrupt_weights_file", lambda m: transfer.load_backbone("mobilenet_v2", (96, 96, 3), weights=write(m.folder, "bad.weights.h5", b"junk")), ValueError, "does not fit backbone", "no-top weights"),
     ("qat_unsupported_layer", lambda m: optimize.quantize_aware(rms_model(), (np.zeros((8, 8), np.float32), Y), epochs=1), ValueError, "cannot be carried over to tf_keras.*rms_normalization", "post-training quantization"),
     ("qat_subclassed_model", lambda m: optimize.quantize_aware(subclassed_student(), (X, Y), epochs=1), ValueError, "subclassed model", "functional API"),

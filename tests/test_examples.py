@@ -13,7 +13,11 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(EXAMPLES, "*.ipynb")))
 # multi_worker.py needs a cluster: tests/test_multi_worker.py runs it with two workers.
 SCRIPTS = {
     "quickstart.py": ["--epochs", "1"],
-    "transfer_then_distill.py": ["--weights", "none", "--epochs", "1", "--train-size", "300"],
+    # The real ImageNet weights where ../shared has them (see conftest), random ones elsewhere.
+    "transfer_then_distill.py": [
+        "--weights", "imagenet" if os.environ.get("KERASDISTILL_WEIGHTS_DIR") else "none",
+        "--epochs", "1", "--labels", "200", "--unlabeled", "1000",
+    ],
     "export_int8.py": ["--epochs", "1", "--qat-epochs", "1"],
 }
 
