@@ -1,5 +1,6 @@
 """Callbacks that keep long runs safe: crash-proof backups, a stop at non-finite losses."""
 
+import hashlib
 import json
 import math
 import os
@@ -64,6 +65,13 @@ class BackupAndRestore(keras.callbacks.Callback):
         if state is None:
             return
         model = self.model
+        fingerprint = architecture_fingerprint(model)
+        if state.get("architecture") not in (None, fingerprint):
+            raise ValueError(
+                f"The backup in {self.backup_dir} was written while training another model (its weights have "
+                f"other names or shapes than '{model.name}''s), so it cannot resume this one. Delete that folder, "
+                "or give this training another backup_dir."
+            )
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(self.backup_dir, state["weights"]))
@@ -82,7 +90,10 @@ class BackupAndRestore(keras.callbacks.Callback):
         weights = f"epoch-{epoch + 1:05d}.weights.h5"
         with atomic_path(os.path.join(self.backup_dir, weights)) as temporary:
             self.model.save_weights(temporary)
-        write_json(self.state_path, {"epoch": epoch + 1, "weights": weights})
+        write_json(
+            self.state_path,
+            {"epoch": epoch + 1, "weights": weights, "architecture": architecture_fingerprint(self.model)},
+        )
         for name in os.listdir(self.backup_dir):
             if name.endswith(".weights.h5") and name != weights:
                 os.remove(os.path.join(self.backup_dir, name))
@@ -94,6 +105,12 @@ class BackupAndRestore(keras.callbacks.Callback):
                     os.remove(os.path.join(self.backup_dir, name))
             if not os.listdir(self.backup_dir):
                 os.rmdir(self.backup_dir)
+
+
+def architecture_fingerprint(model):
+    """A short hash of the names and shapes of a model's weights: what a backup must match."""
+    layout = [(weight.path if hasattr(weight, "path") else weight.name, tuple(weight.shape)) for weight in model.weights]
+    return hashlib.sha256(json.dumps(layout).encode("utf-8")).hexdigest()[:16]
 
 
 def read_state(backup_dir):

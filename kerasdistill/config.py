@@ -1,7 +1,7 @@
 """Pipeline configs: one YAML file describing a whole `kerasdistill run`.
 
-Read with `yaml.safe_load` only (no Python objects from the file), checked
-key by key against `SCHEMA`, with defaults filled in. Every error names the
+Read with a safe YAML loader only (no Python objects, anchors, aliases or
+repeated keys), checked key by key against `SCHEMA`, with defaults filled in. Every error names the
 key, what it holds, and what is allowed.
 """
 
@@ -19,7 +19,7 @@ BACKBONE_PREFIX = "backbone:"
 def _choice(options):
     def check(key, value):
         if value not in options:
-            raise ValueError(f"{key} is {value!r}; allowed values: {', '.join(map(str, options))}.")
+            raise ValueError(f"{key} is {_shown(value)}; allowed values: {', '.join(map(str, options))}.")
         return value
 
     return check
@@ -29,11 +29,11 @@ def _number(low=None, high=None, low_open=False, whole=False):
     def check(key, value):
         kind = int if whole else (int, float)
         if isinstance(value, bool) or not isinstance(value, kind):
-            raise ValueError(f"{key} must be {'a whole number' if whole else 'a number'}; got {value!r}.")
+            raise ValueError(f"{key} must be {'a whole number' if whole else 'a number'}; got {_shown(value)}.")
         if low is not None and (value <= low if low_open else value < low):
-            raise ValueError(f"{key} must be {'>' if low_open else '>='} {low}; got {value!r}.")
+            raise ValueError(f"{key} must be {'>' if low_open else '>='} {low}; got {_shown(value)}.")
         if high is not None and value > high:
-            raise ValueError(f"{key} must be <= {high}; got {value!r}.")
+            raise ValueError(f"{key} must be <= {high}; got {_shown(value)}.")
         return value
 
     return check
@@ -44,35 +44,35 @@ def _model(key, value):
 
     choices = f"a built-in model ({', '.join(models.BUILTIN)}), backbone:NAME ({', '.join(BACKBONES)}) or a .keras file"
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} must be {choices}; got {value!r}.")
+        raise ValueError(f"{key} must be {choices}; got {_shown(value)}.")
     if value.endswith(".keras"):
         if not os.path.isfile(value):
-            raise FileNotFoundError(f"{key} names the file {value!r}, which does not exist. Give the path of a saved .keras model.")
+            raise FileNotFoundError(f"{key} names the file {_shown(value)}, which does not exist. Give the path of a saved .keras model.")
         return value
     if value.startswith(BACKBONE_PREFIX):
         if value[len(BACKBONE_PREFIX) :] not in BACKBONES:
-            raise ValueError(f"{key} names an unknown backbone {value!r}; known backbones: {', '.join(BACKBONES)}.")
+            raise ValueError(f"{key} names an unknown backbone {_shown(value)}; known backbones: {', '.join(BACKBONES)}.")
         return value
     if value not in models.BUILTIN:
-        raise ValueError(f"{key} is {value!r}: it must be {choices}.")
+        raise ValueError(f"{key} is {_shown(value)}: it must be {choices}.")
     return value
 
 
 def _optional_path(key, value):
     if value is not None and (not isinstance(value, str) or not os.path.exists(value)):
-        raise FileNotFoundError(f"{key} names {value!r}, which does not exist. Give the path of an existing file or folder.")
+        raise FileNotFoundError(f"{key} names {_shown(value)}, which does not exist. Give the path of an existing file or folder.")
     return value
 
 
 def _optional_text(key, value):
     if value is not None and (not isinstance(value, str) or not value):
-        raise ValueError(f"{key} must be a non-empty string or null; got {value!r}.")
+        raise ValueError(f"{key} must be a non-empty string or null; got {_shown(value)}.")
     return value
 
 
 def _flag(key, value):
     if not isinstance(value, bool):
-        raise ValueError(f"{key} must be true or false; got {value!r}.")
+        raise ValueError(f"{key} must be true or false; got {_shown(value)}.")
     return value
 
 
@@ -80,13 +80,13 @@ def _image_size(key, value):
     if value is None:
         return None
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ValueError(f"{key} must be [height, width] in pixels, e.g. [96, 96], or null; got {value!r}.")
+        raise ValueError(f"{key} must be [height, width] in pixels, e.g. [96, 96], or null; got {_shown(value)}.")
     return value
 
 
 def _weights(key, value):
     if value not in ("imagenet", None) and not (isinstance(value, str) and os.path.isfile(value)):
-        raise ValueError(f"{key} must be imagenet, null (random) or an existing weights file; got {value!r}.")
+        raise ValueError(f"{key} must be imagenet, null (random) or an existing weights file; got {_shown(value)}.")
     return value
 
 
@@ -95,7 +95,7 @@ def _search_space(low, high, low_open):
         from kerasdistill.tune import _check_space
 
         if isinstance(value, dict) and set(value) != {"low", "high"}:
-            raise ValueError(f"{key} as a range is {{low: ..., high: ...}}; got {value!r}.")
+            raise ValueError(f"{key} as a range is {{low: ..., high: ...}}; got {_shown(value)}.")
         try:
             _check_space(key, search_space(value), low, high, low_open)
         except ValueError as error:
@@ -122,7 +122,7 @@ def _methods(key, value):
 def _losses(key, value):
     value = [value] if isinstance(value, (str, dict)) else value
     if not isinstance(value, list) or not value:
-        raise ValueError(f"{key} must be a loss name or a list of them ({', '.join(losses_lib.names())}); got {value!r}.")
+        raise ValueError(f"{key} must be a loss name or a list of them ({', '.join(losses_lib.names())}); got {_shown(value)}.")
     for item in value:
         try:
             losses_lib.get(item)
@@ -135,7 +135,7 @@ def _optional_count(key, value):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (isinstance(value, float) and value >= 1):
-        raise ValueError(f"{key} must be a count of images (a whole number), a fraction below 1, or null; got {value!r}.")
+        raise ValueError(f"{key} must be a count of images (a whole number), a fraction below 1, or null; got {_shown(value)}.")
     return value
 
 
@@ -144,7 +144,7 @@ def _augmentations(key, value):
 
     value = [] if value is None else ([value] if isinstance(value, str) else value)
     if not isinstance(value, list):
-        raise ValueError(f"{key} must be a list of augmentation names; got {value!r}.")
+        raise ValueError(f"{key} must be a list of augmentation names; got {_shown(value)}.")
     try:
         build(value)
     except ValueError as error:
@@ -159,7 +159,7 @@ def _optional_views(key, value):
 def _quantizations(key, value):
     value = [value] if isinstance(value, str) else value
     if not isinstance(value, list) or not value:
-        raise ValueError(f"{key} must be a list of {', '.join(QUANTIZATIONS)}; got {value!r}.")
+        raise ValueError(f"{key} must be a list of {', '.join(QUANTIZATIONS)}; got {_shown(value)}.")
     for item in value:
         _choice(QUANTIZATIONS)(key, item)
     return value
@@ -200,7 +200,7 @@ SCHEMA = {
     "distillation": {
         "losses": (["soft_target_kl"], _losses, "distillation losses by name, or {name, config} entries"),
         "alpha": (0.1, _number(0.0, 1.0), "weight of the label loss, in [0, 1]"),
-        "temperature": (4.0, _number(0.0, low_open=True), "softening temperature > 0"),
+        "temperature": (4.0, _number(0.0, losses_lib.MAX_TEMPERATURE, low_open=True), "softening temperature in (0, 100]"),
         "labeled_share": (0.25, _number(0.0, 0.95), "with a transfer set: share of each batch drawn from the labeled images"),
         "augmentation": (
             [],
@@ -227,7 +227,7 @@ SCHEMA = {
         "enabled": (False, _flag, "search temperature, alpha and method with KerasTuner (or pass --tune)"),
         "max_trials": (6, _number(1, whole=True), "settings tried"),
         "epochs": (None, lambda k, v: v if v is None else _number(1, whole=True)(k, v), "epochs per trial (null: training.epochs)"),
-        "temperature": ({"low": 1.0, "high": 10.0}, _search_space(0.0, None, True), "a list of values, or {low, high}"),
+        "temperature": ({"low": 1.0, "high": 10.0}, _search_space(0.0, losses_lib.MAX_TEMPERATURE, True), "a list of values, or {low, high}"),
         "alpha": ({"low": 0.0, "high": 1.0}, _search_space(0.0, 1.0, False), "a list of values, or {low, high}, in [0, 1]"),
         "methods": (["soft_target_kl", "dkd"], _methods, "output losses to choose from"),
     },
@@ -257,7 +257,7 @@ def validate(config):
     for section, keys in SCHEMA.items():
         given = config.get(section) or {}
         if not isinstance(given, dict):
-            raise ValueError(f"Config section '{section}' must be a mapping of keys ({', '.join(keys)}); got {given!r}.")
+            raise ValueError(f"Config section '{section}' must be a mapping of keys ({', '.join(keys)}); got {_shown(given)}.")
         extra = set(given) - set(keys)
         if extra:
             raise ValueError(
@@ -288,19 +288,77 @@ def validate(config):
 
 
 def load(path):
-    """Reads and validates a YAML config file (with `yaml.safe_load`)."""
-    import yaml
+    """Reads and validates a YAML config file.
 
+    Read with a safe loader that also refuses anchors and aliases (a few
+    hundred bytes of them can expand to 10^8 values) and duplicate keys
+    (the second silently wins in plain YAML). Relative file paths in the
+    config are taken from the config file's folder.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No config file at {path}; write an example with `kerasdistill init {path}`.")
+    size = os.path.getsize(path)
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path} is {size:,} bytes; a config is a few kilobytes (at most {MAX_CONFIG_BYTES:,}). Is it the right file?")
     with open(path, encoding="utf-8") as handle:
-        try:
-            config = yaml.safe_load(handle)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ValueError(f"{path} is not valid YAML{where}: {getattr(error, 'problem', error)}. Fix the syntax (indent with spaces, 'key: value').") from None
-    return validate(config)
+        text = handle.read()
+    config = _parse_yaml(text, path)
+    return validate(_resolve_paths(config, os.path.dirname(os.path.abspath(path))))
+
+
+MAX_CONFIG_BYTES = 1 << 20
+# Config keys that hold file paths (a `.keras` model, a weights file, a data file or folder).
+PATH_KEYS = (("data", "path"), ("data", "unlabeled_path"), ("teacher", "model"), ("student", "model"),
+             ("teacher", "weights"), ("student", "weights"))
+
+
+def _parse_yaml(text, path):
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise ValueError(
+                    f"{path} uses a YAML alias (*name) at line {mark.line + 1}; configs take plain values only. "
+                    "Write the value out."
+                )
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(key, deep=True) for key, _ in node.value]
+            repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+            if repeated:
+                raise ValueError(
+                    f"{path} gives the key(s) {', '.join(repeated)} twice in one section (line "
+                    f"{node.start_mark.line + 1}); keep one."
+                )
+            return super().construct_mapping(node, deep)
+
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path} is not valid YAML{where}: {getattr(error, 'problem', error)}. Fix the syntax (indent with spaces, 'key: value').") from None
+
+
+def _resolve_paths(config, folder):
+    if not isinstance(config, dict):
+        return config
+    for section, key in PATH_KEYS:
+        values = config.get(section)
+        value = values.get(key) if isinstance(values, dict) else None
+        is_file = isinstance(value, str) and (key not in ("model", "weights") or value.endswith((".keras", ".h5")))
+        if is_file and not os.path.isabs(os.path.expanduser(value)):
+            values[key] = os.path.join(folder, value)
+    return config
+
+
+def _shown(value, limit=200):
+    """A value as an error message quotes it: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def example():

@@ -428,19 +428,47 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
         raise FileNotFoundError(f"No image folder at {path}; give a folder holding one sub-folder of images per class.")
     image_size = tuple(image_size) if image_size else _first_image_size(path)
     options = dict(labels="inferred", label_mode="int", image_size=image_size, batch_size=None, seed=seed)
+    layout = [os.path.join(path, "train"), os.path.join(path, "test")]
+    split_folders = all(os.path.isdir(folder) for folder in layout)
+    train_classes = _class_folders(layout[0] if split_folders else path)
     try:
-        if os.path.isdir(os.path.join(path, "train")) and os.path.isdir(os.path.join(path, "test")):
-            train = keras.utils.image_dataset_from_directory(os.path.join(path, "train"), shuffle=False, **options)
-            test = keras.utils.image_dataset_from_directory(os.path.join(path, "test"), shuffle=False, **options)
+        if split_folders:
+            test_classes = _class_folders(layout[1])
+            unknown = sorted(set(test_classes) - set(train_classes))
+            if unknown:
+                raise ValueError(
+                    f"{layout[1]} has classes the training folder lacks ({', '.join(unknown)}); the model cannot "
+                    f"learn them. Give train/ a folder for each, or remove them from test/. Training classes: "
+                    f"{', '.join(train_classes)}."
+                )
+            train = keras.utils.image_dataset_from_directory(layout[0], shuffle=False, **options)
+            test = keras.utils.image_dataset_from_directory(layout[1], shuffle=False, **options)
         else:
             train, test = keras.utils.image_dataset_from_directory(
                 path, validation_split=test_fraction, subset="both", shuffle=True, **options
             )
     except ValueError as error:
+        if "lacks" in str(error):
+            raise
         raise ValueError(f"Cannot read images from {path}: {error} Put the images in one sub-folder per class.") from None
     x, y = dataset_to_arrays(train.map(lambda image, label: (tf.cast(image, tf.float32), label)))
     x_test, y_test = dataset_to_arrays(test.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+    if split_folders:
+        # test/ may hold fewer classes: its labels are renumbered by class name.
+        y_test = np.asarray([train_classes.index(name) for name in test_classes], np.int32)[y_test]
     return _with_validation(x, y, x_test, y_test, validation_size, seed)
+
+
+def _class_folders(folder):
+    """The class sub-folders of an image folder, sorted (Keras' label order); at least 2."""
+    classes = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
+    if len(classes) < 2:
+        raise ValueError(
+            f"{folder} holds {len(classes)} class folder{'' if len(classes) == 1 else 's'} "
+            f"({', '.join(classes) or 'none'}); a classifier needs at least 2. Put the images of each class in "
+            "a sub-folder of its own (e.g. cats/, dogs/)."
+        )
+    return classes
 
 
 def load_tfds(name, data_dir=None, train_split="train", test_split="test", image_size=None, validation_size=0.1, seed=0):

@@ -1,6 +1,8 @@
 """`Distiller`: a `keras.Model` that trains a student from frozen teachers."""
 
+import inspect
 import math
+import numbers
 
 import numpy as np
 import tensorflow as tf
@@ -127,6 +129,7 @@ class Distiller(MultiWorkerFit, keras.Model):
             probe = _probe(model)
             resolved.append(_resolve_output_kind(model, kind, probe, role))
             _check_same_classes(_output_width(model, probe), classes, role)
+        _check_no_shared_variables(teachers, student)
         self.teachers = teachers
         self.teacher_output_kinds = tuple(resolved)
         self.teacher_outputs = resolved[0] if len(resolved) == 1 else list(resolved)
@@ -520,12 +523,17 @@ class Distiller(MultiWorkerFit, keras.Model):
         """
         self._require_compiled("fit")
         _check_data(x, y, self.student, "training")
-        if stop_on_non_finite and not args:
+        if args:
+            # Positional arguments after (x, y), as Keras names them, so the
+            # callbacks among them are seen below.
+            names = list(inspect.signature(keras.Model.fit).parameters)[3 : 3 + len(args)]
+            kwargs.update(zip(names, args))
+        if stop_on_non_finite:
             callbacks = list(kwargs.get("callbacks") or [])
             if not any(isinstance(c, StopOnNonFinite) for c in callbacks):
                 callbacks.append(StopOnNonFinite())
             kwargs["callbacks"] = callbacks
-        return super().fit(x, y, *args, **kwargs)
+        return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._require_compiled("evaluate")
@@ -634,6 +642,12 @@ def _check_data(x, y, student, purpose):
         if first is None:
             raise ValueError(f"The {purpose} dataset is empty; check the pipeline that builds it.")
         x, y, _ = keras.utils.unpack_x_y_sample_weight(first)
+        if y is None and isinstance(x, dict) and {"label", "labels"} & set(x):
+            raise ValueError(
+                f"The {purpose} dataset yields dicts with keys {sorted(x)}: Keras reads a whole dict as the "
+                "inputs, so the labels would be ignored. Yield (image, label) tuples: "
+                "tfds.load(..., as_supervised=True), or dataset.map(lambda d: (d['image'], d['label']))."
+            )
         if isinstance(y, dict):
             y = y.get("labels")
     # Multi-input data (dicts, lists) and generators are left to Keras.
@@ -689,6 +703,21 @@ def _check_unique_names(distillation_losses):
                 "one of them another name=."
             )
         seen.add(loss.name)
+
+
+def _check_no_shared_variables(teachers, student):
+    student_variables = {id(v): v for v in student.weights}
+    for index, teacher in enumerate(teachers):
+        shared = [v for v in teacher.weights if id(v) in student_variables]
+        if shared:
+            role = "teacher" if len(teachers) == 1 else f"teacher {index}"
+            names = ", ".join(sorted({getattr(v, "path", v.name) for v in shared})[:10])
+            raise ValueError(
+                f"The student shares {len(shared)} variables with the {role} ({names}): training the student "
+                "would change the teacher. Build the student from its own layers (e.g. "
+                "keras.models.clone_model(part_of_teacher) with weights copied by set_weights), not from the "
+                "teacher's layers or outputs."
+            )
 
 
 def _check_teacher_weights(weights, count):
@@ -853,7 +882,7 @@ def _check_mixing(augmentation, alpha):
 
 
 def _check_alpha(alpha):
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or math.isnan(alpha) or not 0.0 <= alpha <= 1.0:
         raise ValueError(
             f"alpha is the weight of the student (label) loss and must be in [0, 1] "
             f"(1 - alpha weighs the distillation loss); got {alpha!r}. The keras.io example uses 0.1."
@@ -875,8 +904,13 @@ def _resolve_student_loss(loss, student_outputs):
         key = loss.lower()
         if key in _CROSSENTROPY_NAMES:
             return getattr(keras.losses, _CROSSENTROPY_NAMES[key])(from_logits=from_logits)
+        if key == "crossentropy":
+            return losses_lib.CrossEntropy(from_logits=from_logits)
         if key in losses_lib.names():
-            return losses_lib.get(key, from_logits=from_logits) if key == "crossentropy" else losses_lib.get(key)
+            raise ValueError(
+                f"'{loss}' is a distillation loss (teacher vs student); pass it as distillation_loss_fn=. "
+                "student_loss_fn compares the student with the labels, e.g. 'crossentropy'."
+            )
         return keras.losses.get(loss)
     if not callable(loss):
         raise TypeError(
@@ -895,8 +929,14 @@ def _resolve_distillation_loss(loss, temperature):
     if loss is None:
         loss = losses_lib.SoftTargetKL()
     elif isinstance(loss, (str, dict)):
-        name = loss if isinstance(loss, str) else loss.get("name", "")
-        loss = losses_lib.get(loss) if str(name).lower() in losses_lib.names() else keras.losses.get(loss)
+        name = str(loss if isinstance(loss, str) else loss.get("name", "")).lower()
+        if name in losses_lib.names() or name in losses_lib.LABEL_LOSSES:
+            loss = losses_lib.get(loss)
+        else:
+            try:  # a Keras loss by name, applied to softened outputs
+                loss = keras.losses.get(loss)
+            except (ValueError, TypeError):
+                loss = losses_lib.get(loss)  # raises, naming ours and the closest one
     if isinstance(loss, losses_lib.DistillationLoss):
         return loss.with_temperature(temperature)
     if not callable(loss):

@@ -86,7 +86,15 @@ def load_data(data_config, seed):
 def _load_labeled(data_config, seed):
     source, size = data_config["source"], data_config["validation_size"]
     if source == "embedded":
-        count = int(round(size * 5000)) if size < 1 else int(size)
+        # A fraction is a share of the training data (the 4,000 digits outside
+        # the test split), as for every other source.
+        count = int(round(size * 4000)) if size < 1 else int(size)
+        if count < 10:
+            raise ValueError(
+                f"data.validation_size {size} gives {count} of the embedded digits' 4,000 training images; the "
+                "validation split takes a multiple of 10 (one tenth per class). Give at least 10, or a fraction "
+                ">= 0.0025."
+            )
         return data_lib.load_digits(val_size=count - count % 10, seed=seed)
     if source == "npz":
         return data_lib.load_npz_splits(data_config["path"], size, seed)

@@ -79,7 +79,7 @@ def _check_space(name, value, low, high, low_open):
             and (high is None or x <= high)
         )
 
-    bounds = f"> {low}" if low_open else f"in [{low}, {high}]"
+    bounds = (f"in ({low}, {high}]" if high is not None else f"> {low}") if low_open else f"in [{low}, {high}]"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
     if isinstance(value, tuple):
@@ -166,7 +166,7 @@ def tune(
     """
     import keras_tuner
 
-    temperature = _check_space("temperature", temperature, 0.0, None, low_open=True)
+    temperature = _check_space("temperature", temperature, 0.0, losses_lib.MAX_TEMPERATURE, low_open=True)
     alpha = _check_space("alpha", alpha, 0.0, 1.0, low_open=False)
     methods = _check_methods(methods)
     if not isinstance(max_trials, int) or max_trials < 1 or not isinstance(epochs, int) or epochs < 1:

@@ -229,10 +229,10 @@ def test_alpha_outside_zero_one_is_refused(trained_teacher, small_student, alpha
         distiller.compile(optimizer="adam", alpha=alpha)
 
 
-@pytest.mark.parametrize("temperature", [0, -2.0, float("inf")])
+@pytest.mark.parametrize("temperature", [0, -2.0, float("inf"), 1e6])
 def test_temperature_not_positive_is_refused(trained_teacher, small_student, temperature):
     distiller = kd.Distiller(trained_teacher, small_student)
-    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"temperature must be a number in \(0, 100\]"):
         distiller.compile(optimizer="adam", temperature=temperature)
 
 

@@ -72,7 +72,8 @@ def test_registry_gives_each_loss_by_name_and_config():
     assert isinstance(losses.get("LOGIT_MSE"), losses.LogitMSE)
     loss = losses.get({"name": "soft_target_kl", "config": {"temperature": 5}})
     assert loss.temperature == 5.0
-    assert {"soft_target_kl", "logit_mse", "softened", "crossentropy"} <= set(losses.names())
+    assert {"soft_target_kl", "logit_mse", "softened"} <= set(losses.names())
+    assert "crossentropy" not in losses.names()  # a label loss: student_loss_fn
 
 
 def test_unknown_loss_name_lists_the_known_ones():
@@ -80,10 +81,28 @@ def test_unknown_loss_name_lists_the_known_ones():
         losses.get("kd_magic")
 
 
-@pytest.mark.parametrize("temperature", [0, -1.0, float("nan"), float("inf"), "4", True])
+@pytest.mark.parametrize("temperature", [0, -1.0, float("nan"), float("inf"), "4", True, 1e4, 1e6])
 def test_bad_temperature_is_refused(temperature):
-    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"temperature must be a number in \(0, 100\]"):
         losses.SoftTargetKL(temperature=temperature)
+
+
+def test_numpy_scalars_are_accepted_and_the_largest_temperature_stays_exact():
+    assert losses.SoftTargetKL(temperature=np.int64(4)).temperature == 4.0
+    assert losses.SoftTargetKL(weight=np.float32(0.5)).weight == 0.5
+    rng = np.random.default_rng(0)
+    teacher, student = rng.normal(size=(64, 10)) * 5, rng.normal(size=(64, 10)) * 5
+
+    def by_hand(t, s, temperature):
+        def log_softmax(z):
+            z = z - z.max(-1, keepdims=True)
+            return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+        a, b = log_softmax(t / temperature), log_softmax(s / temperature)
+        return float(np.mean(np.sum(np.exp(a) * (a - b), -1)) * temperature**2)
+
+    value = losses.SoftTargetKL(temperature=losses.MAX_TEMPERATURE)(teacher.astype(np.float32), student.astype(np.float32))
+    assert float(value) == pytest.approx(by_hand(teacher, student, losses.MAX_TEMPERATURE), rel=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,24 @@ def test_rkd_distances_have_an_exactly_zero_diagonal():
     assert distances[~np.eye(5, dtype=bool)].mean() == pytest.approx(1.0, rel=1e-5)
 
 
+def test_the_label_loss_is_not_a_distillation_loss():
+    # crossentropy on softened probabilities read as logits is an almost constant term.
+    with pytest.raises(ValueError, match="'crossentropy' compares the student with the labels.*student_loss_fn"):
+        losses.get("crossentropy")
+    with pytest.raises(TypeError, match="subclass of kerasdistill.losses.DistillationLoss"):
+        losses.register("my_label_loss")(losses.CrossEntropy)
+    from kerasdistill.tune import tune
+
+    with pytest.raises(ValueError, match="'crossentropy' compares the student with the labels"):
+        tune(None, lambda: None, None, None, methods=["crossentropy"])
+
+
+def test_a_typo_in_a_loss_name_suggests_the_closest_one(trained_teacher, small_student):
+    distiller = kd.Distiller(trained_teacher, small_student)
+    with pytest.raises(ValueError, match="Unknown distillation loss 'soft_target_k'. Did you mean 'soft_target_kl'"):
+        distiller.compile(optimizer="adam", distillation_loss_fn="soft_target_k")
+
+
 def test_every_loss_is_registered_and_round_trips_through_its_config():
     examples = {
         "soft_target_kl": {"temperature": 2.0},
@@ -136,7 +154,6 @@ def test_every_loss_is_registered_and_round_trips_through_its_config():
         "hint": {"pairs": [["t", "s"]]},
         "attention": {"pairs": [["t", "s"]], "p": 2},
         "rkd": {"angle_weight": 10.0},
-        "crossentropy": {},
     }
     assert set(losses.names()) == set(examples)
     for name, config in examples.items():

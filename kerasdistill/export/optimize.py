@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from kerasdistill.export.bridge import to_tf_keras
 from kerasdistill.export.interpreter import as_arrays, class_indices
-from kerasdistill.losses import SoftTargetKL, check_temperature
+from kerasdistill.losses import SoftTargetKL, check_temperature, logits_from
 
 
 def import_tfmot():
@@ -203,7 +203,7 @@ def gzip_size(path):
 def _fine_tune(legacy, model, train_data, teacher, epochs, alpha, temperature, learning_rate, batch_size, verbose, callbacks=()):
     import tf_keras
 
-    from kerasdistill.distiller import Distiller
+    from kerasdistill.distiller import Distiller, _probe, _resolve_output_kind
 
     x, y = as_arrays(train_data)
     labels = class_indices(y).astype(np.float32)
@@ -219,9 +219,11 @@ def _fine_tune(legacy, model, train_data, teacher, epochs, alpha, temperature, l
         )
         targets = np.concatenate([labels[:, None], teacher_logits], axis=1)
     soft_targets = SoftTargetKL(temperature=temperature)
+    # A student ending in a softmax outputs probabilities: its loss needs logits.
+    kind = _resolve_output_kind(model, "auto", _probe(model), "student")
 
-    def loss(packed, student_logits):
-        student_logits = tf.cast(student_logits, tf.float32)
+    def loss(packed, student_outputs):
+        student_logits = logits_from(student_outputs, kind)
         hard = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(packed[:, 0], tf.int32), student_logits)
         if teacher is None:
             return hard

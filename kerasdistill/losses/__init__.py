@@ -15,9 +15,10 @@ guess what it was given.
 | `hint`           | `Hint`             | intermediate features (FitNets)    |
 | `attention`      | `AttentionTransfer`| attention maps (Zagoruyko)         |
 | `rkd`            | `RelationalKD`     | distances and angles (Park)        |
-| `crossentropy`   | `CrossEntropy`     | student vs labels                  |
 
-A config file or the command line picks a loss by name through `get`:
+`CrossEntropy` (student vs labels) is the default `student_loss_fn`; it is
+not a distillation loss and is not in this registry. A config file or the
+command line picks a loss by name through `get`:
 
 ```python
 from kerasdistill import losses
@@ -30,11 +31,13 @@ from kerasdistill.losses.base import DistillationLoss, is_one_hot, label_indices
 from kerasdistill.losses.decoupled import DecoupledKD
 from kerasdistill.losses.features import AttentionTransfer, FeatureLoss, Hint, check_pairs
 from kerasdistill.losses.labels import CrossEntropy
-from kerasdistill.losses.registry import check_temperature, check_weight, get, names, register
+from kerasdistill.losses.registry import LABEL_LOSSES, MAX_TEMPERATURE, check_temperature, check_weight, get, names, register
 from kerasdistill.losses.relational import RelationalKD
 from kerasdistill.losses.soft_targets import LogitMSE, SoftenedLoss, SoftTargetKL, soften
 
 __all__ = [
+    "LABEL_LOSSES",
+    "MAX_TEMPERATURE",
     "AttentionTransfer",
     "CrossEntropy",
     "DecoupledKD",

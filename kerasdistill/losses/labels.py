@@ -2,12 +2,11 @@
 
 import tensorflow as tf
 
-from kerasdistill.backend import keras
+from kerasdistill.backend import keras, register_serializable
 from kerasdistill.losses.base import is_one_hot
-from kerasdistill.losses.registry import register
 
 
-@register("crossentropy")
+@register_serializable
 class CrossEntropy(keras.losses.Loss):
     """Cross-entropy with the ground-truth labels, sparse or one-hot.
 

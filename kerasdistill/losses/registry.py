@@ -1,10 +1,17 @@
 """The registry that lets a config file or the command line pick a loss by name."""
 
+import difflib
 import math
+import numbers
 
 from kerasdistill.backend import keras, register_serializable
 
 _REGISTRY = {}
+# Above this, float32 softmax(z / T) loses the differences the loss is made of
+# (soft-target KL is off by 8% at T = 1e4, and meaningless at 1e6).
+MAX_TEMPERATURE = 100.0
+# Losses that compare the student with the labels: they go to student_loss_fn.
+LABEL_LOSSES = ("crossentropy",)
 
 
 def register(name):
@@ -12,6 +19,13 @@ def register(name):
     serialization (so saved models and configs can name it)."""
 
     def decorator(cls):
+        from kerasdistill.losses.base import DistillationLoss
+
+        if not (isinstance(cls, type) and issubclass(cls, DistillationLoss)):
+            raise TypeError(
+                f"register('{name}') takes a subclass of kerasdistill.losses.DistillationLoss (a loss between "
+                f"teacher and student); got {cls!r}. Label losses go to Distiller.compile(student_loss_fn=...)."
+            )
         key = name.lower()
         if key in _REGISTRY:
             raise ValueError(f"A loss named '{name}' is already registered.")
@@ -59,10 +73,18 @@ def get(identifier, **kwargs):
         return get(identifier["name"], **dict(identifier.get("config") or {}), **kwargs)
     if isinstance(identifier, str):
         key = identifier.lower()
-        if key not in _REGISTRY:
+        if key in LABEL_LOSSES:
             raise ValueError(
-                f"Unknown distillation loss '{identifier}'. Known losses: "
-                f"{', '.join(sorted(_REGISTRY))}."
+                f"'{identifier}' compares the student with the labels, not with the teacher: pass it as "
+                "student_loss_fn=, and pick a distillation loss here (e.g. 'soft_target_kl'). "
+                f"Distillation losses: {', '.join(sorted(_REGISTRY))}."
+            )
+        if key not in _REGISTRY:
+            close = difflib.get_close_matches(key, list(_REGISTRY), n=1)
+            raise ValueError(
+                f"Unknown distillation loss '{identifier}'."
+                + (f" Did you mean '{close[0]}'?" if close else "")
+                + f" Known losses: {', '.join(sorted(_REGISTRY))}."
             )
         try:
             return _REGISTRY[key](**kwargs)
@@ -80,12 +102,13 @@ def check_temperature(temperature, allow_none=False):
         return None
     if (
         isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
+        or not isinstance(temperature, numbers.Real)
         or not math.isfinite(temperature)
-        or temperature <= 0
+        or not 0 < temperature <= MAX_TEMPERATURE
     ):
         raise ValueError(
-            f"temperature must be a finite number > 0 (typical values 1 to 10); got {temperature!r}."
+            f"temperature must be a number in (0, {MAX_TEMPERATURE:g}] (typical values 1 to 10; above "
+            f"{MAX_TEMPERATURE:g} float32 loses the loss); got {temperature!r}."
         )
     return float(temperature)
 
@@ -94,7 +117,7 @@ def check_weight(weight, what="weight"):
     """Returns a loss weight as a float, or raises a ValueError saying what to pass."""
     if (
         isinstance(weight, bool)
-        or not isinstance(weight, (int, float))
+        or not isinstance(weight, numbers.Real)
         or not math.isfinite(weight)
         or weight < 0
     ):
