@@ -1,9 +1,11 @@
 """Callbacks that keep long runs safe: crash-proof backups, a stop at non-finite losses."""
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import time
 
 from kerasdistill.backend import keras
 from kerasdistill.distribute import is_chief
@@ -55,12 +57,16 @@ class BackupAndRestore(keras.callbacks.Callback):
         self.backup_dir = os.path.abspath(os.fspath(backup_dir))
         self.delete_on_success = delete_on_success
         self.restored_epoch = 0
+        # The whole training's history and time, the epochs before a restore included.
+        self.history = {}
+        self.restored_seconds = 0.0
 
     @property
     def state_path(self):
         return os.path.join(self.backup_dir, STATE_FILE)
 
     def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
         state = read_state(self.backup_dir)
         if state is None:
             return
@@ -76,6 +82,8 @@ class BackupAndRestore(keras.callbacks.Callback):
             model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(self.backup_dir, state["weights"]))
         self.restored_epoch = state["epoch"]
+        self.history = {key: list(values) for key, values in state.get("history", {}).items()}
+        self.restored_seconds = float(state.get("seconds", 0.0))
         model._initial_epoch = state["epoch"]
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -83,7 +91,15 @@ class BackupAndRestore(keras.callbacks.Callback):
         # not start there again.
         self.model._initial_epoch = None
 
+    @property
+    def seconds(self):
+        """Training time so far, the time before a restore included."""
+        return self.restored_seconds + time.perf_counter() - getattr(self, "_start", time.perf_counter())
+
     def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            with contextlib.suppress(TypeError, ValueError):
+                self.history.setdefault(key, []).append(float(value))
         if not is_chief(self.model.distribute_strategy):
             return
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -92,7 +108,13 @@ class BackupAndRestore(keras.callbacks.Callback):
             self.model.save_weights(temporary)
         write_json(
             self.state_path,
-            {"epoch": epoch + 1, "weights": weights, "architecture": architecture_fingerprint(self.model)},
+            {
+                "epoch": epoch + 1,
+                "weights": weights,
+                "architecture": architecture_fingerprint(self.model),
+                "history": self.history,
+                "seconds": self.seconds,
+            },
         )
         for name in os.listdir(self.backup_dir):
             if name.endswith(".weights.h5") and name != weights:

@@ -56,6 +56,7 @@ def atomic_path(path, overwrite=True):
         raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it, or choose another path.")
     folder = check_writable_folder(os.path.dirname(path))
     name = os.path.basename(path)
+    remove_stale_temporaries(folder, name)
     temporary = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}")
     try:
         yield temporary
@@ -76,6 +77,79 @@ def atomic_path(path, overwrite=True):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def remove_stale_temporaries(folder, name=None):
+    """Deletes `.tmp-<pid>-...` leftovers of writers that were killed (their process is gone).
+
+    Args:
+        folder: where to look.
+        name: only the leftovers of this target file name; None for all.
+
+    Returns:
+        The names removed.
+    """
+    removed = []
+    for entry in os.listdir(folder):
+        parts = entry.split("-", 3)
+        if len(parts) < 4 or parts[0] != ".tmp" or not parts[1].isdigit() or (name and parts[3] != name):
+            continue
+        if int(parts[1]) == os.getpid() or _alive(int(parts[1])):
+            continue
+        target = os.path.join(folder, entry)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunInProgressError(OSError):
+    """Another live process holds the lock of a run."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, what):
+    """Holds an exclusive lock on `path` (a lock file) while the block runs.
+
+    The kernel drops the lock when the holder dies, even by SIGKILL, so a
+    stale lock file of a dead run is simply taken over. The holder's pid is
+    written in the file, for the message a second process gets.
+
+    Raises:
+        RunInProgressError: naming the live process, when another holds it.
+    """
+    import fcntl
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunInProgressError(
+                errno.EBUSY,
+                f"{what} is in use by another kerasdistill process (pid {holder}, still running). Wait for it "
+                "to finish, stop it, or start this one with another --name or --output.",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 @contextlib.contextmanager

@@ -160,11 +160,26 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     if resumed:
         with open(state_path, encoding="utf-8") as handle:
             name = json.load(handle)["name"]
-        say(f"Resuming the unfinished run '{name}' (state in {resume}).")
     name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
-    folder = prepare_run_folder(output, name, overwrite or resumed)
-    files.write_json(state_path, {"name": name})
+    # One process per run folder: a second one is refused, and a resume
+    # adopts only a run whose process is gone. Workers of one multi-worker
+    # run share the folder on purpose (only the chief writes results).
+    lock = os.path.join(output, ".resume", f"{name}.lock")
+    with contextlib.nullcontext() if training["strategy"] == "multi_worker" else files.exclusive_lock(lock, f"The run '{name}' in {output}"):
+        if resumed:
+            say(f"Resuming the unfinished run '{name}' (state in {resume}).")
+        folder = prepare_run_folder(output, name, overwrite or resumed)
+        files.write_json(state_path, {"name": name})
+        report = _run_locked(config, training, folder, resume, say, fit_verbose)
+        if report["run_folder"] is not None:
+            with contextlib.suppress(OSError):
+                os.remove(lock)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(resume))  # .resume, once no other run needs it
+    return report
 
+
+def _run_locked(config, training, folder, resume, say, fit_verbose):
     previous_policy = keras.mixed_precision.global_policy().name
     set_precision(training["precision"])
     try:
@@ -176,8 +191,6 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     # delete the backup the chief is still writing.
     if report["run_folder"] is not None:
         shutil.rmtree(resume, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(resume))  # .resume, once no other run needs it
     return report
 
 
@@ -236,9 +249,12 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
         start = time.perf_counter()
         callbacks = callbacks_for(key)
         model, history, extra = train_model(callbacks)
-        if callbacks[0].restored_epoch:
-            say(f"  resumed at epoch {callbacks[0].restored_epoch + 1}")
-        record = {"seconds": time.perf_counter() - start, "history": history, **extra}
+        backup = callbacks[0]
+        if backup.restored_epoch:
+            # The epochs and time before the interruption count too.
+            say(f"  resumed at epoch {backup.restored_epoch + 1}")
+            history = backup.history
+        record = {"seconds": backup.restored_seconds + time.perf_counter() - start, "history": history, **extra}
         if is_chief(strategy):
             files.save_model(model, done, include_optimizer=False)
             files.write_json(os.path.join(resume, f"{key}.json"), record)

@@ -40,12 +40,20 @@ def test_a_killed_run_resumes_with_the_same_command_and_reaches_the_same_result(
             assert time.monotonic() < deadline, "distillation did not start in time"
             time.sleep(0.05)
         time.sleep(0.3)  # into the next epoch
+        # A second run of the same name while the first lives is refused, naming it.
+        from kerasdistill import pipeline
+
+        with pytest.raises(files.RunInProgressError, match=f"in use by another kerasdistill process \\(pid {process.pid}"):
+            pipeline.run({"training": {"epochs": 3}}, output=str(tmp_path / "out"), name="r", verbose=False)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
     assert not os.path.exists(tmp_path / "out" / "r" / "report.json")
+    # What a writer killed mid-write leaves behind (its process is gone).
+    stale = tmp_path / "out" / "r" / ".tmp-999999999-0badf00d-student.keras"
+    stale.write_bytes(b"partial")
 
     again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)  # the same command
     assert again.returncode == 0, again.stderr[-3000:]
@@ -53,6 +61,13 @@ def test_a_killed_run_resumes_with_the_same_command_and_reaches_the_same_result(
     assert "[1/3] Teacher: finished before the interruption" in again.stdout
     assert "resumed at epoch" in again.stdout
     assert not os.path.exists(tmp_path / "out" / ".resume"), "the resume state is removed after success"
+    assert not stale.exists(), "the killed writer's partial file is cleaned up"
+    with open(tmp_path / "out" / "r" / "report.json") as handle:
+        report = json.load(handle)
+    # The epochs before the kill are in the report, and their time is counted.
+    assert len(report["histories"]["distilled"]["loss"]) == 3
+    distilled = next(row for row in report["models"] if row["model"] == "student (distilled)")
+    assert distilled["train_seconds"] > 0
 
     clean = subprocess.run(
         RUN + ["--output", str(tmp_path / "clean"), "--name", "r", "--quiet"], env=ENV, capture_output=True, timeout=600
