@@ -182,16 +182,27 @@ def test_evaluate_reports_the_mean_over_all_batches_not_the_last(digits, trained
 def test_callbacks_checkpoint_early_stopping_backup_and_restore(tmp_path, digits, trained_teacher, small_student):
     distiller = compile_default(kd.Distiller(trained_teacher, small_student))
     callbacks = [
-        keras.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), save_weights_only=True, monitor="val_loss"),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=1),
+        keras.callbacks.ModelCheckpoint(
+            str(tmp_path / "best.weights.h5"), save_weights_only=True, save_best_only=True, monitor="val_loss"
+        ),
+        # No later epoch can improve by 1e9: training stops after epoch 2 of 5.
+        keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=1e9, patience=1),
         keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
         keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
     ]
-    distiller.fit(
-        digits.train.x[:512], digits.train.y[:512], epochs=2, validation_data=digits.val, callbacks=callbacks, verbose=0
+    history = distiller.fit(
+        digits.train.x[:512], digits.train.y[:512], epochs=5, validation_data=digits.val, callbacks=callbacks, verbose=0
     )
-    assert (tmp_path / "best.weights.h5").stat().st_size > 0
-    assert "distillation_loss" in (tmp_path / "log.csv").read_text()
+    assert len(history.history["loss"]) == 2
+    rows = (tmp_path / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and {"distillation_loss", "val_sparse_categorical_accuracy", "student_loss"} <= set(rows[0].split(","))
+    assert not (tmp_path / "backup").exists(), "Keras' BackupAndRestore removes its backup after success"
+    # The checkpoint holds the weights of the epoch with the lowest val_loss.
+    saved = compile_default(kd.Distiller(trained_teacher, keras.models.clone_model(small_student)))
+    saved.load_weights(tmp_path / "best.weights.h5")
+    x = digits.test.x[:16]
+    last_is_best = history.history["val_loss"][1] < history.history["val_loss"][0]
+    assert np.allclose(saved.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6) == last_is_best
 
 
 def test_student_and_whole_distiller_save_and_load(tmp_path, digits, trained_teacher, small_student):
@@ -215,8 +226,12 @@ def test_student_and_whole_distiller_save_and_load(tmp_path, digits, trained_tea
     expected = distiller.evaluate(x, digits.test.y[:32], verbose=0, return_dict=True)
     actual = restored.evaluate(x, digits.test.y[:32], verbose=0, return_dict=True)
     assert actual["loss"] == pytest.approx(expected["loss"], rel=1e-5)
-    # Training goes on from the saved optimizer state.
+    # Training goes on from the saved optimizer state: its step count and moments.
+    assert int(restored.optimizer.iterations) == int(distiller.optimizer.iterations) == 8
+    for saved, original in zip(restored.optimizer.variables, distiller.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(saved), np.asarray(original), atol=1e-7)
     restored.fit(x, digits.test.y[:32], epochs=1, verbose=0)
+    assert int(restored.optimizer.iterations) == 9
 
     clone = kd.Distiller.from_config(distiller.get_config())
     assert clone.teacher_outputs == "logits" and clone.student.count_params() == small_student.count_params()

@@ -169,6 +169,18 @@ def test_distillation_aware_qat_int8_keeps_ptq_accuracy(student, exported, train
     assert qat_accuracy >= ptq_accuracy - 0.01, (qat_accuracy, ptq_accuracy)
 
 
+def test_qat_learns_from_the_teacher_not_only_from_the_labels(student, trained_teacher, digits):
+    # A teacher whose classes are rolled by one: with alpha=0 the QAT student
+    # must follow it (class k answered as k + 1), which the labels never say.
+    roll = keras.layers.Dense(10, use_bias=False, trainable=False, name="roll")
+    rolled = keras.Model(trained_teacher.inputs, roll(trained_teacher.outputs[0]))
+    roll.set_weights([np.roll(np.eye(10, dtype=np.float32), 1, axis=1)])
+    qat = export.quantize_aware(student, digits.train, teacher=rolled, alpha=0.0, epochs=2)
+    predicted = np.argmax(np.asarray(qat(digits.test.x, training=False)), -1)
+    assert np.mean(predicted == (digits.test.y + 1) % 10) > 0.6
+    assert np.mean(predicted == digits.test.y) < 0.2
+
+
 def test_pruning_reaches_the_target_sparsity_and_compresses(student, exported, digits, tmp_path):
     pruned = export.prune(student, digits.train, target_sparsity=0.6, epochs=2)
     assert pruned.sparsity == pytest.approx(0.6, abs=0.02)

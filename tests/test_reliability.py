@@ -85,21 +85,27 @@ model = models.build("convnet_teacher", (28, 28, 1), 10)
 print("ready", flush=True)
 while True:
     files.save_model(model, sys.argv[1])
+    print("saved", flush=True)
 """
 
 
 def test_a_writer_killed_mid_write_leaves_the_old_complete_file_or_none(tmp_path):
     path = tmp_path / "model.keras"
-    for attempt, delay in enumerate((0.0, 0.35, 0.8, 1.3)):
+    for attempt, delay in enumerate((0.0, 0.0, 0.15, 0.4)):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], env=ENV, stdout=subprocess.PIPE, text=True)
         assert writer.stdout.readline().strip() == "ready"
+        if attempt > 0:
+            # One save has completed: from here on a complete file must always be
+            # there, whenever the kill lands (however fast this machine is).
+            assert writer.stdout.readline().strip() == "saved"
         time.sleep(delay)
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait(timeout=30)
         if path.exists():
             assert files.load_model(path).count_params() == 421_930
         elif attempt > 0:
-            pytest.fail("a complete file from an earlier attempt disappeared")
+            pytest.fail("a complete file from an earlier save disappeared")
+        assert not [name for name in os.listdir(tmp_path) if name != "model.keras" and not name.startswith(".tmp-")]
     assert path.exists()
 
 
