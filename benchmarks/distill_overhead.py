@@ -1,9 +1,12 @@
 """Distiller.fit against the floor it cannot beat.
 
-The floor for one epoch of distillation is one epoch of the student trained
-alone plus the teacher's forward pass over the same batches, run as a
-compiled `tf.function` (not `predict`, whose per-batch overhead would flatter
-the ratio). Printed: the seconds of each and the ratio; target <= 1.10.
+The floor for one epoch of distillation is one epoch of `fit` of a model
+whose compiled train step does the student's training step *and* the
+teacher's forward pass, in the same `tf.function`, over the same batches:
+everything distillation must do, minus the distillation loss and the
+Distiller's own bookkeeping. Printed: the seconds of each and the ratio;
+target <= 1.10. (The student alone and the teacher's forward pass alone are
+printed for scale.)
 
     python benchmarks/distill_overhead.py [--epochs 5]
 """
@@ -34,6 +37,10 @@ def main():
     alone.compile(optimizer=keras.optimizers.Adam(1e-3), loss=kd.losses.CrossEntropy(), metrics=["accuracy"])
     student_seconds = median_epoch_seconds(lambda **kw: alone.fit(train, verbose=0, **kw), args.epochs)
 
+    floor_model = TeacherAndStudentStep(teacher, keras.models.clone_model(student))
+    floor_model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    floor_seconds = median_epoch_seconds(lambda **kw: floor_model.fit(train, verbose=0, **kw), args.epochs)
+
     forward = tf.function(lambda x: teacher(x, training=False))
     for x, _ in train.take(1):
         forward(x)
@@ -48,15 +55,43 @@ def main():
     distiller = kd.Distiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1, temperature=4.0)
     distill_seconds = median_epoch_seconds(lambda **kw: distiller.fit(train, verbose=0, **kw), args.epochs)
+    unguarded = median_epoch_seconds(
+        lambda **kw: distiller.fit(train, verbose=0, stop_on_non_finite=False, **kw), args.epochs
+    )
 
-    floor = student_seconds + teacher_seconds
     steps = len(train)
     print(f"digits: {len(digits.train.x)} images, {steps} steps of 64 per epoch; median of {args.epochs} epochs")
-    print(f"student alone, one epoch of fit      : {student_seconds * 1000:8.1f} ms")
-    print(f"teacher forward (tf.function), epoch : {teacher_seconds * 1000:8.1f} ms")
-    print(f"floor (sum)                          : {floor * 1000:8.1f} ms")
-    print(f"Distiller.fit, one epoch             : {distill_seconds * 1000:8.1f} ms")
-    print(f"ratio Distiller / floor              : {distill_seconds / floor:8.3f}  (target <= 1.10)")
+    print(f"student alone, one epoch of fit              : {student_seconds * 1000:8.1f} ms")
+    print(f"teacher forward alone (tf.function), epoch   : {teacher_seconds * 1000:8.1f} ms")
+    print(f"floor: student step + teacher forward, fit   : {floor_seconds * 1000:8.1f} ms")
+    print(f"Distiller.fit, one epoch                     : {distill_seconds * 1000:8.1f} ms")
+    print(f"Distiller.fit without the NaN guard, epoch   : {unguarded * 1000:8.1f} ms")
+    print(f"ratio Distiller / floor                      : {distill_seconds / floor_seconds:8.3f}  (target <= 1.10)")
+    print(f"ratio without the NaN guard / floor          : {unguarded / floor_seconds:8.3f}")
+
+
+class TeacherAndStudentStep(keras.Model):
+    """The floor: the student's cross-entropy step plus the teacher's forward pass, one compiled step."""
+
+    def __init__(self, teacher, student):
+        super().__init__()
+        self.teacher, self.student = teacher, student
+        self.loss_fn = kd.losses.CrossEntropy()
+
+    def call(self, x, training=None):
+        return self.student(x, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        teacher_logits = self.teacher(x, training=False)
+        with tf.GradientTape() as tape:
+            outputs = self.student(x, training=True)
+            loss = self.loss_fn(y, outputs)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        # The teacher's output is returned, so the graph cannot prune its forward pass.
+        logs = {"loss": loss, "teacher_mean": tf.reduce_mean(teacher_logits)}
+        return {**logs, **self.compute_metrics(x, y, outputs, None)}
 
 
 if __name__ == "__main__":

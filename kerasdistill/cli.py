@@ -158,6 +158,8 @@ def _export(args):
         raise ValueError("--quantization int8 needs --calibration-data ('embedded' or an .npz file with array 'x').")
     stem = os.path.splitext(os.path.basename(args.model))[0]
     output = args.output or os.path.join("export", f"{stem}_{args.quantization}.tflite")
+    if os.path.isdir(output):
+        raise IsADirectoryError(f"--output {output} is a folder; give the .tflite file's path, e.g. {os.path.join(output, stem + '.tflite')}.")
     if os.path.exists(output) and not args.overwrite:
         raise FileExistsError(f"{output} already exists. Pass --overwrite to replace it, or choose --output.")
     calibration = None

@@ -79,8 +79,8 @@ def _flag(key, value):
 def _image_size(key, value):
     if value is None:
         return None
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ValueError(f"{key} must be [height, width] in pixels, e.g. [96, 96], or null; got {_shown(value)}.")
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in value)):
+        raise ValueError(f"{key} must be [height, width] in pixels, each at least 8, e.g. [96, 96], or null; got {_shown(value)}.")
     return value
 
 
@@ -219,7 +219,7 @@ SCHEMA = {
         "epochs": (5, _number(1, whole=True), "epochs for each model"),
         "batch_size": (64, _number(1, whole=True), "global batch size"),
         "learning_rate": (1e-3, _number(0.0, low_open=True), "Adam learning rate"),
-        "seed": (0, _number(0, whole=True), "seed of split, initial weights and shuffling"),
+        "seed": (0, _number(0, 2**32 - 1, whole=True), "seed of split, initial weights and shuffling, in [0, 2^32)"),
         "strategy": ("none", _choice(STRATEGIES), "tf.distribute strategy"),
         "precision": ("float32", _choice(PRECISIONS), "Keras dtype policy"),
     },

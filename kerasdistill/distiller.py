@@ -113,6 +113,7 @@ class Distiller(MultiWorkerFit, keras.Model):
                 "teacher, or one string for all."
             )
         _check_model(student, "student")
+        _check_trainable(student)
         student_probe = _probe(student)
         self.student_outputs = _resolve_output_kind(student, student_outputs, student_probe, "student")
         classes = _output_width(student, student_probe)
@@ -675,7 +676,12 @@ def _check_data(x, y, student, purpose):
 
 
 def _check_labels(y, classes, purpose):
-    if classes is None or y.size == 0 or not np.issubdtype(y.dtype, np.number):
+    if y.size and not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise TypeError(
+            f"The {purpose} labels have dtype {y.dtype} (e.g. {y.flat[0]!r}); the losses need class indices. "
+            "Map them to 0..C-1, e.g. names, y = np.unique(y, return_inverse=True)."
+        )
+    if classes is None or y.size == 0:
         return
     if y.ndim == 2 and y.shape[1] == classes and classes != 1:
         return
@@ -731,6 +737,15 @@ def _check_teacher_weights(weights, count):
     return tuple(w / sum(checked) for w in checked)
 
 
+def _check_trainable(student):
+    if not student.trainable_weights:
+        raise ValueError(
+            f"The student '{student.name}' has no trainable weights (student.trainable is "
+            f"{student.trainable}): distillation would change nothing. Set student.trainable = True, or unfreeze "
+            "its layers (kerasdistill.transfer.unfreeze for a backbone student)."
+        )
+
+
 def _check_model(model, role):
     if not isinstance(model, keras.Model):
         raise TypeError(
@@ -742,6 +757,12 @@ def _check_model(model, role):
             f"The {role} model '{model.name}' is not built, so its weights and output "
             f"shape are unknown. Give it an input (keras.Input(shape=...) as its first "
             f"layer), or call {role}.build(input_shape) or {role}(batch) once."
+        )
+    inputs = getattr(model, "inputs", None)
+    if inputs is not None and len(inputs) > 1:
+        raise ValueError(
+            f"The {role} model '{model.name}' takes {len(inputs)} inputs; the Distiller feeds the teachers and the "
+            "student one batch of the same inputs. Wrap it in a model with one input that builds the others."
         )
     outputs = getattr(model, "outputs", None)
     if outputs is not None and len(outputs) != 1:
@@ -829,8 +850,14 @@ def _resolve_output_kind(model, kind, probe, role):
     observed = None
     if probe is not None:
         observed = "probabilities" if _looks_like_probabilities(probe) else "logits"
+    activation = _final_activation(model)
+    if activation == "sigmoid":
+        raise ValueError(
+            f"The {role} '{model.name}' ends in a sigmoid: independent per-class probabilities (multi-label), not "
+            "one distribution over the classes, which soft targets need. End it in a Dense layer (logits) or a "
+            "softmax."
+        )
     if kind == "auto":
-        activation = _final_activation(model)
         declared = {"softmax": "probabilities", "linear": "logits"}.get(activation)
         kind = declared or observed or "logits"
     if observed is not None and observed != kind:

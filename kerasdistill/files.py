@@ -253,6 +253,8 @@ def load_model(path, safe_mode=True):
     from kerasdistill.backend import keras
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not a model file; give the path of a saved .keras model inside it.")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No model file at {path}; give the path of a saved .keras model.")
     if not path.endswith(".keras") or not zipfile.is_zipfile(path):

@@ -56,8 +56,11 @@ def prepare_run_folder(output, name=None, overwrite=False):
         overwrite: allow writing into an existing non-empty run folder.
     """
     name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
-    if os.sep in name or name in ("", ".", ".."):
-        raise ValueError(f"A run name is a plain folder name; got {name!r}.")
+    if os.sep in name or name in ("", ".", "..") or name.startswith("."):
+        raise ValueError(
+            f"A run name is a plain folder name, not starting with '.' (those hold kerasdistill's own state, "
+            f"e.g. .resume); got {name!r}. Pick another --name, e.g. run-1."
+        )
     folder = os.path.join(files.check_writable_folder(output), name)
     if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
         raise FileExistsError(

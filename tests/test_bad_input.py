@@ -47,6 +47,21 @@ def subclassed_student():
     return model
 
 
+def frozen(model):
+    model.trainable = False
+    return model
+
+
+def two_inputs():
+    a, b = keras.Input((28, 28, 1)), keras.Input((28, 28, 1))
+    return keras.Model([a, b], keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Add()([a, b]))))
+
+
+def sigmoid_student():
+    inputs = keras.Input((28, 28, 1))
+    return keras.Model(inputs, keras.layers.Dense(10, activation="sigmoid")(keras.layers.Flatten()(inputs)))
+
+
 def rms_model():
     inputs = keras.Input((8,))
     return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.RMSNormalization()(inputs)))
@@ -98,6 +113,16 @@ CASES = [
     ("tune_with_multi_worker", lambda m: config.validate({"tune": {"enabled": True}, "training": {"strategy": "multi_worker"}}), ValueError, "runs in one process", "none or mirrored"),
     ("unknown_precision", lambda m: distribute.set_precision("float8"), ValueError, "Unknown precision policy 'float8'", "mixed_bfloat16"),
     ("cache_exists", lambda m: kd.cache_teacher_outputs(m.teacher, (X, Y), path=m.folder), FileExistsError, "cache already exists", "overwrite=True"),
+    ("string_labels", lambda m: m.compiled.fit(X, np.array(["cat", "dog"] * 4), verbose=0), TypeError, "labels have dtype <U3", "np.unique"),
+    ("non_trainable_student", lambda m: kd.Distiller(m.teacher, frozen(models.build("convnet_student", (28, 28, 1), 10))), ValueError, "has no trainable weights", "trainable = True"),
+    ("teacher_with_two_inputs", lambda m: kd.Distiller(two_inputs(), m.student), ValueError, "takes 2 inputs", "Wrap it in a model with one input"),
+    ("sigmoid_student", lambda m: kd.Distiller(m.teacher, sigmoid_student()), ValueError, "ends in a sigmoid", "Dense layer \\(logits\\) or a softmax"),
+    ("export_whole_distiller", lambda m: to_tflite(m.compiled, os.path.join(m.folder, "d.tflite")), ValueError, "whole Distiller", "distiller.student"),
+    ("tflite_path_is_a_folder", lambda m: to_tflite(m.student, str(m.folder)), IsADirectoryError, "is a folder", "path of the .tflite file"),
+    ("keras_path_is_a_folder", lambda m: files.load_model(str(m.folder)), IsADirectoryError, "is a folder, not a model file", "saved .keras model inside it"),
+    ("hidden_run_name", lambda m: pipeline.prepare_run_folder(str(m.folder), ".resume"), ValueError, "not starting with '.'", "Pick another --name"),
+    ("seed_too_large", lambda m: config.validate({"training": {"seed": 2**32}}), ValueError, "training.seed must be", "<= 4294967295"),
+    ("image_size_too_small", lambda m: config.validate({"data": {"image_size": [1, 1]}}), ValueError, "each at least 8", r"e.g. \[96, 96\]"),
     ("npz_missing_arrays", lambda m: data.load_npz_splits(np.savez(os.path.join(m.folder, "f.npz"), x=X) or os.path.join(m.folder, "f.npz")), ValueError, "lacks arrays x_train", "must hold x_train, y_train, x_test, y_test"),
 ]
 

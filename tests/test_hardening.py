@@ -161,3 +161,10 @@ def test_qat_fine_tuning_of_a_softmax_student_trains_on_its_logits(digits):
     # Still probabilities of the right class: cross-entropy on logits, not on the softmax.
     np.testing.assert_allclose(outputs.sum(-1), 1.0, atol=1e-3)
     assert np.mean(np.argmax(outputs, -1) == digits.test.y[:200]) > 0.85
+
+
+def test_int8_calibration_on_constant_data_warns(tmp_path, small_student):
+    from kerasdistill.export import to_tflite
+
+    with pytest.warns(UserWarning, match="calibration samples are all identical"):
+        to_tflite(small_student, tmp_path / "s.tflite", "int8", representative_data=np.zeros((50, 28, 28, 1), np.float32))

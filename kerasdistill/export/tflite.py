@@ -112,8 +112,15 @@ def to_tflite(
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}; got {quantization!r}.")
     if not isinstance(calibration_steps, int) or calibration_steps < 1:
         raise ValueError(f"calibration_steps must be a whole number >= 1; got {calibration_steps!r}.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder; give the path of the .tflite file to write, e.g. {os.path.join(path, 'student.tflite')}.")
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it, or choose another path.")
+    if hasattr(model, "student") and hasattr(model, "teachers"):
+        raise ValueError(
+            "This is a whole Distiller (teachers and student); a .tflite file holds the model you ship. Export "
+            "`distiller.student`."
+        )
     model = float32_copy(model)
     input_shape, input_dtype = _model_input(model)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -175,6 +182,13 @@ def calibration_samples(data, input_shape, input_dtype, limit):
                 return samples
     if not samples:
         raise ValueError("representative_data is empty; pass at least one input sample.")
+    if all(np.array_equal(sample, samples[0]) for sample in samples[1:]):
+        warnings.warn(
+            f"The {len(samples)} calibration samples are all identical (constant data?): int8 activation ranges "
+            "calibrated on them will clip real inputs. Pass typical inputs, e.g. a few hundred training images.",
+            UserWarning,
+            stacklevel=3,
+        )
     return samples
 
 
