@@ -173,7 +173,7 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
             say(f"Resuming the unfinished run '{name}' (state in {resume}).")
         folder = prepare_run_folder(output, name, overwrite or resumed)
         files.write_json(state_path, {"name": name})
-        report = _run_locked(config, training, folder, resume, say, fit_verbose)
+        report = _run_locked(config, folder, resume, say, fit_verbose)
         if report["run_folder"] is not None:
             with contextlib.suppress(OSError):
                 os.remove(lock)
@@ -182,11 +182,11 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     return report
 
 
-def _run_locked(config, training, folder, resume, say, fit_verbose):
+def _run_locked(config, folder, resume, say, fit_verbose):
     previous_policy = keras.mixed_precision.global_policy().name
-    set_precision(training["precision"])
+    set_precision(config["training"]["precision"])
     try:
-        strategy = make_strategy(training["strategy"])
+        strategy = make_strategy(config["training"]["strategy"])
         report = _run_stages(config, strategy, folder, resume, say, fit_verbose)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
