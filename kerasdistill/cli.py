@@ -113,6 +113,13 @@ def build_parser():
     run.add_argument("--overwrite", action="store_true", help="allow writing into an existing run folder")
     run.add_argument("--quiet", action="store_true", help="print only errors")
 
+    clean = commands.add_parser(
+        "clean",
+        help="list the resume states of unfinished runs; --remove deletes those no live process owns",
+    )
+    clean.add_argument("--output", default="export", help="the runs' parent folder (default: export)")
+    clean.add_argument("--remove", action="store_true", help="delete the states of abandoned runs")
+
     init = commands.add_parser("init", help="write a commented example pipeline config")
     init.add_argument("path", nargs="?", default="pipeline.yaml", help="where to write it (default: pipeline.yaml)")
     init.add_argument("--overwrite", action="store_true", help="replace an existing file")
@@ -216,6 +223,21 @@ def _run_config(args):
     return config.validate(resolved)
 
 
+def _clean(args):
+    from kerasdistill import pipeline
+
+    states = pipeline.resume_states(args.output)
+    if not states:
+        print(f"No unfinished runs under {args.output}.")
+        return
+    for entry in states:
+        owner = f"in progress (pid {entry['pid']})" if entry["pid"] else "abandoned: resumes with its command"
+        print(f"{entry['name'] or '?':24s} {owner:40s} {entry['state']}")
+    if args.remove:
+        removed = pipeline.remove_abandoned(args.output)
+        print(f"Removed {len(removed)} abandoned resume state(s); their run folders are left as they are.")
+
+
 def _init(args):
     from kerasdistill import config, files
 
@@ -234,6 +256,8 @@ def main(argv=None):
             _evaluate(args)
         elif args.command == "init":
             _init(args)
+        elif args.command == "clean":
+            _clean(args)
         elif args.command == "run":
             pipeline.run(_run_config(args), output=args.output, name=args.name, overwrite=args.overwrite, verbose=not args.quiet)
     except (ValueError, TypeError, OSError, ArithmeticError) as error:

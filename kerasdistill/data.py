@@ -289,6 +289,8 @@ def load_arrays(source, split="test", need_labels=True):
     """
     if source == "embedded":
         return getattr(load_digits(), split)
+    if os.path.isdir(source):
+        raise IsADirectoryError(f"{source} is a folder; pass 'embedded' or the path of an .npz file (arrays 'x' and 'y').")
     if not str(source).endswith(".npz") or not os.path.isfile(source):
         raise FileNotFoundError(
             f"No data at {source!r}: pass 'embedded' (the built-in digits) or an .npz file with arrays "
@@ -382,6 +384,8 @@ def load_npz_splits(path, validation_size=500, seed=0):
     ```
     """
     wanted = ("x_train", "y_train", "x_test", "y_test")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No .npz file at {path} (a folder or a missing file); give the .npz file holding {', '.join(wanted)}.")
     with np.load(path, allow_pickle=False) as arrays:
         missing = [k for k in wanted if k not in arrays.files]
         if missing:
@@ -451,12 +455,29 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
         if "lacks" in str(error):
             raise
         raise ValueError(f"Cannot read images from {path}: {error} Put the images in one sub-folder per class.") from None
-    x, y = dataset_to_arrays(train.map(lambda image, label: (tf.cast(image, tf.float32), label)))
-    x_test, y_test = dataset_to_arrays(test.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+    try:
+        x, y = dataset_to_arrays(train.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+        x_test, y_test = dataset_to_arrays(test.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+    except tf.errors.InvalidArgumentError:
+        raise ValueError(
+            f"An image under {path} cannot be decoded: {_first_undecodable(path) or 'unknown file'}. Remove or "
+            "replace it (a truncated download, or another format with an image extension)."
+        ) from None
     if split_folders:
         # test/ may hold fewer classes: its labels are renumbered by class name.
         y_test = np.asarray([train_classes.index(name) for name in test_classes], np.int32)[y_test]
     return _with_validation(x, y, x_test, y_test, validation_size, seed)
+
+
+def _first_undecodable(folder):
+    for root, _, names in sorted(os.walk(folder)):
+        for name in sorted(names):
+            if name.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
+                try:
+                    tf.io.decode_image(tf.io.read_file(os.path.join(root, name)))
+                except tf.errors.InvalidArgumentError:
+                    return os.path.join(root, name)
+    return None
 
 
 def _class_folders(folder):

@@ -431,6 +431,24 @@ class Distiller(MultiWorkerFit, keras.Model):
             return self._run_teachers(x)
         return tf.stop_gradient(self.combine_teachers(cached)), {}
 
+    def _checked_labels(self, y, student_outputs):
+        """Sparse labels with an in-graph range check: `fit` checks only the first batch itself."""
+        if y is None or losses_lib.is_one_hot(y, student_outputs) or not y.dtype.is_integer:
+            return y
+        classes = student_outputs.shape[-1]
+        message = (
+            f"A batch holds labels outside [0, {classes}) (the student outputs {classes} scores); the first "
+            "batch was fine, a later one is not. Check the labels of the whole dataset, e.g. "
+            "np.unique(y), and re-encode them as 0..C-1."
+        )
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_non_negative(y, message=message),
+                tf.debugging.assert_less(y, tf.cast(classes, y.dtype), message=message),
+            ]
+        ):
+            return tf.identity(y)
+
     def train_step(self, data):
         x, y, labeled, sample_weight, cached = self._unpack(data)
         if self.augmentation is not None:
@@ -447,6 +465,7 @@ class Distiller(MultiWorkerFit, keras.Model):
         variables = self.trainable_weights
         with tf.GradientTape() as tape:
             student_outputs, student_features = self._run_student(x, training=True)
+            y = self._checked_labels(y, student_outputs)
             losses = self.compute_losses(
                 y, student_outputs, teacher_logits, sample_weight, teacher_features, student_features, labeled
             )
@@ -651,6 +670,14 @@ def _check_data(x, y, student, purpose):
             )
         if isinstance(y, dict):
             y = y.get("labels")
+    if isinstance(x, (list, tuple)) and x and all(hasattr(item, "shape") for item in x):
+        shapes = {tuple(item.shape) for item in x}
+        if len(shapes) > 1 and len(x) != len(getattr(student, "inputs", None) or [None]):
+            raise ValueError(
+                f"The {purpose} inputs are a list of {len(x)} arrays of different shapes ({', '.join(map(str, sorted(shapes)[:3]))}"
+                "...): ragged samples, which a batch cannot hold. Resize or pad them to one shape "
+                "(keras.layers.Resizing, keras.utils.pad_sequences) and stack them into one array."
+            )
     # Multi-input data (dicts, lists) and generators are left to Keras.
     if not hasattr(x, "shape") or isinstance(x, dict):
         return

@@ -117,6 +117,21 @@ class RunInProgressError(OSError):
     """Another live process holds the lock of a run."""
 
 
+def lock_holder(path):
+    """The pid holding the lock file `path` (a live run), or None when no live process holds it."""
+    import fcntl
+
+    if not os.path.exists(path):
+        return None
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().strip() or "unknown"
+        return None
+
+
 @contextlib.contextmanager
 def exclusive_lock(path, what):
     """Holds an exclusive lock on `path` (a lock file) while the block runs.
@@ -264,7 +279,7 @@ def load_model(path, safe_mode=True):
         )
     try:
         return keras.models.load_model(path, safe_mode=safe_mode)
-    except ValueError as error:
+    except (ValueError, KeyError, OSError, TypeError) as error:
         if "safe_mode" in str(error) or "arbitrary code" in str(error):
             raise ValueError(
                 f"{path} holds a layer that runs arbitrary Python code when loaded (a Lambda layer), so "
@@ -272,4 +287,10 @@ def load_model(path, safe_mode=True):
                 "(kerasdistill.files.load_model(path, safe_mode=False)); better, replace the Lambda by a "
                 "registered layer class."
             ) from None
-        raise
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"{path} is a zip archive but not a loadable Keras model ({type(error).__name__}: {first}). It may be "
+            "truncated, lack its config.json (only weights were saved), or use a custom class that must be "
+            "registered with keras.saving.register_keras_serializable before loading. Save it again with "
+            "model.save('name.keras')."
+        ) from None

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from kerasdistill import config as config_lib
+from kerasdistill import losses as losses_lib
 from kerasdistill import data as data_lib
 from kerasdistill import augment, export, files, models, plots, transfer
 from kerasdistill.cache import cache_teacher_outputs
@@ -182,6 +183,44 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     return report
 
 
+def resume_states(output="export"):
+    """The resume states under `output/.resume`: one dict per unfinished run.
+
+    Returns:
+        A list of `{"name", "state", "pid"}`; `pid` is the live process that
+        owns the run, or None for a run that was abandoned (killed, or
+        failed) and will resume when its command is given again.
+    """
+    root = os.path.join(output, ".resume")
+    states = []
+    for key in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        state = os.path.join(root, key, "run.json")
+        if not os.path.isfile(state):
+            continue
+        try:
+            with open(state, encoding="utf-8") as handle:
+                name = json.load(handle)["name"]
+        except (ValueError, KeyError, OSError):
+            name = None
+        pid = files.lock_holder(os.path.join(root, f"{name}.lock")) if name else None
+        states.append({"name": name, "state": os.path.dirname(state), "pid": pid})
+    return states
+
+
+def remove_abandoned(output="export"):
+    """Deletes the resume states of runs no live process owns; returns what was removed."""
+    removed = []
+    for entry in resume_states(output):
+        if entry["pid"] is None:
+            shutil.rmtree(entry["state"], ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(output, ".resume", f"{entry['name']}.lock"))
+            removed.append(entry)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.join(output, ".resume"))
+    return removed
+
+
 def _run_locked(config, folder, resume, say, fit_verbose):
     previous_policy = keras.mixed_precision.global_policy().name
     set_precision(config["training"]["precision"])
@@ -215,6 +254,7 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
     seed, epochs = training["seed"], training["epochs"]
     splits = load_data(config["data"], seed)
     shape, classes = splits.train.x.shape[1:], splits.num_classes
+    _check_layer_pairs(config, shape, classes)
     batch_size = training["batch_size"]
     plan = _training_data(splits, batch_size, distillation["labeled_share"], seed)
     train, steps = plan.labeled, plan.steps
@@ -425,6 +465,22 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
         say(report["tuning"]["verdict"])
     say(f"\nSaved the models, the .tflite files, plots, config.yaml and report.json in {folder}")
     return report
+
+
+def _check_layer_pairs(config, shape, classes):
+    """Refuses, before anything trains, feature losses naming layers the models lack."""
+    pairs = [pair for item in config["distillation"]["losses"] for pair in (losses_lib.get(item).pairs or ())]
+    if not pairs:
+        return
+    for index, role in enumerate(("teacher", "student")):
+        model = build_model(config[role]["model"], shape, classes, config[role]["weights"], role)
+        layers = [layer.name for layer in model.layers]
+        missing = sorted({pair[index] for pair in pairs} - set(layers))
+        if missing:
+            raise ValueError(
+                f"distillation.losses names {role} layer(s) {', '.join(missing)}, which the {role} "
+                f"'{model.name}' lacks. Its layers: {', '.join(layers)}. Fix the layer pairs."
+            )
 
 
 TrainingData = collections.namedtuple("TrainingData", ["labeled", "distill", "distill_once", "steps"])

@@ -47,6 +47,22 @@ def subclassed_student():
     return model
 
 
+def zip_without_config(folder):
+    import zipfile
+
+    path = os.path.join(folder, "weights_only.keras")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    return path
+
+
+def m_tflite(m):
+    path = os.path.join(m.folder, "eval.tflite")
+    if not os.path.exists(path):
+        to_tflite(m.student, path)
+    return path
+
+
 def frozen(model):
     model.trainable = False
     return model
@@ -123,6 +139,11 @@ CASES = [
     ("hidden_run_name", lambda m: pipeline.prepare_run_folder(str(m.folder), ".resume"), ValueError, "not starting with '.'", "Pick another --name"),
     ("seed_too_large", lambda m: config.validate({"training": {"seed": 2**32}}), ValueError, "training.seed must be", "<= 4294967295"),
     ("image_size_too_small", lambda m: config.validate({"data": {"image_size": [1, 1]}}), ValueError, "each at least 8", r"e.g. \[96, 96\]"),
+    ("ragged_inputs", lambda m: m.compiled.fit([np.zeros((28, 28, 1)), np.zeros((20, 20, 1))], Y[:2], verbose=0), ValueError, "arrays of different shapes", "Resize or pad them to one shape"),
+    ("keras_zip_without_config", lambda m: files.load_model(zip_without_config(m.folder)), ValueError, "not a loadable Keras model", "config.json"),
+    ("evaluate_labels_beyond_classes", lambda m: evaluate_tflite(m_tflite(m), (X, Y + 10)), ValueError, r"labels range over \[10, 17\] but .* outputs 10", "0..9"),
+    ("npz_path_is_a_folder", lambda m: data.load_arrays(str(m.folder)), IsADirectoryError, "is a folder", "path of an .npz file"),
+    ("hint_layer_missing_in_a_run", lambda m: pipeline.run({"distillation": {"losses": [{"name": "hint", "config": {"pairs": [["relu2", "conv9"]]}}]}}, output=str(m.folder / "hint")), ValueError, "names student layer\\(s\\) conv9", "Its layers: .*relu1"),
     ("npz_missing_arrays", lambda m: data.load_npz_splits(np.savez(os.path.join(m.folder, "f.npz"), x=X) or os.path.join(m.folder, "f.npz")), ValueError, "lacks arrays x_train", "must hold x_train, y_train, x_test, y_test"),
 ]
 

@@ -168,3 +168,33 @@ def test_int8_calibration_on_constant_data_warns(tmp_path, small_student):
 
     with pytest.warns(UserWarning, match="calibration samples are all identical"):
         to_tflite(small_student, tmp_path / "s.tflite", "int8", representative_data=np.zeros((50, 28, 28, 1), np.float32))
+
+
+def test_bad_labels_after_the_first_batch_stop_training_with_a_clear_message(digits, trained_teacher, small_student):
+    labels = digits.train.y[:128].copy()
+    labels[100] = 12  # in the second batch: fit's own check sees only the first
+    distiller = kd.Distiller(trained_teacher, small_student)
+    distiller.compile(optimizer="adam")
+    batches = tf.data.Dataset.from_tensor_slices((digits.train.x[:128], labels)).batch(64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels outside \[0, 10\).*a later one is not"):
+        distiller.fit(batches, epochs=1, verbose=0)
+
+
+def test_a_corrupt_image_is_named(tmp_path):
+    write_images(tmp_path, ["a", "b"])
+    (tmp_path / "b" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    with pytest.raises(ValueError, match=r"cannot be decoded: .*b/9.png"):
+        data.load_image_folder(str(tmp_path), validation_size=1)
+
+
+def test_clean_lists_live_and_abandoned_runs_and_removes_only_abandoned_ones(tmp_path, capsys):
+    from kerasdistill import cli, files
+
+    for key, name in (("k1", "gone"), ("k2", "live")):
+        (tmp_path / ".resume" / key).mkdir(parents=True)
+        (tmp_path / ".resume" / key / "run.json").write_text(f'{{"name": "{name}"}}')
+    with files.exclusive_lock(str(tmp_path / ".resume" / "live.lock"), "live"):
+        assert cli.main(["clean", "--output", str(tmp_path), "--remove"]) == 0
+        out = capsys.readouterr().out
+        assert "gone" in out and "abandoned" in out and "in progress (pid" in out
+        assert not (tmp_path / ".resume" / "k1").exists() and (tmp_path / ".resume" / "k2").exists()

@@ -171,11 +171,18 @@ def keras_outputs(model, x, batch_size=256):
 def _measure(path, x, y, reference, num_threads, batch_size, latency_runs):
     tflite = TFLiteModel(path, num_threads=num_threads)
     outputs = tflite.predict(x, batch_size=batch_size)
+    labels = class_indices(y)
+    if len(labels) and (labels.min() < 0 or labels.max() >= outputs.shape[-1]):
+        raise ValueError(
+            f"The labels range over [{labels.min()}, {labels.max()}] but {os.fspath(path)} outputs "
+            f"{outputs.shape[-1]} class scores. Give the labels of the data this model was trained on "
+            f"(class indices 0..{outputs.shape[-1] - 1})."
+        )
     predicted = np.argmax(outputs, axis=-1)
     report = {
         "path": os.fspath(path),
         "size_bytes": os.path.getsize(path),
-        **classification_report(class_indices(y), outputs),
+        **classification_report(labels, outputs),
         "latency_ms": tflite.latency_ms(x[:1], runs=latency_runs),
     }
     if reference is not None:
