@@ -152,6 +152,10 @@ def _augmentations(key, value):
     return value
 
 
+def _optional_side(key, value):
+    return value if value is None else _number(32, 1024, whole=True)(key, value)
+
+
 def _optional_views(key, value):
     return value if value is None else _number(1, whole=True)(key, value)
 
@@ -192,10 +196,24 @@ SCHEMA = {
     "teacher": {
         "model": ("convnet_teacher", _model, "a built-in model, backbone:NAME (fine-tuned head) or a saved .keras teacher"),
         "weights": ("imagenet", _weights, "backbone teachers: imagenet, null or a weights file"),
+        "backbone_size": (
+            None,
+            _optional_side,
+            "backbone teachers: the backbone's input side in pixels; images are resized (and grey ones repeated "
+            "to RGB) inside the model. null: the images' own size, or 96 for images too small or grey",
+        ),
+        "fine_tune_layers": (
+            0,
+            _number(0, whole=True),
+            "backbone teachers: after the head, reopen this many top layers of the backbone (BatchNorm stays "
+            "frozen) and train again at fine_tune_learning_rate; 0 trains the head only",
+        ),
+        "fine_tune_learning_rate": (1e-4, _number(0.0, low_open=True), "learning rate of that second stage"),
     },
     "student": {
         "model": ("convnet_student", _model, "a built-in model, backbone:NAME or a saved (untrained) .keras student"),
         "weights": (None, _weights, "backbone students: imagenet, null or a weights file"),
+        "backbone_size": (None, _optional_side, "backbone students: the backbone's input side, as for the teacher"),
     },
     "distillation": {
         "losses": (["soft_target_kl"], _losses, "distillation losses by name, or {name, config} entries"),

@@ -236,16 +236,25 @@ def _run_locked(config, folder, resume, say, fit_verbose):
     return report
 
 
-def build_model(spec, shape, classes, weights=None, role="student"):
-    """A model from a config's `model` entry: a built-in name, `backbone:NAME` or a `.keras` file."""
+def build_model(spec, shape, classes, weights=None, role="student", backbone_size=None):
+    """A model from a config's `model` entry: a built-in name, `backbone:NAME` or a `.keras` file.
+
+    A backbone takes the run's images as they are when they fit it (RGB, at
+    least its minimum size); otherwise, or when `backbone_size` is given, it
+    runs at `backbone_size` (default 96) and the model resizes the images and
+    repeats grey ones to RGB itself, so teacher and student take the same batch.
+    """
     if spec.endswith(".keras"):
         return files.load_model(spec)
     if spec.startswith(config_lib.BACKBONE_PREFIX):
         name = spec[len(config_lib.BACKBONE_PREFIX) :]
+        shape = tuple(shape)
+        fits = shape[2] == 3 and min(shape[:2]) >= transfer.get_spec(name).min_size
+        backbone_shape = shape if fits and backbone_size is None else (backbone_size or 96,) * 2 + (3,)
         # A teacher fine-tunes a new head on frozen ImageNet features; a
         # student trains whole.
-        backbone = transfer.load_backbone(name, tuple(shape), weights=weights, freeze=role == "teacher")
-        return transfer.build_classifier(backbone, classes, name=f"{name}_{role}")
+        backbone = transfer.load_backbone(name, backbone_shape, weights=weights, freeze=role == "teacher")
+        return transfer.build_classifier(backbone, classes, name=f"{name}_{role}", input_shape=shape)
     return models.build(spec, shape, classes)
 
 
@@ -271,7 +280,8 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
     def new_model(section):
         keras.utils.set_random_seed(seed)
         with strategy.scope():
-            return build_model(config[section]["model"], shape, classes, config[section]["weights"], section)
+            entry = config[section]
+            return build_model(entry["model"], shape, classes, entry["weights"], section, entry["backbone_size"])
 
     def callbacks_for(key):
         callbacks = [BackupAndRestore(os.path.join(resume, f"{key}-backup"))]
@@ -322,6 +332,25 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
 
         return train_model
 
+    def fine_tune(teacher, layers):
+        def train_model(callbacks):
+            opened = transfer.unfreeze(teacher, top=layers)  # BatchNorm stays frozen, in inference mode
+            say(f"  {len(opened)} layers with weights reopened, learning rate {config['teacher']['fine_tune_learning_rate']}")
+            with strategy.scope():
+                trainer = multi_worker_ready(teacher, strategy)
+                trainer.compile(
+                    optimizer=keras.optimizers.Adam(config["teacher"]["fine_tune_learning_rate"]),
+                    loss=CrossEntropy(from_logits=True),
+                    metrics=["accuracy"],
+                )
+            history = trainer.fit(
+                train, epochs=epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=fit_verbose,
+                callbacks=callbacks,
+            )
+            return teacher, history.history, {}
+
+        return train_model
+
     teacher_spec = config["teacher"]["model"]
     if teacher_spec.endswith(".keras"):
         with strategy.scope():
@@ -330,6 +359,14 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
         say(f"\n[1/3] Teacher: loaded from {teacher_spec}")
     else:
         teacher, teacher_record = stage("teacher", "[1/3] Teacher", fit_alone("teacher"))
+        layers = config["teacher"]["fine_tune_layers"]
+        if layers and teacher_spec.startswith(config_lib.BACKBONE_PREFIX):
+            title = f"[1/3] Teacher: fine-tuning the top {layers} layers of its backbone"
+            teacher, tuned = stage("teacher-finetune", title, fine_tune(teacher, layers))
+            teacher_record = {
+                "seconds": teacher_record["seconds"] + tuned["seconds"],
+                "history": {k: v + tuned["history"].get(k, []) for k, v in teacher_record["history"].items()},
+            }
 
     def distill(callbacks):
         student = new_model("student")
@@ -361,7 +398,10 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
     def search(callbacks):
         result = tune(
             teacher,
-            lambda: build_model(config["student"]["model"], shape, classes, config["student"]["weights"], "student"),
+            lambda: build_model(
+                config["student"]["model"], shape, classes, config["student"]["weights"], "student",
+                config["student"]["backbone_size"],
+            ),
             train,
             val,
             temperature=config_lib.search_space(tuning["temperature"]),
@@ -473,7 +513,7 @@ def _check_layer_pairs(config, shape, classes):
     if not pairs:
         return
     for index, role in enumerate(("teacher", "student")):
-        model = build_model(config[role]["model"], shape, classes, config[role]["weights"], role)
+        model = build_model(config[role]["model"], shape, classes, config[role]["weights"], role, config[role]["backbone_size"])
         layers = [layer.name for layer in model.layers]
         missing = sorted({pair[index] for pair in pairs} - set(layers))
         if missing:

@@ -194,3 +194,30 @@ def test_the_pipeline_distills_few_labels_with_cached_augmented_views(tmp_path):
     assert "3300 unlabeled images in the transfer set" in report["verdict"]
     assert report["export"]["models"][0]["accuracy"] > 0.7
     assert len(report["histories"]["scratch"]["loss"]) == len(report["histories"]["distilled"]["loss"]) == 2
+
+
+def test_a_run_with_an_imagenet_teacher_on_small_grey_images(tmp_path):
+    """The card's flow from a config: ImageNet MobileNetV2 teacher (head, then top layers fine-tuned), tiny
+    CNN student, few labels + transfer set, consistent teaching, int8 export."""
+    from conftest import imagenet_weights_or_skip
+    from kerasdistill import pipeline
+
+    imagenet_weights_or_skip("mobilenet_v2")
+    config = {
+        "data": {"labeled_size": 200},
+        "teacher": {"model": "backbone:mobilenet_v2", "backbone_size": 48, "fine_tune_layers": 10},
+        "distillation": {"augmentation": ["translate"]},
+        "training": {"epochs": 1},
+        "export": {"quantizations": ["int8"]},
+        "report": {"plots": False},
+    }
+    report = pipeline.run(config, output=str(tmp_path), name="imagenet", verbose=False)
+    rows = {row["model"]: row for row in report["models"]}
+    assert rows["teacher"]["params"] > 2_000_000 and rows["student (distilled)"]["params"] < 30_000
+    assert rows["teacher"]["test_accuracy"] > 0.6
+    # Two teacher stages (head, then fine-tuning): one history entry each.
+    assert len(report["histories"]["teacher"]["loss"]) == 2
+    teacher = kd.files.load_model(report["models"][0]["path"])
+    assert teacher.input_shape == (None, 28, 28, 1)
+    int8 = next(row for row in report["export"]["models"] if row["model"].endswith("int8.tflite"))
+    assert abs(int8["accuracy"] - rows["student (distilled)"]["test_accuracy"]) < 0.02
