@@ -171,7 +171,9 @@ def _export(args):
         raise FileExistsError(f"{output} already exists. Pass --overwrite to replace it, or choose --output.")
     calibration = None
     if args.calibration_data is not None:
-        calibration, _ = data.load_arrays(args.calibration_data, split="train", need_labels=False)
+        calibration, _ = data.load_arrays(
+            args.calibration_data, split="train", need_labels=False, limit=args.calibration_steps
+        )
     model = files.load_model(args.model)
     result = to_tflite(
         model,

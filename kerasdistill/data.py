@@ -275,7 +275,7 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     return tf.data.Dataset.zip(tuple(streams)).map(merge).prefetch(tf.data.AUTOTUNE)
 
 
-def load_arrays(source, split="test", need_labels=True):
+def load_arrays(source, split="test", need_labels=True, limit=None):
     """`(x, y)` arrays from the embedded digits or an `.npz` file (for the CLI).
 
     Args:
@@ -283,12 +283,15 @@ def load_arrays(source, split="test", need_labels=True):
             holding arrays `x` and (for evaluation) `y`.
         split: `"train"`, `"val"` or `"test"` of the embedded digits.
         need_labels: require `y`.
+        limit: read only the first `limit` samples (e.g. the few hundred of
+            int8 calibration): a large `.npz` is then not read whole.
 
     Returns:
         `(x, y)`; `y` is None when the file holds none and none is needed.
     """
     if source == "embedded":
-        return getattr(load_digits(), split)
+        x, y = getattr(load_digits(), split)
+        return (x, y) if limit is None else (x[:limit], y[:limit])
     if os.path.isdir(source):
         raise IsADirectoryError(f"{source} is a folder; pass 'embedded' or the path of an .npz file (arrays 'x' and 'y').")
     if not str(source).endswith(".npz") or not os.path.isfile(source):
@@ -301,66 +304,24 @@ def load_arrays(source, split="test", need_labels=True):
         if "x" not in keys or (need_labels and "y" not in keys):
             wanted = "'x' and 'y'" if need_labels else "'x'"
             raise ValueError(f"{source} must hold arrays {wanted}; it holds {sorted(keys)}.")
-        return arrays["x"], arrays["y"] if "y" in keys else None
+        if limit is None:
+            return arrays["x"], arrays["y"] if "y" in keys else None
+    return _npz_head(source, "x", limit), _npz_head(source, "y", limit) if "y" in keys else None
 
 
-def load_idx(path, validation_size=0.1, seed=0):
-    """Train / validation / test `Splits` from a folder of MNIST-format IDX files.
+def _npz_head(path, key, limit):
+    """The first `limit` rows of array `key` of an `.npz` file, streamed from the archive."""
+    import zipfile
 
-    Reads the four files of the MNIST family (MNIST, Fashion-MNIST, KMNIST,
-    EMNIST): `*train-images*idx3*`, `*train-labels*idx1*`, `*t10k-images*idx3*`
-    and `*t10k-labels*idx1*`, gzipped or not. Each is validated (magic number,
-    sizes, length) and images are checked against labels.
-
-    Args:
-        path: the folder holding the four files.
-        validation_size: held out of training: a count, or a fraction below 1.
-        seed: seed of the validation split.
-
-    Returns:
-        `Splits(train, val, test, num_classes)`; images float32 of shape
-        (N, H, W, 1) in [0, 255], labels int32.
-
-    Example:
-
-    ```python
-    splits = load_idx("fashion-mnist/")  # 54,000 / 6,000 / 10,000 images
-    ```
-    """
-    from kerasdistill.idx import read_idx
-
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"No IDX folder at {path}; give the folder holding train-images-idx3-ubyte(.gz), "
-            "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz)."
-        )
-    arrays = {}
-    for kind, patterns in IDX_FILES.items():
-        for split, (stem, suffix) in zip(("train", "test"), patterns):
-            arrays[(kind, split)] = (read_idx(_idx_file(path, stem, suffix)), _idx_file(path, stem, suffix))
-    for split in ("train", "test"):
-        (images, images_path), (labels, labels_path) = arrays[("images", split)], arrays[("labels", split)]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(
-                f"{images_path} holds images of shape {images.shape} and {labels_path} labels of shape {labels.shape}; "
-                "expected (N, height, width) images and N labels. Are the files of the same dataset and split?"
-            )
-    x, y = arrays[("images", "train")][0], arrays[("labels", "train")][0]
-    x_test, y_test = arrays[("images", "test")][0], arrays[("labels", "test")][0]
-    return _with_validation(x[..., None], y, x_test[..., None], y_test, validation_size, seed)
-
-
-def _idx_file(folder, stem, suffix):
-    names = sorted(
-        name for name in os.listdir(folder) if stem in name and suffix in name and not name.startswith(".")
-    )
-    if len(names) != 1:
-        found = f"found {', '.join(names)}" if names else "found none"
-        raise FileNotFoundError(
-            f"{folder} must hold one {stem}-{suffix}-ubyte file (gzipped or not); {found}. "
-            "Keep one dataset's four IDX files per folder."
-        )
-    return os.path.join(folder, names[0])
+    with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as handle:
+        version = np.lib.format.read_magic(handle)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = reader(handle)
+        if fortran_order or dtype.hasobject or not shape:
+            return np.load(path, allow_pickle=False)[key][:limit]
+        rows = min(limit, shape[0])
+        per_row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        return np.frombuffer(handle.read(rows * per_row), dtype=dtype).reshape((rows,) + tuple(shape[1:]))
 
 
 def load_npz_splits(path, validation_size=500, seed=0):

@@ -198,3 +198,13 @@ def test_clean_lists_live_and_abandoned_runs_and_removes_only_abandoned_ones(tmp
         out = capsys.readouterr().out
         assert "gone" in out and "abandoned" in out and "in progress (pid" in out
         assert not (tmp_path / ".resume" / "k1").exists() and (tmp_path / ".resume" / "k2").exists()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_calibration_reads_only_the_samples_it_uses_from_an_npz(tmp_path, compressed):
+    x = np.random.default_rng(0).uniform(0, 255, (5000, 28, 28, 1)).astype(np.float32)
+    path = str(tmp_path / "big.npz")
+    (np.savez_compressed if compressed else np.savez)(path, x=x, y=np.arange(5000) % 10)
+    head, labels = data.load_arrays(path, need_labels=False, limit=200)
+    assert head.shape == (200, 28, 28, 1) and labels.shape == (200,)
+    np.testing.assert_array_equal(head, x[:200])
