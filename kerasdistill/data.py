@@ -324,6 +324,65 @@ def _npz_head(path, key, limit):
         return np.frombuffer(handle.read(rows * per_row), dtype=dtype).reshape((rows,) + tuple(shape[1:]))
 
 
+def load_idx(path, validation_size=0.1, seed=0):
+    """Train / validation / test `Splits` from a folder of MNIST-format IDX files.
+
+    Reads the four files of the MNIST family (MNIST, Fashion-MNIST, KMNIST,
+    EMNIST): `*train-images*idx3*`, `*train-labels*idx1*`, `*t10k-images*idx3*`
+    and `*t10k-labels*idx1*`, gzipped or not. Each is validated (magic number,
+    sizes, length) and images are checked against labels.
+
+    Args:
+        path: the folder holding the four files.
+        validation_size: held out of training: a count, or a fraction below 1.
+        seed: seed of the validation split.
+
+    Returns:
+        `Splits(train, val, test, num_classes)`; images float32 of shape
+        (N, H, W, 1) in [0, 255], labels int32.
+
+    Example:
+
+    ```python
+    splits = load_idx("fashion-mnist/")  # 54,000 / 6,000 / 10,000 images
+    ```
+    """
+    from kerasdistill.idx import read_idx
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"No IDX folder at {path}; give the folder holding train-images-idx3-ubyte(.gz), "
+            "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz)."
+        )
+    arrays = {}
+    for kind, patterns in IDX_FILES.items():
+        for split, (stem, suffix) in zip(("train", "test"), patterns):
+            arrays[(kind, split)] = (read_idx(_idx_file(path, stem, suffix)), _idx_file(path, stem, suffix))
+    for split in ("train", "test"):
+        (images, images_path), (labels, labels_path) = arrays[("images", split)], arrays[("labels", split)]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"{images_path} holds images of shape {images.shape} and {labels_path} labels of shape {labels.shape}; "
+                "expected (N, height, width) images and N labels. Are the files of the same dataset and split?"
+            )
+    x, y = arrays[("images", "train")][0], arrays[("labels", "train")][0]
+    x_test, y_test = arrays[("images", "test")][0], arrays[("labels", "test")][0]
+    return _with_validation(x[..., None], y, x_test[..., None], y_test, validation_size, seed)
+
+
+def _idx_file(folder, stem, suffix):
+    names = sorted(
+        name for name in os.listdir(folder) if stem in name and suffix in name and not name.startswith(".")
+    )
+    if len(names) != 1:
+        found = f"found {', '.join(names)}" if names else "found none"
+        raise FileNotFoundError(
+            f"{folder} must hold one {stem}-{suffix}-ubyte file (gzipped or not); {found}. "
+            "Keep one dataset's four IDX files per folder."
+        )
+    return os.path.join(folder, names[0])
+
+
 def load_npz_splits(path, validation_size=500, seed=0):
     """Train / validation / test `Splits` from an `.npz` file.
 
