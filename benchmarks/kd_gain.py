@@ -69,10 +69,11 @@ def imagenet_teacher(split, val, args):
     keras.utils.set_random_seed(0)
     teacher = transfer.build_classifier(backbone, 10, dropout=0.2, input_shape=SHAPE, name="mobilenet_v2_teacher")
     train = data.to_dataset(*split, batch_size=64, shuffle=True, seed=0)
-    for rate, epochs in ((1e-3, 60), (1e-4, 20)):
+    for stage, (rate, epochs) in enumerate(((1e-3, 60), (1e-4, 20))):
+        if stage:  # then the last blocks; BatchNorm stays frozen
+            transfer.unfreeze(teacher, top=30)
         teacher.compile(keras.optimizers.Adam(rate), kd.losses.CrossEntropy(), metrics=["accuracy"])
         teacher.fit(train, epochs=epochs, validation_data=val, verbose=0, callbacks=stop_on_best(args.patience))
-        transfer.unfreeze(teacher, top=30)  # the last blocks; BatchNorm stays frozen
     return teacher
 
 
@@ -111,7 +112,7 @@ def run_teacher(kind, splits, args):
         teacher, mixed, batch_size=64, shuffle=True, seed=0,
         augmentation=augment.build(args.augmentation, seed=0), views=args.views,
     )
-    print(f"  teacher scored {len(unlabeled) + 0:,} transfer images (+ {args.views} augmented views each) in {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"  teacher scored {len(unlabeled):,} transfer images (+ {args.views} augmented views each) in {time.perf_counter() - start:.0f} s", flush=True)
     rows = {"scratch": [], "KD, same labeled data": [], "KD + transfer set": [], "KD + transfer set + consistent teaching": []}
     best = (-1.0, None)
     for seed in range(args.seeds):

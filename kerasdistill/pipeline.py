@@ -313,41 +313,35 @@ def _run_stages(config, strategy, folder, resume, say, fit_verbose):
             files.write_json(os.path.join(resume, f"{key}.json"), record)
         return model, record
 
+    def fit_on_labels(model, learning_rate, callbacks):
+        """Cross-entropy training of `model` on the labeled batches; returns `(model, history, {})`."""
+        with strategy.scope():
+            trainer = multi_worker_ready(model, strategy)
+            trainer.compile(
+                optimizer=keras.optimizers.Adam(learning_rate),
+                loss=CrossEntropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+        history = trainer.fit(
+            train, epochs=epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=fit_verbose,
+            callbacks=callbacks,
+        )
+        return model, history.history, {}
+
     def fit_alone(section):
         def train_model(callbacks):
             model = new_model(section)
             say(f"  {model.name}: {model.count_params():,} parameters, {epochs} epochs")
-            with strategy.scope():
-                trainer = multi_worker_ready(model, strategy)
-                trainer.compile(
-                    optimizer=keras.optimizers.Adam(training["learning_rate"]),
-                    loss=CrossEntropy(from_logits=True),
-                    metrics=["accuracy"],
-                )
-            history = trainer.fit(
-                train, epochs=epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=fit_verbose,
-                callbacks=callbacks,
-            )
-            return model, history.history, {}
+            return fit_on_labels(model, training["learning_rate"], callbacks)
 
         return train_model
 
     def fine_tune(teacher, layers):
         def train_model(callbacks):
+            rate = config["teacher"]["fine_tune_learning_rate"]
             opened = transfer.unfreeze(teacher, top=layers)  # BatchNorm stays frozen, in inference mode
-            say(f"  {len(opened)} layers with weights reopened, learning rate {config['teacher']['fine_tune_learning_rate']}")
-            with strategy.scope():
-                trainer = multi_worker_ready(teacher, strategy)
-                trainer.compile(
-                    optimizer=keras.optimizers.Adam(config["teacher"]["fine_tune_learning_rate"]),
-                    loss=CrossEntropy(from_logits=True),
-                    metrics=["accuracy"],
-                )
-            history = trainer.fit(
-                train, epochs=epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=fit_verbose,
-                callbacks=callbacks,
-            )
-            return teacher, history.history, {}
+            say(f"  {len(opened)} layers with weights reopened, learning rate {rate}")
+            return fit_on_labels(teacher, rate, callbacks)
 
         return train_model
 
