@@ -41,8 +41,17 @@ setup(
         "tensorboard>=2.20,<2.22",
     ],
     extras_require={
-        # The tests execute every example notebook.
-        "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        # The tests execute every example notebook, and run the core on
+        # Keras' JAX and PyTorch backends too (torch pinned: 2.13.0 is the
+        # CPU build the CI machines hold; a newer one pulls several GB of CUDA).
+        "test": [
+            "pytest>=8",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+            "jax>=0.4.34",
+            "torch==2.13.0",
+        ],
     },
     entry_points={"console_scripts": ["kerasdistill=kerasdistill.cli:main"]},
     classifiers=[

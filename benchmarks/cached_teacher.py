@@ -15,7 +15,7 @@ from _common import accuracy, digits_datasets, median_epoch_seconds, train_teach
 import kerasdistill as kd
 from kerasdistill import losses, models
 from kerasdistill.backend import keras
-from kerasdistill.report import format_table
+from kerasdistill.tables import format_table
 
 
 def main():

@@ -16,7 +16,7 @@ from _common import accuracy, digits_datasets, mean_std, train_teacher
 import kerasdistill as kd
 from kerasdistill import losses, models
 from kerasdistill.backend import keras
-from kerasdistill.report import format_table
+from kerasdistill.tables import format_table
 
 # (label weight alpha, distillation losses). Feature methods get the label
 # loss at 0.5, as FitNets/AT/RKD train with cross-entropy beside them.

@@ -20,7 +20,7 @@ import kerasdistill as kd
 from kerasdistill import export, models
 from kerasdistill.backend import keras
 from kerasdistill.losses import CrossEntropy
-from kerasdistill.report import format_table
+from kerasdistill.tables import format_table
 
 
 def main():

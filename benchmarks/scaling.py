@@ -31,7 +31,7 @@ from _common import digits_datasets, median_epoch_seconds, train_teacher  # noqa
 import kerasdistill as kd  # noqa: E402
 from kerasdistill import models  # noqa: E402
 from kerasdistill.backend import keras  # noqa: E402
-from kerasdistill.report import format_table  # noqa: E402
+from kerasdistill.tables import format_table  # noqa: E402
 
 kind = "GPU" if gpus else "CPU"
 devices = [d.name for d in tf.config.list_logical_devices(kind)][:2]

@@ -18,7 +18,7 @@ from _common import digits_datasets
 from kerasdistill import export, models
 from kerasdistill.backend import keras
 from kerasdistill.losses import CrossEntropy
-from kerasdistill.report import format_table
+from kerasdistill.tables import format_table
 
 
 def main():

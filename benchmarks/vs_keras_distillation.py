@@ -20,7 +20,7 @@ from _common import accuracy, digits_datasets, mean_std, median_epoch_seconds, t
 import kerasdistill as kd
 from kerasdistill import models
 from kerasdistill.backend import keras
-from kerasdistill.report import format_table
+from kerasdistill.tables import format_table
 
 
 def main():

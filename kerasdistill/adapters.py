@@ -1,6 +1,6 @@
 """Trainable adapters that map a student's feature onto a teacher's shape."""
 
-import tensorflow as tf
+from keras import ops
 
 from kerasdistill.backend import keras, register_serializable
 
@@ -26,7 +26,7 @@ class FeatureAdapter(keras.layers.Layer):
 
     ```python
     adapter = FeatureAdapter(target_shape=(7, 7, 64))
-    adapter(tf.zeros((2, 14, 14, 16))).shape  # (2, 7, 7, 64)
+    adapter(np.zeros((2, 14, 14, 16), "float32")).shape  # (2, 7, 7, 64)
     ```
     """
 
@@ -60,9 +60,10 @@ class FeatureAdapter(keras.layers.Layer):
             self.projection.build(resized)
 
     def call(self, inputs):
-        outputs = tf.cast(inputs, self.compute_dtype)
+        outputs = ops.cast(inputs, self.compute_dtype)
         if self.resize:
-            outputs = tf.cast(tf.image.resize(outputs, self.target_shape[:2], method="bilinear"), self.compute_dtype)
+            resized = ops.image.resize(outputs, tuple(self.target_shape[:2]), interpolation="bilinear", data_format="channels_last")
+            outputs = ops.cast(resized, self.compute_dtype)
         if self.projection is not None:
             outputs = self.projection(outputs)
         return outputs

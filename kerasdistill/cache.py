@@ -19,18 +19,11 @@ import os
 import warnings
 
 import numpy as np
-import tensorflow as tf
 
-from kerasdistill.backend import keras
+from kerasdistill.backend import keras, tf
 from kerasdistill.data import dataset_to_arrays
-from kerasdistill.distiller import (
-    CACHED_LOGITS,
-    Distiller,
-    _check_augmentation,
-    _check_model,
-    _probe,
-    _resolve_output_kind,
-)
+from kerasdistill.checks import check_augmentation, check_model, probe, resolve_output_kind
+from kerasdistill.distiller import CACHED_LOGITS, Distiller
 from kerasdistill.files import atomic_folder
 from kerasdistill.losses import logits_from
 
@@ -92,7 +85,7 @@ def cache_teacher_outputs(
             f"views={views} stores {views} augmented views of each sample, but no augmentation was given; pass "
             "augmentation=kerasdistill.augment.build([...]) or views=1."
         )
-    augment = None if augmentation is None else _check_augmentation(augmentation, teachers[0])
+    augment = None if augmentation is None else check_augmentation(augmentation, teachers[0])
     if path is not None and os.path.exists(path) and not overwrite:
         raise FileExistsError(
             f"A cache already exists at {os.path.abspath(path)}. Load it with "
@@ -174,8 +167,8 @@ def _teachers_and_kinds(teacher, teacher_outputs):
     kinds = []
     for index, model in enumerate(teachers):
         role = "teacher" if len(teachers) == 1 else f"teacher {index}"
-        _check_model(model, role)
-        kinds.append(_resolve_output_kind(model, teacher_outputs, _probe(model), role))
+        check_model(model, role)
+        kinds.append(resolve_output_kind(model, teacher_outputs, probe(model), role))
     return teachers, kinds
 
 

@@ -23,6 +23,15 @@ RUN_OVERRIDES = {
 }
 
 
+def _schema_help(flag):
+    """A `run` flag's help: the help and default of the config key it overrides (one source for both)."""
+    from kerasdistill.config import SCHEMA
+
+    section, key = RUN_OVERRIDES[flag]
+    default, _, text = SCHEMA[section][key]
+    return f"{text} (default: {default}; config key {section}.{key})"
+
+
 def _labeled_size(text):
     if text == "all":
         return "all"
@@ -51,11 +60,12 @@ def _positive_int(text):
 
 
 def _float_in(low, high, low_open=False):
+    from kerasdistill.ranges import describe, in_range
+
     def parse(text):
         value = float(text)
-        if not (low < value if low_open else low <= value) or (high is not None and value > high):
-            bound = f"> {low}" if low_open else f"in [{low}, {high}]"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        if not in_range(value, low, high, low_open):
+            raise argparse.ArgumentTypeError(f"must be {describe(low, high, low_open)}, got {text}")
         return value
 
     return parse
@@ -68,6 +78,12 @@ def build_parser():
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    _add_run(commands)
+    _add_tools(commands)
+    return parser
+
+
+def _add_run(commands):
     run = commands.add_parser(
         "run",
         help="train a teacher, distill a small student, compare it with the student trained from scratch",
@@ -79,15 +95,15 @@ def build_parser():
         ),
     )
     run.add_argument("--config", default=None, help="a YAML pipeline config (see `kerasdistill init`)")
-    run.add_argument("--epochs", type=_positive_int, default=None, help="epochs for each model (default: 5)")
-    run.add_argument("--seed", type=int, default=None, help="seed of split, initial weights and shuffling (default: 0)")
+    run.add_argument("--epochs", type=_positive_int, default=None, help=_schema_help("epochs"))
+    run.add_argument("--seed", type=int, default=None, help=_schema_help("seed"))
     run.add_argument("--output", default="export", help="folder for the run's folder (default: export)")
     run.add_argument("--name", default=None, help="name of the run's folder (default: run-<UTC timestamp>)")
-    run.add_argument("--alpha", type=_float_in(0.0, 1.0), default=None, help="weight of the label loss (default: 0.1)")
+    run.add_argument("--alpha", type=_float_in(0.0, 1.0), default=None, help=_schema_help("alpha"))
     run.add_argument(
-        "--temperature", type=_float_in(0.0, None, low_open=True), default=None, help="temperature (default: 4)"
+        "--temperature", type=_float_in(0.0, None, low_open=True), default=None, help=_schema_help("temperature")
     )
-    run.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default: 64)")
+    run.add_argument("--batch-size", type=_positive_int, default=None, help=_schema_help("batch_size"))
     run.add_argument(
         "--labeled-size",
         type=_labeled_size,
@@ -96,7 +112,7 @@ def build_parser():
         "unlabeled transfer set the teacher scores; 'all' keeps every label (default without --config: "
         f"{EMBEDDED_LABELED_SIZE} of the embedded digits' 3,500)",
     )
-    run.add_argument("--unlabeled", default=None, help="more unlabeled images: a folder, an .npz with x, or an IDX file")
+    run.add_argument("--unlabeled", default=None, help=_schema_help("unlabeled"))
     run.add_argument(
         "--augmentation",
         type=_names,
@@ -104,15 +120,18 @@ def build_parser():
         help="consistent teaching, comma-separated: flip, translate, crop, rotate, mixup, cutmix",
     )
     run.add_argument(
-        "--teacher-views", type=_positive_int, default=None, help="cache the teacher's outputs on K augmented views"
+        "--teacher-views", type=_positive_int, default=None, help=_schema_help("teacher_views")
     )
-    run.add_argument("--strategy", choices=STRATEGIES, default=None, help="tf.distribute strategy (default: none)")
-    run.add_argument("--precision", choices=PRECISIONS, default=None, help="dtype policy (default: float32)")
+    run.add_argument("--strategy", choices=STRATEGIES, default=None, help=_schema_help("strategy"))
+    run.add_argument("--precision", choices=PRECISIONS, default=None, help=_schema_help("precision"))
     run.add_argument("--tune", action="store_true", help="search temperature, alpha and method with KerasTuner")
     run.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs into the run folder")
     run.add_argument("--overwrite", action="store_true", help="allow writing into an existing run folder")
     run.add_argument("--quiet", action="store_true", help="print only errors")
 
+
+def _add_tools(commands):
+    """The subcommands around a run: clean, init, export, evaluate."""
     clean = commands.add_parser(
         "clean",
         help="list the resume states of unfinished runs; --remove deletes those no live process owns",
@@ -152,8 +171,6 @@ def build_parser():
     evaluate.add_argument("--keras-model", default=None, help="the .keras model it came from, for agreement")
     evaluate.add_argument("--threads", type=_positive_int, default=None, help="interpreter threads")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
-    return parser
-
 
 def _export(args):
     from kerasdistill import data, files

@@ -5,10 +5,13 @@ repeated keys), checked key by key against `SCHEMA`, with defaults filled in. Ev
 key, what it holds, and what is allowed.
 """
 
+import collections
 import os
 
 from kerasdistill import losses as losses_lib
 from kerasdistill import models
+from kerasdistill.ranges import describe, in_range
+from kerasdistill.defaults import ALPHA, BATCH_SIZE, LEARNING_RATE, TEMPERATURE
 from kerasdistill.distribute import PRECISIONS, STRATEGIES
 from kerasdistill.export.tflite import QUANTIZATIONS
 
@@ -27,16 +30,32 @@ def _choice(options):
 
 def _number(low=None, high=None, low_open=False, whole=False):
     def check(key, value):
-        kind = int if whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind):
+        if not in_range(value, whole=whole):
             raise ValueError(f"{key} must be {'a whole number' if whole else 'a number'}; got {_shown(value)}.")
-        if low is not None and (value <= low if low_open else value < low):
-            raise ValueError(f"{key} must be {'>' if low_open else '>='} {low}; got {_shown(value)}.")
-        if high is not None and value > high:
-            raise ValueError(f"{key} must be <= {high}; got {_shown(value)}.")
+        if not in_range(value, low, None, low_open, whole):
+            raise ValueError(f"{key} must be {describe(low, None, low_open)}; got {_shown(value)}.")
+        if not in_range(value, None, high, whole=whole):
+            raise ValueError(f"{key} must be {describe(None, high)}; got {_shown(value)}.")
         return value
 
     return check
+
+
+ModelSpec = collections.namedtuple("ModelSpec", ["kind", "name"])
+ModelSpec.__doc__ = """A config's `model` entry, parsed: `kind` is builtin, backbone or file; `name` the model, backbone or path."""
+
+
+def model_spec(value):
+    """The one parser of `model` entries: `NAME`, `backbone:NAME` or a `.keras` path, as a `ModelSpec`.
+
+    The config keeps the string (it is written back as config.yaml); every
+    reader parses it here.
+    """
+    if value.endswith(".keras"):
+        return ModelSpec("file", value)
+    if value.startswith(BACKBONE_PREFIX):
+        return ModelSpec("backbone", value[len(BACKBONE_PREFIX) :])
+    return ModelSpec("builtin", value)
 
 
 def _model(key, value):
@@ -45,15 +64,12 @@ def _model(key, value):
     choices = f"a built-in model ({', '.join(models.BUILTIN)}), backbone:NAME ({', '.join(BACKBONES)}) or a .keras file"
     if not isinstance(value, str) or not value:
         raise ValueError(f"{key} must be {choices}; got {_shown(value)}.")
-    if value.endswith(".keras"):
-        if not os.path.isfile(value):
-            raise FileNotFoundError(f"{key} names the file {_shown(value)}, which does not exist. Give the path of a saved .keras model.")
-        return value
-    if value.startswith(BACKBONE_PREFIX):
-        if value[len(BACKBONE_PREFIX) :] not in BACKBONES:
-            raise ValueError(f"{key} names an unknown backbone {_shown(value)}; known backbones: {', '.join(BACKBONES)}.")
-        return value
-    if value not in models.BUILTIN:
+    spec = model_spec(value)
+    if spec.kind == "file" and not os.path.isfile(value):
+        raise FileNotFoundError(f"{key} names the file {_shown(value)}, which does not exist. Give the path of a saved .keras model.")
+    if spec.kind == "backbone" and spec.name not in BACKBONES:
+        raise ValueError(f"{key} names an unknown backbone {_shown(value)}; known backbones: {', '.join(BACKBONES)}.")
+    if spec.kind == "builtin" and value not in models.BUILTIN:
         raise ValueError(f"{key} is {_shown(value)}: it must be {choices}.")
     return value
 
@@ -92,12 +108,12 @@ def _weights(key, value):
 
 def _search_space(low, high, low_open):
     def check(key, value):
-        from kerasdistill.tune import _check_space
+        from kerasdistill.tune import check_space
 
         if isinstance(value, dict) and set(value) != {"low", "high"}:
             raise ValueError(f"{key} as a range is {{low: ..., high: ...}}; got {_shown(value)}.")
         try:
-            _check_space(key, search_space(value), low, high, low_open)
+            check_space(key, search_space(value), low, high, low_open)
         except ValueError as error:
             raise ValueError(f"{error} (a list of values, or {{low: ..., high: ...}})") from None
         return value
@@ -111,10 +127,10 @@ def search_space(value):
 
 
 def _methods(key, value):
-    from kerasdistill.tune import _check_methods
+    from kerasdistill.tune import check_methods
 
     try:
-        return _check_methods(value)
+        return check_methods(value)
     except ValueError as error:
         raise ValueError(f"{key}: {error}") from None
 
@@ -217,8 +233,8 @@ SCHEMA = {
     },
     "distillation": {
         "losses": (["soft_target_kl"], _losses, "distillation losses by name, or {name, config} entries"),
-        "alpha": (0.1, _number(0.0, 1.0), "weight of the label loss, in [0, 1]"),
-        "temperature": (4.0, _number(0.0, losses_lib.MAX_TEMPERATURE, low_open=True), "softening temperature in (0, 100]"),
+        "alpha": (ALPHA, _number(0.0, 1.0), "weight of the label loss, in [0, 1]"),
+        "temperature": (TEMPERATURE, _number(0.0, losses_lib.MAX_TEMPERATURE, low_open=True), "softening temperature in (0, 100]"),
         "labeled_share": (0.25, _number(0.0, 0.95), "with a transfer set: share of each batch drawn from the labeled images"),
         "augmentation": (
             [],
@@ -235,8 +251,8 @@ SCHEMA = {
     },
     "training": {
         "epochs": (5, _number(1, whole=True), "epochs for each model"),
-        "batch_size": (64, _number(1, whole=True), "global batch size"),
-        "learning_rate": (1e-3, _number(0.0, low_open=True), "Adam learning rate"),
+        "batch_size": (BATCH_SIZE, _number(1, whole=True), "global batch size"),
+        "learning_rate": (LEARNING_RATE, _number(0.0, low_open=True), "Adam learning rate"),
         "seed": (0, _number(0, 2**32 - 1, whole=True), "seed of split, initial weights and shuffling, in [0, 2^32)"),
         "strategy": ("none", _choice(STRATEGIES), "tf.distribute strategy"),
         "precision": ("float32", _choice(PRECISIONS), "Keras dtype policy"),

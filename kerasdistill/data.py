@@ -11,7 +11,8 @@ import importlib.util
 import os
 
 import numpy as np
-import tensorflow as tf
+
+from kerasdistill.backend import is_tf_dataset, tf
 
 Split = collections.namedtuple("Split", ["x", "y"])
 # `unlabeled`: inputs without labels (a transfer set for distillation), or None.
@@ -578,6 +579,18 @@ def dataset_to_arrays(dataset, what="The data source"):
     if not batches:
         raise ValueError(f"{what} holds no samples; check the pipeline that builds it.")
     return tf.nest.map_structure(lambda *parts: np.concatenate(parts, axis=0), *batches)
+
+
+def as_arrays(data):
+    """`(x, y)` numpy arrays from an `(x, y)` tuple or a `tf.data.Dataset` of `(x, y)` batches."""
+    if is_tf_dataset(data):
+        arrays = dataset_to_arrays(data.unbatch(), "The evaluation dataset")
+        if not isinstance(arrays, tuple) or len(arrays) < 2:
+            raise ValueError("Evaluation data must hold labels: a dataset of (x, y) batches.")
+        return arrays[0], arrays[1]
+    if isinstance(data, (tuple, list)) and len(data) >= 2:
+        return np.asarray(data[0]), np.asarray(data[1])
+    raise TypeError(f"Evaluation data must be an (x, y) tuple or a tf.data.Dataset of (x, y); got {type(data).__name__}.")
 
 
 def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None):

@@ -9,9 +9,7 @@ precision policy by name.
 import json
 import os
 
-import tensorflow as tf
-
-from kerasdistill.backend import keras
+from kerasdistill.backend import backend_name, keras, tf
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -69,6 +67,8 @@ def is_chief(strategy=None):
     True on a single machine; with several workers, only on the chief (the
     `chief` task, or worker 0 when the cluster has no chief).
     """
+    if strategy is None and backend_name() != "tensorflow":
+        return True
     strategy = strategy or tf.distribute.get_strategy()
     return bool(strategy.extended.should_checkpoint)
 
@@ -113,7 +113,7 @@ class MultiWorkerFit:
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if iterator is not None and strategy is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             for _, _, batches in iterator:
                 local = strategy.experimental_local_results
                 data_batch = tf.nest.map_structure(lambda v: local(v)[0], next(batches))
@@ -129,7 +129,7 @@ def multi_worker_logs(logs):
     under MultiWorkerMirroredStrategy, which fails on scalars; a leading axis
     of 1 makes that mean the value itself. Other strategies get `logs` as is.
     """
-    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+    if backend_name() != "tensorflow" or not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
         return logs
     return {name: tf.expand_dims(value, 0) for name, value in logs.items()}
 
@@ -158,6 +158,8 @@ def multi_worker_ready(model, strategy=None):
     model.save("model.keras")  # trained
     ```
     """
+    if strategy is None and backend_name() != "tensorflow":
+        return model
     strategy = strategy or tf.distribute.get_strategy()
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model

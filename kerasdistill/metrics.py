@@ -1,6 +1,13 @@
-"""Classification metrics for reports: accuracy, macro precision/recall/F1, confusion matrix."""
+"""Predictions and classification metrics: accuracy, macro precision/recall/F1, confusion matrix."""
 
 import numpy as np
+from keras import ops
+
+
+def class_indices(y):
+    """Class indices from sparse labels or one-hot rows."""
+    y = np.asarray(y)
+    return np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
 
 
 def classification_report(y_true, y_pred, num_classes=None):
@@ -24,10 +31,8 @@ def classification_report(y_true, y_pred, num_classes=None):
     print(report["f1_macro"], report["confusion_matrix"][3][5])
     ```
     """
-    y_true = np.asarray(y_true)
+    y_true = class_indices(y_true)
     y_pred = np.asarray(y_pred)
-    if y_true.ndim > 1 and y_true.shape[-1] > 1:
-        y_true = np.argmax(y_true, axis=-1)
     if y_pred.ndim > 1 and y_pred.shape[-1] > 1:
         num_classes = num_classes or y_pred.shape[-1]
         y_pred = np.argmax(y_pred, axis=-1)
@@ -50,3 +55,15 @@ def classification_report(y_true, y_pred, num_classes=None):
         "f1_macro": float(f1[present].mean()),
         "confusion_matrix": confusion.tolist(),
     }
+
+
+def keras_outputs(model, x, batch_size=256):
+    """The Keras model's outputs on `x` in inference mode, as one numpy array."""
+    return np.concatenate(
+        [ops.convert_to_numpy(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    )
+
+
+def accuracy(model, x, y):
+    """Top-1 accuracy of `model` (in inference mode) on arrays `(x, y)`."""
+    return float(np.mean(np.argmax(keras_outputs(model, x), axis=-1) == class_indices(y)))

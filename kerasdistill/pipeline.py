@@ -23,29 +23,18 @@ import time
 
 import numpy as np
 
+from kerasdistill import augment, export, files, models, transfer
 from kerasdistill import config as config_lib
-from kerasdistill import losses as losses_lib
 from kerasdistill import data as data_lib
-from kerasdistill import augment, export, files, models, plots, transfer
-from kerasdistill.cache import cache_teacher_outputs
+from kerasdistill import losses as losses_lib
+from kerasdistill import report as report_lib
 from kerasdistill.backend import keras
+from kerasdistill.cache import cache_teacher_outputs
 from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distiller import Distiller
 from kerasdistill.distribute import is_chief, make_strategy, multi_worker_ready, set_precision
-from kerasdistill.export.interpreter import keras_outputs
 from kerasdistill.losses import CrossEntropy
-from kerasdistill.metrics import classification_report
-from kerasdistill.report import file_size_kb, format_table
 from kerasdistill.tune import tune
-
-TABLE_COLUMNS = [
-    ("model", "model", None),
-    ("params", "params", ",d"),
-    ("size_kb", "size (KiB)", ".1f"),
-    ("test_accuracy", "test accuracy", ".4f"),
-    ("f1_macro", "F1 (macro)", ".4f"),
-    ("train_seconds", "train time (s)", ".1f"),
-]
 
 
 def prepare_run_folder(output, name=None, overwrite=False):
@@ -69,11 +58,6 @@ def prepare_run_folder(output, name=None, overwrite=False):
             "or pass --overwrite to replace them."
         )
     return files.check_writable_folder(folder)
-
-
-def accuracy(model, x, y):
-    """Top-1 accuracy of `model` (in inference mode) on arrays `(x, y)`."""
-    return float(np.mean(np.argmax(keras_outputs(model, x), axis=-1) == y))
 
 
 def load_data(data_config, seed):
@@ -148,39 +132,315 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     ```
     """
     config = config_lib.validate(config)
-    training = config["training"]
-    if training["strategy"] == "multi_worker" and not name:
+    if config["training"]["strategy"] == "multi_worker" and not name:
         raise ValueError(
             "A multi_worker run needs --name (the same on every worker), so that all workers share one "
             "run folder and one resume state."
         )
-    say = print if verbose else (lambda *args, **kwargs: None)
-    fit_verbose = 2 if verbose else 0
-    # The same command finds its own state: the key is the resolved config
-    # and the run name the user gave (none: the name stored at the start).
-    resume = os.path.join(files.check_writable_folder(output), ".resume", _config_key({"config": config, "name": name}))
-    state_path = os.path.join(resume, "run.json")
-    resumed = os.path.exists(state_path)
-    if resumed:
-        with open(state_path, encoding="utf-8") as handle:
-            name = json.load(handle)["name"]
-    name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
-    # One process per run folder: a second one is refused, and a resume
-    # adopts only a run whose process is gone. Workers of one multi-worker
-    # run share the folder on purpose (only the chief writes results).
-    lock = os.path.join(output, ".resume", f"{name}.lock")
-    with contextlib.nullcontext() if training["strategy"] == "multi_worker" else files.exclusive_lock(lock, f"The run '{name}' in {output}"):
-        if resumed:
-            say(f"Resuming the unfinished run '{name}' (state in {resume}).")
-        folder = prepare_run_folder(output, name, overwrite or resumed)
-        files.write_json(state_path, {"name": name})
-        report = _run_locked(config, folder, resume, say, fit_verbose)
-        if report["run_folder"] is not None:
-            with contextlib.suppress(OSError):
-                os.remove(lock)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(resume))  # .resume, once no other run needs it
+    with RunState(config, output, name, overwrite, verbose) as state:
+        inputs = prepare_inputs(state)
+        teacher, teacher_record = train_teacher(state, inputs)
+        student, student_record = distill(state, inputs, teacher)
+        scratch, scratch_record = train_scratch(state, inputs)
+        if not state.is_chief:
+            return {"run_folder": None, "config": config}
+        trained = [
+            ("teacher", teacher, teacher_record, "teacher.keras"),
+            ("student (scratch)", scratch, scratch_record, "student_scratch.keras"),
+            ("student (distilled)", student, student_record, "student.keras"),
+        ]
+        rows, confusion = report_lib.model_rows(trained, state.folder, inputs.splits)
+        exported = export_and_measure(state, inputs, student, rows[-1]["path"])
+        report = report_lib.build(state, inputs.splits, rows, confusion, trained, exported)
+        state.say(report_lib.summary(report))
     return report
+
+
+class RunState:
+    """One run's folder, its resume state, its lock, and the writes only the chief makes.
+
+    The resume state lives in `OUTPUT/.resume/<key>/`, the key being the
+    resolved config and the run name the user gave (none: the name stored
+    at the start), so the same command finds its own state. One process
+    per run folder: a second one is refused, and a resume adopts only a run
+    whose process is gone. Workers of one multi-worker run share the folder
+    on purpose (only the chief writes results). Used as a context manager:
+    on entry it takes the lock, makes the run folder and sets the dtype
+    policy and strategy; on a clean exit it removes the resume state.
+
+    Args:
+        config: the validated config.
+        output: the folder under which the run's folder is made.
+        name: the run's name (default: a UTC timestamp; a resumed run keeps
+            the name it started with).
+        overwrite: allow reusing a non-empty run folder.
+        verbose: print progress (one line per epoch) and the tables.
+    """
+
+    def __init__(self, config, output, name=None, overwrite=False, verbose=True):
+        self.config = config
+        self.say = print if verbose else (lambda *args, **kwargs: None)
+        self.fit_verbose = 2 if verbose else 0
+        self.output = files.check_writable_folder(output)
+        self.resume = os.path.join(self.output, ".resume", _config_key({"config": config, "name": name}))
+        self.resumed = os.path.exists(self._state_path)
+        if self.resumed:
+            with open(self._state_path, encoding="utf-8") as handle:
+                name = json.load(handle)["name"]
+        self.name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
+        self.overwrite = overwrite
+        self.folder = self.strategy = None
+        self._exit = contextlib.ExitStack()
+
+    @property
+    def _state_path(self):
+        return os.path.join(self.resume, "run.json")
+
+    @property
+    def _lock_path(self):
+        return os.path.join(self.output, ".resume", f"{self.name}.lock")
+
+    @property
+    def is_chief(self):
+        return is_chief(self.strategy)
+
+    def __enter__(self):
+        if self.config["training"]["strategy"] != "multi_worker":
+            self._exit.enter_context(files.exclusive_lock(self._lock_path, f"The run '{self.name}' in {self.output}"))
+        if self.resumed:
+            self.say(f"Resuming the unfinished run '{self.name}' (state in {self.resume}).")
+        self.folder = prepare_run_folder(self.output, self.name, self.overwrite or self.resumed)
+        files.write_json(self._state_path, {"name": self.name})
+        previous_policy = keras.mixed_precision.global_policy().name
+        self._exit.callback(keras.mixed_precision.set_global_policy, previous_policy)
+        set_precision(self.config["training"]["precision"])
+        self.strategy = make_strategy(self.config["training"]["strategy"])
+        return self
+
+    def __exit__(self, error_type, error, traceback):
+        # Only the chief removes the state: a worker that finishes first must
+        # not delete the backup the chief is still writing.
+        finished = error_type is None and self.is_chief
+        if finished:
+            shutil.rmtree(self.resume, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.remove(self._lock_path)
+        self._exit.close()
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(self.resume))  # .resume, once no other run needs it
+        return False
+
+    def callbacks(self, key):
+        """The callbacks of stage `key`: its backup (for resuming), and TensorBoard when asked."""
+        callbacks = [BackupAndRestore(os.path.join(self.resume, f"{key}-backup"))]
+        if self.config["report"]["tensorboard"]:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(self.folder, "tensorboard", key)))
+        return callbacks
+
+    def stage(self, key, title, train_model):
+        """Runs `train_model(callbacks) -> (model, history, extra)` once; a resumed run reloads its result.
+
+        Returns:
+            `(model, record)`; the record holds `seconds` (interrupted
+            attempts included), `history` and the stage's extras.
+        """
+        done = os.path.join(self.resume, f"{key}.keras")
+        if os.path.exists(done):
+            with open(os.path.join(self.resume, f"{key}.json"), encoding="utf-8") as handle:
+                record = json.load(handle)
+            self.say(f"\n{title}: finished before the interruption, loaded from {done}")
+            with self.strategy.scope():
+                return files.load_model(done), record
+        self.say(f"\n{title}")
+        start = time.perf_counter()
+        callbacks = self.callbacks(key)
+        model, history, extra = train_model(callbacks)
+        backup = callbacks[0]
+        if backup.restored_epoch:
+            # The epochs and time before the interruption count too.
+            self.say(f"  resumed at epoch {backup.restored_epoch + 1}")
+            history = backup.history
+        record = {"seconds": backup.restored_seconds + time.perf_counter() - start, "history": history, **extra}
+        if self.is_chief:
+            files.save_model(model, done, include_optimizer=False)
+            files.write_json(os.path.join(self.resume, f"{key}.json"), record)
+        return model, record
+
+
+Inputs = collections.namedtuple("Inputs", ["splits", "plan", "val", "shape", "classes"])
+
+
+def prepare_inputs(state):
+    """Loads the data, checks the layer pairs and makes the batches every stage trains on."""
+    config, training = state.config, state.config["training"]
+    splits = load_data(config["data"], training["seed"])
+    shape, classes = splits.train.x.shape[1:], splits.num_classes
+    _check_layer_pairs(config, shape, classes)
+    batch_size = training["batch_size"]
+    plan = _training_data(splits, batch_size, config["distillation"]["labeled_share"], training["seed"])
+    val = data_lib.to_dataset(*splits.val, batch_size=batch_size)
+    if splits.unlabeled is None:
+        state.say(
+            f"Data: {len(splits.train.x)} train / {len(splits.val.x)} validation / {len(splits.test.x)} test "
+            f"samples, {classes} classes."
+        )
+    else:
+        state.say(
+            f"Data: {len(splits.train.x)} labeled + {len(splits.unlabeled)} unlabeled train (the transfer set the "
+            f"teacher scores) / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes. "
+            f"Every model trains {plan.steps} steps an epoch."
+        )
+    return Inputs(splits, plan, val, shape, classes)
+
+
+def new_model(state, inputs, section):
+    """The config's teacher or student, built right after the run's seed (same initial weights each time)."""
+    keras.utils.set_random_seed(state.config["training"]["seed"])
+    with state.strategy.scope():
+        entry = state.config[section]
+        return build_model(entry["model"], inputs.shape, inputs.classes, entry["weights"], section, entry["backbone_size"])
+
+
+def fit_on_labels(state, inputs, model, learning_rate, callbacks):
+    """Cross-entropy training of `model` on the labeled batches; returns `(model, history, {})`."""
+    with state.strategy.scope():
+        trainer = multi_worker_ready(model, state.strategy)
+        trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=CrossEntropy(from_logits=True), metrics=["accuracy"])
+    history = trainer.fit(
+        inputs.plan.labeled, epochs=state.config["training"]["epochs"], steps_per_epoch=inputs.plan.steps,
+        validation_data=inputs.val, shuffle=False, verbose=state.fit_verbose, callbacks=callbacks,
+    )
+    return model, history.history, {}
+
+
+def _fit_alone(state, inputs, section):
+    def train_model(callbacks):
+        model = new_model(state, inputs, section)
+        state.say(f"  {model.name}: {model.count_params():,} parameters, {state.config['training']['epochs']} epochs")
+        return fit_on_labels(state, inputs, model, state.config["training"]["learning_rate"], callbacks)
+
+    return train_model
+
+
+def train_teacher(state, inputs):
+    """Stage 1: the teacher, loaded from a .keras file or trained on the labels (then fine-tuned)."""
+    settings = state.config["teacher"]
+    spec = config_lib.model_spec(settings["model"])
+    if spec.kind == "file":
+        with state.strategy.scope():
+            teacher = files.load_model(spec.name)
+        state.say(f"\n[1/3] Teacher: loaded from {spec.name}")
+        return teacher, {"seconds": 0.0, "history": {}}
+    teacher, record = state.stage("teacher", "[1/3] Teacher", _fit_alone(state, inputs, "teacher"))
+    layers = settings["fine_tune_layers"]
+    if not layers or spec.kind != "backbone":
+        return teacher, record
+
+    def fine_tune(callbacks):
+        rate = settings["fine_tune_learning_rate"]
+        opened = transfer.unfreeze(teacher, top=layers)  # BatchNorm stays frozen, in inference mode
+        state.say(f"  {len(opened)} layers with weights reopened, learning rate {rate}")
+        return fit_on_labels(state, inputs, teacher, rate, callbacks)
+
+    title = f"[1/3] Teacher: fine-tuning the top {layers} layers of its backbone"
+    teacher, tuned = state.stage("teacher-finetune", title, fine_tune)
+    return teacher, {
+        "seconds": record["seconds"] + tuned["seconds"],
+        "history": {k: v + tuned["history"].get(k, []) for k, v in record["history"].items()},
+    }
+
+
+def distill(state, inputs, teacher):
+    """Stage 2: the student distilled from the teacher (or the tuning search, with `tune.enabled`)."""
+    distillation, tuning = state.config["distillation"], state.config["tune"]
+    epochs = state.config["training"]["epochs"]
+    if tuning["enabled"]:
+        title = f"[2/3] Tuning the distillation: {tuning['max_trials']} trials of {tuning['epochs'] or epochs} epochs (KerasTuner)"
+        return state.stage("student", title, lambda callbacks: _search(state, inputs, teacher))
+    methods = ", ".join(str(loss if isinstance(loss, str) else loss.get("name")) for loss in distillation["losses"])
+    title = f"[2/3] Distilled student ({methods}, alpha={distillation['alpha']}, T={distillation['temperature']})"
+    return state.stage("student", title, lambda callbacks: _distill(state, inputs, teacher, callbacks))
+
+
+def _distill(state, inputs, teacher, callbacks):
+    distillation, training = state.config["distillation"], state.config["training"]
+    student = new_model(state, inputs, "student")
+    state.say(f"  {student.name}: {student.count_params():,} parameters, {training['epochs']} epochs")
+    batches, augmentation = inputs.plan.distill, augment.build(distillation["augmentation"], seed=training["seed"])
+    views = distillation["teacher_views"]
+    if views:
+        state.say(f"  scoring the training images with the teacher once{f' on {views} augmented views' if views > 1 else ''}")
+        batches = cache_teacher_outputs(
+            teacher, inputs.plan.distill_once, batch_size=training["batch_size"], shuffle=True, seed=training["seed"],
+            augmentation=augmentation, views=views,
+        ).repeat()
+        augmentation = None
+    with state.strategy.scope():
+        distiller = Distiller(teacher=teacher, student=student, augmentation=augmentation)
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(training["learning_rate"]),
+            metrics=["accuracy"],
+            distillation_loss_fn=distillation["losses"],
+            alpha=distillation["alpha"],
+            temperature=distillation["temperature"],
+        )
+    history = distiller.fit(
+        batches, epochs=training["epochs"], steps_per_epoch=inputs.plan.steps, validation_data=inputs.val,
+        shuffle=False, verbose=state.fit_verbose, callbacks=callbacks,
+    )
+    return student, history.history, {}
+
+
+def _search(state, inputs, teacher):
+    tuning, training, settings = state.config["tune"], state.config["training"], state.config["student"]
+    result = tune(
+        teacher,
+        lambda: build_model(settings["model"], inputs.shape, inputs.classes, settings["weights"], "student", settings["backbone_size"]),
+        inputs.plan.labeled,
+        inputs.val,
+        temperature=config_lib.search_space(tuning["temperature"]),
+        alpha=config_lib.search_space(tuning["alpha"]),
+        methods=tuning["methods"],
+        max_trials=tuning["max_trials"],
+        epochs=tuning["epochs"] or training["epochs"],
+        learning_rate=training["learning_rate"],
+        seed=training["seed"],
+        verbose=state.fit_verbose,
+    )
+    state.say(f"{result.table()}\n{result.verdict}")
+    tuned = {"trials": result.trials, "best": result.best, "verdict": result.verdict, "gain": result.gain}
+    return result.student, {}, {"tuning": tuned}
+
+
+def train_scratch(state, inputs):
+    """Stage 3: the same student (same initial weights, epochs and batches) trained on the labels alone."""
+    return state.stage("scratch", "[3/3] Same student from scratch", _fit_alone(state, inputs, "student"))
+
+
+def export_and_measure(state, inputs, student, keras_path):
+    """The export stage: the student as `.tflite` files, each measured through the interpreter on the test set.
+
+    Returns:
+        `(files, comparison)`: the `ExportResult`s and `export.compare`'s report.
+    """
+    quantizations = state.config["export"]["quantizations"]
+    splits = inputs.splits
+    state.say(f"\nExport: the distilled student to {', '.join(quantizations)} .tflite files")
+    exported = []
+    for quantization in quantizations:
+        if quantization == "int8":
+            state.say(f"  calibrating int8 on {min(200, len(splits.train.x))} training samples")
+        exported.append(
+            export.to_tflite(
+                student,
+                os.path.join(state.folder, f"student_{quantization}.tflite"),
+                quantization=quantization,
+                representative_data=splits.train.x if quantization == "int8" else None,
+            )
+        )
+    state.say(f"  measuring each file through the LiteRT interpreter on {len(splits.test.x)} test samples")
+    comparison = export.compare(student, [result.path for result in exported], splits.test, keras_path=keras_path, num_threads=1)
+    return exported, comparison
 
 
 def resume_states(output="export"):
@@ -221,21 +481,6 @@ def remove_abandoned(output="export"):
     return removed
 
 
-def _run_locked(config, folder, resume, say, fit_verbose):
-    previous_policy = keras.mixed_precision.global_policy().name
-    set_precision(config["training"]["precision"])
-    try:
-        strategy = make_strategy(config["training"]["strategy"])
-        report = _run_stages(config, strategy, folder, resume, say, fit_verbose)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-    # Only the chief removes the state: a worker that finishes first must not
-    # delete the backup the chief is still writing.
-    if report["run_folder"] is not None:
-        shutil.rmtree(resume, ignore_errors=True)
-    return report
-
-
 def build_model(spec, shape, classes, weights=None, role="student", backbone_size=None):
     """A model from a config's `model` entry: a built-in name, `backbone:NAME` or a `.keras` file.
 
@@ -244,10 +489,11 @@ def build_model(spec, shape, classes, weights=None, role="student", backbone_siz
     runs at `backbone_size` (default 96) and the model resizes the images and
     repeats grey ones to RGB itself, so teacher and student take the same batch.
     """
-    if spec.endswith(".keras"):
-        return files.load_model(spec)
-    if spec.startswith(config_lib.BACKBONE_PREFIX):
-        name = spec[len(config_lib.BACKBONE_PREFIX) :]
+    spec = config_lib.model_spec(spec)
+    if spec.kind == "file":
+        return files.load_model(spec.name)
+    if spec.kind == "backbone":
+        name = spec.name
         shape = tuple(shape)
         fits = shape[2] == 3 and min(shape[:2]) >= transfer.get_spec(name).min_size
         backbone_shape = shape if fits and backbone_size is None else (backbone_size or 96,) * 2 + (3,)
@@ -255,250 +501,7 @@ def build_model(spec, shape, classes, weights=None, role="student", backbone_siz
         # student trains whole.
         backbone = transfer.load_backbone(name, backbone_shape, weights=weights, freeze=role == "teacher")
         return transfer.build_classifier(backbone, classes, name=f"{name}_{role}", input_shape=shape)
-    return models.build(spec, shape, classes)
-
-
-def _run_stages(config, strategy, folder, resume, say, fit_verbose):
-    training, distillation, tuning = config["training"], config["distillation"], config["tune"]
-    seed, epochs = training["seed"], training["epochs"]
-    splits = load_data(config["data"], seed)
-    shape, classes = splits.train.x.shape[1:], splits.num_classes
-    _check_layer_pairs(config, shape, classes)
-    batch_size = training["batch_size"]
-    plan = _training_data(splits, batch_size, distillation["labeled_share"], seed)
-    train, steps = plan.labeled, plan.steps
-    val = data_lib.to_dataset(*splits.val, batch_size=batch_size)
-    if splits.unlabeled is None:
-        say(f"Data: {len(splits.train.x)} train / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes.")
-    else:
-        say(
-            f"Data: {len(splits.train.x)} labeled + {len(splits.unlabeled)} unlabeled train (the transfer set the "
-            f"teacher scores) / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes. "
-            f"Every model trains {steps} steps an epoch."
-        )
-
-    def new_model(section):
-        keras.utils.set_random_seed(seed)
-        with strategy.scope():
-            entry = config[section]
-            return build_model(entry["model"], shape, classes, entry["weights"], section, entry["backbone_size"])
-
-    def callbacks_for(key):
-        callbacks = [BackupAndRestore(os.path.join(resume, f"{key}-backup"))]
-        if config["report"]["tensorboard"]:
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(folder, "tensorboard", key)))
-        return callbacks
-
-    def stage(key, title, train_model):
-        """Runs `train_model(callbacks) -> (model, history, extra)` once; a resumed run reloads its result."""
-        done = os.path.join(resume, f"{key}.keras")
-        if os.path.exists(done):
-            with open(os.path.join(resume, f"{key}.json"), encoding="utf-8") as handle:
-                record = json.load(handle)
-            say(f"\n{title}: finished before the interruption, loaded from {done}")
-            with strategy.scope():
-                return files.load_model(done), record
-        say(f"\n{title}")
-        start = time.perf_counter()
-        callbacks = callbacks_for(key)
-        model, history, extra = train_model(callbacks)
-        backup = callbacks[0]
-        if backup.restored_epoch:
-            # The epochs and time before the interruption count too.
-            say(f"  resumed at epoch {backup.restored_epoch + 1}")
-            history = backup.history
-        record = {"seconds": backup.restored_seconds + time.perf_counter() - start, "history": history, **extra}
-        if is_chief(strategy):
-            files.save_model(model, done, include_optimizer=False)
-            files.write_json(os.path.join(resume, f"{key}.json"), record)
-        return model, record
-
-    def fit_on_labels(model, learning_rate, callbacks):
-        """Cross-entropy training of `model` on the labeled batches; returns `(model, history, {})`."""
-        with strategy.scope():
-            trainer = multi_worker_ready(model, strategy)
-            trainer.compile(
-                optimizer=keras.optimizers.Adam(learning_rate),
-                loss=CrossEntropy(from_logits=True),
-                metrics=["accuracy"],
-            )
-        history = trainer.fit(
-            train, epochs=epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=fit_verbose,
-            callbacks=callbacks,
-        )
-        return model, history.history, {}
-
-    def fit_alone(section):
-        def train_model(callbacks):
-            model = new_model(section)
-            say(f"  {model.name}: {model.count_params():,} parameters, {epochs} epochs")
-            return fit_on_labels(model, training["learning_rate"], callbacks)
-
-        return train_model
-
-    def fine_tune(teacher, layers):
-        def train_model(callbacks):
-            rate = config["teacher"]["fine_tune_learning_rate"]
-            opened = transfer.unfreeze(teacher, top=layers)  # BatchNorm stays frozen, in inference mode
-            say(f"  {len(opened)} layers with weights reopened, learning rate {rate}")
-            return fit_on_labels(teacher, rate, callbacks)
-
-        return train_model
-
-    teacher_spec = config["teacher"]["model"]
-    if teacher_spec.endswith(".keras"):
-        with strategy.scope():
-            teacher = files.load_model(teacher_spec)
-        teacher_record = {"seconds": 0.0, "history": {}}
-        say(f"\n[1/3] Teacher: loaded from {teacher_spec}")
-    else:
-        teacher, teacher_record = stage("teacher", "[1/3] Teacher", fit_alone("teacher"))
-        layers = config["teacher"]["fine_tune_layers"]
-        if layers and teacher_spec.startswith(config_lib.BACKBONE_PREFIX):
-            title = f"[1/3] Teacher: fine-tuning the top {layers} layers of its backbone"
-            teacher, tuned = stage("teacher-finetune", title, fine_tune(teacher, layers))
-            teacher_record = {
-                "seconds": teacher_record["seconds"] + tuned["seconds"],
-                "history": {k: v + tuned["history"].get(k, []) for k, v in teacher_record["history"].items()},
-            }
-
-    def distill(callbacks):
-        student = new_model("student")
-        say(f"  {student.name}: {student.count_params():,} parameters, {epochs} epochs")
-        batches, augmentation = plan.distill, augment.build(distillation["augmentation"], seed=seed)
-        views = distillation["teacher_views"]
-        if views:
-            say(f"  scoring the training images with the teacher once{f' on {views} augmented views' if views > 1 else ''}")
-            batches = cache_teacher_outputs(
-                teacher, plan.distill_once, batch_size=batch_size, shuffle=True, seed=seed,
-                augmentation=augmentation, views=views,
-            ).repeat()
-            augmentation = None
-        with strategy.scope():
-            distiller = Distiller(teacher=teacher, student=student, augmentation=augmentation)
-            distiller.compile(
-                optimizer=keras.optimizers.Adam(training["learning_rate"]),
-                metrics=["accuracy"],
-                distillation_loss_fn=distillation["losses"],
-                alpha=distillation["alpha"],
-                temperature=distillation["temperature"],
-            )
-        history = distiller.fit(
-            batches, epochs=epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=fit_verbose,
-            callbacks=callbacks,
-        )
-        return student, history.history, {}
-
-    def search(callbacks):
-        result = tune(
-            teacher,
-            lambda: build_model(
-                config["student"]["model"], shape, classes, config["student"]["weights"], "student",
-                config["student"]["backbone_size"],
-            ),
-            train,
-            val,
-            temperature=config_lib.search_space(tuning["temperature"]),
-            alpha=config_lib.search_space(tuning["alpha"]),
-            methods=tuning["methods"],
-            max_trials=tuning["max_trials"],
-            epochs=tuning["epochs"] or epochs,
-            learning_rate=training["learning_rate"],
-            seed=seed,
-            verbose=fit_verbose,
-        )
-        say(f"{result.table()}\n{result.verdict}")
-        tuned = {"trials": result.trials, "best": result.best, "verdict": result.verdict, "gain": result.gain}
-        return result.student, {}, {"tuning": tuned}
-
-    # Both students are built right after the same seed: same initial weights.
-    if tuning["enabled"]:
-        title = f"[2/3] Tuning the distillation: {tuning['max_trials']} trials of {tuning['epochs'] or epochs} epochs (KerasTuner)"
-        student, student_record = stage("student", title, search)
-    else:
-        methods = ", ".join(str(loss if isinstance(loss, str) else loss.get("name")) for loss in distillation["losses"])
-        title = f"[2/3] Distilled student ({methods}, alpha={distillation['alpha']}, T={distillation['temperature']})"
-        student, student_record = stage("student", title, distill)
-    scratch, scratch_record = stage("scratch", "[3/3] Same student from scratch", fit_alone("student"))
-    if not is_chief(strategy):
-        return {"run_folder": None, "config": config}
-
-    rows, confusion = [], {}
-    for label, model, record, filename in (
-        ("teacher", teacher, teacher_record, "teacher.keras"),
-        ("student (scratch)", scratch, scratch_record, "student_scratch.keras"),
-        ("student (distilled)", student, student_record, "student.keras"),
-    ):
-        path = files.save_model(model, os.path.join(folder, filename), include_optimizer=False)
-        scores = classification_report(splits.test.y, keras_outputs(model, splits.test.x), classes)
-        confusion[label] = scores.pop("confusion_matrix")
-        rows.append(
-            {
-                "model": label,
-                "params": int(model.count_params()),
-                "size_kb": file_size_kb(path),
-                "test_accuracy": scores.pop("accuracy"),
-                **scores,
-                "train_seconds": record["seconds"],
-                "path": path,
-            }
-        )
-    table = format_table(rows, TABLE_COLUMNS)
-    gain = 100 * (rows[2]["test_accuracy"] - rows[1]["test_accuracy"])
-    verdict = (
-        f"The distilled student is {abs(gain):.2f} points {'above' if gain >= 0 else 'below'} the same student "
-        f"trained alone on the labels ({rows[2]['test_accuracy']:.4f} vs {rows[1]['test_accuracy']:.4f}, test set)"
-        + ("." if splits.unlabeled is None else f", with {len(splits.unlabeled)} unlabeled images in the transfer set.")
-    )
-
-    quantizations = config["export"]["quantizations"]
-    say(f"\nExport: the distilled student to {', '.join(quantizations)} .tflite files")
-    exported = []
-    for quantization in quantizations:
-        if quantization == "int8":
-            say(f"  calibrating int8 on {min(200, len(splits.train.x))} training samples")
-        exported.append(
-            export.to_tflite(
-                student,
-                os.path.join(folder, f"student_{quantization}.tflite"),
-                quantization=quantization,
-                representative_data=splits.train.x if quantization == "int8" else None,
-            )
-        )
-    say(f"  measuring each file through the LiteRT interpreter on {len(splits.test.x)} test samples")
-    comparison = export.compare(
-        student, [result.path for result in exported], splits.test, keras_path=rows[-1]["path"], num_threads=1
-    )
-    for row in comparison["rows"]:
-        confusion[row["model"]] = row.pop("confusion_matrix")
-    report = {
-        "run_folder": folder,
-        "config": config,
-        "models": rows,
-        "table": table,
-        "gain_points": gain,
-        "verdict": verdict,
-        "confusion_matrices": confusion,
-        "histories": {k: r["history"] for k, r in (("teacher", teacher_record), ("scratch", scratch_record), ("distilled", student_record))},
-        "export": {
-            "files": [result.to_dict() for result in exported],
-            "models": comparison["rows"],
-            "table": comparison["table"],
-        },
-    }
-    if "tuning" in student_record:
-        report["tuning"] = student_record["tuning"]
-    if config["report"]["plots"]:
-        report["plots"] = _plots(report, folder, rows)
-    files.write_bytes(os.path.join(folder, "config.yaml"), _config_yaml(config).encode("utf-8"))
-    files.write_json(os.path.join(folder, "report.json"), report)
-    say(f"\n{table}\n\nThe distilled student as a Keras model and as .tflite files (test set, 1 thread):")
-    say(f"{comparison['table']}")
-    say(f"\n{verdict}")
-    if "tuning" in report:
-        say(report["tuning"]["verdict"])
-    say(f"\nSaved the models, the .tflite files, plots, config.yaml and report.json in {folder}")
-    return report
+    return models.build(spec.name, shape, classes)
 
 
 def _check_layer_pairs(config, shape, classes):
@@ -540,25 +543,3 @@ def _training_data(splits, batch_size, labeled_share, seed):
     return TrainingData(labeled, distill, data_lib.transfer_set(splits.train, splits.unlabeled, shuffle=False, **mixed), steps)
 
 
-def _plots(report, folder, rows):
-    made = {}
-    curves = {label: history for label, history in report["histories"].items() if history}
-    if curves:
-        made["training_curves"] = plots.training_curves(curves, os.path.join(folder, "training_curves.png"))
-    points = [{"model": r["model"], "size_kb": r["size_kb"], "accuracy": r["test_accuracy"]} for r in rows[:2]]
-    points += [
-        {"model": r["model"], "size_kb": r["size_kb"], "accuracy": r["accuracy"], "latency_ms": r["latency_ms"]}
-        for r in report["export"]["models"]
-    ]
-    made["accuracy_vs_size"] = plots.accuracy_vs_size(points, os.path.join(folder, "accuracy_vs_size.png"))
-    if "tuning" in report:
-        made["tuning"] = plots.tuning_trials(report["tuning"]["trials"], os.path.join(folder, "tuning.png"))
-    return made
-
-
-def _config_yaml(config):
-    import yaml
-
-    return "# The resolved config of this run: `kerasdistill run --config config.yaml` repeats it.\n" + yaml.safe_dump(
-        config, sort_keys=False
-    )

@@ -1,37 +1,131 @@
-"""Plain-text tables for the terminal and the numbers that fill them."""
+"""The run's report: the rows of each model, report.json, config.yaml, the plots and the tables."""
 
 import os
 
+from kerasdistill import files, plots
+from kerasdistill.metrics import classification_report, keras_outputs
+from kerasdistill.tables import format_table
 
-def format_table(rows, columns):
-    """Formats `rows` (dicts) as an aligned text table.
-
-    Args:
-        rows: list of dicts.
-        columns: list of `(key, header, format)`; `format` is a format spec
-            such as `",d"` or `".4f"`, or None for `str`.
-
-    Returns:
-        The table as a string, header and rule included.
-    """
-    cells = [[header for _, header, _ in columns]]
-    for row in rows:
-        line = []
-        for key, _, spec in columns:
-            value = row.get(key)
-            line.append("-" if value is None else (format(value, spec) if spec else str(value)))
-        cells.append(line)
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-
-    def render(line):
-        return "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(line, widths))
-        )
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([render(cells[0]), rule] + [render(line) for line in cells[1:]])
+TABLE_COLUMNS = [
+    ("model", "model", None),
+    ("params", "params", ",d"),
+    ("size_kb", "size (KiB)", ".1f"),
+    ("test_accuracy", "test accuracy", ".4f"),
+    ("f1_macro", "F1 (macro)", ".4f"),
+    ("train_seconds", "train time (s)", ".1f"),
+]
 
 
 def file_size_kb(path):
     """Size of the file at `path` in KiB."""
     return os.path.getsize(path) / 1024.0
+
+
+def model_rows(trained, folder, splits):
+    """Saves each trained model into `folder` and scores it on the test split.
+
+    Args:
+        trained: `(label, model, record, filename)` tuples, the record
+            holding the training `seconds`.
+        folder: the run folder.
+        splits: the run's `Splits`.
+
+    Returns:
+        `(rows, confusion)`: one dict per model (params, size, test
+        accuracy, macro scores, train time, path), and the confusion
+        matrices by label.
+    """
+    rows, confusion = [], {}
+    for label, model, record, filename in trained:
+        path = files.save_model(model, os.path.join(folder, filename), include_optimizer=False)
+        scores = classification_report(splits.test.y, keras_outputs(model, splits.test.x), splits.num_classes)
+        confusion[label] = scores.pop("confusion_matrix")
+        rows.append(
+            {
+                "model": label,
+                "params": int(model.count_params()),
+                "size_kb": file_size_kb(path),
+                "test_accuracy": scores.pop("accuracy"),
+                **scores,
+                "train_seconds": record["seconds"],
+                "path": path,
+            }
+        )
+    return rows, confusion
+
+
+def build(state, splits, rows, confusion, trained, exported):
+    """Assembles the run's report and writes report.json, config.yaml and the plots into the run folder.
+
+    `rows` are teacher, scratch student and distilled student in that
+    order; `exported` is `(files, comparison)` from the export stage.
+    """
+    results, comparison = exported
+    gain = 100 * (rows[2]["test_accuracy"] - rows[1]["test_accuracy"])
+    verdict = (
+        f"The distilled student is {abs(gain):.2f} points {'above' if gain >= 0 else 'below'} the same student "
+        f"trained alone on the labels ({rows[2]['test_accuracy']:.4f} vs {rows[1]['test_accuracy']:.4f}, test set)"
+        + ("." if splits.unlabeled is None else f", with {len(splits.unlabeled)} unlabeled images in the transfer set.")
+    )
+    for row in comparison["rows"]:
+        confusion[row["model"]] = row.pop("confusion_matrix")
+    records = {"teacher": trained[0][2], "scratch": trained[1][2], "distilled": trained[2][2]}
+    report = {
+        "run_folder": state.folder,
+        "config": state.config,
+        "models": rows,
+        "table": format_table(rows, TABLE_COLUMNS),
+        "gain_points": gain,
+        "verdict": verdict,
+        "confusion_matrices": confusion,
+        "histories": {label: record["history"] for label, record in records.items()},
+        "export": {
+            "files": [result.to_dict() for result in results],
+            "models": comparison["rows"],
+            "table": comparison["table"],
+        },
+    }
+    if "tuning" in records["distilled"]:
+        report["tuning"] = records["distilled"]["tuning"]
+    if state.config["report"]["plots"]:
+        report["plots"] = _plots(report, state.folder, rows)
+    files.write_bytes(os.path.join(state.folder, "config.yaml"), _config_yaml(state.config).encode("utf-8"))
+    files.write_json(os.path.join(state.folder, "report.json"), report)
+    return report
+
+
+def summary(report):
+    """What the run prints at its end: the tables, the verdict and where the files are."""
+    lines = [
+        f"\n{report['table']}\n\nThe distilled student as a Keras model and as .tflite files (test set, 1 thread):",
+        report["export"]["table"],
+        f"\n{report['verdict']}",
+    ]
+    if "tuning" in report:
+        lines.append(report["tuning"]["verdict"])
+    lines.append(f"\nSaved the models, the .tflite files, plots, config.yaml and report.json in {report['run_folder']}")
+    return "\n".join(lines)
+
+
+def _plots(report, folder, rows):
+    made = {}
+    curves = {label: history for label, history in report["histories"].items() if history}
+    if curves:
+        made["training_curves"] = plots.training_curves(curves, os.path.join(folder, "training_curves.png"))
+    points = [{"model": r["model"], "size_kb": r["size_kb"], "accuracy": r["test_accuracy"]} for r in rows[:2]]
+    points += [
+        {"model": r["model"], "size_kb": r["size_kb"], "accuracy": r["accuracy"], "latency_ms": r["latency_ms"]}
+        for r in report["export"]["models"]
+    ]
+    made["accuracy_vs_size"] = plots.accuracy_vs_size(points, os.path.join(folder, "accuracy_vs_size.png"))
+    if "tuning" in report:
+        made["tuning"] = plots.tuning_trials(report["tuning"]["trials"], os.path.join(folder, "tuning.png"))
+    return made
+
+
+def _config_yaml(config):
+    import yaml
+
+    return "# The resolved config of this run: `kerasdistill run --config config.yaml` repeats it.\n" + yaml.safe_dump(
+        config, sort_keys=False
+    )

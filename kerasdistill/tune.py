@@ -7,13 +7,13 @@ scratch baseline with the same budget, and says whether distillation beat it.
 """
 
 import dataclasses
-import math
 import tempfile
 
 from kerasdistill import losses as losses_lib
 from kerasdistill.backend import keras
 from kerasdistill.distiller import Distiller
-from kerasdistill.report import format_table
+from kerasdistill.ranges import describe, in_range
+from kerasdistill.tables import format_table
 
 TRIAL_COLUMNS = [
     ("trial", "trial", None),
@@ -69,17 +69,13 @@ class TuneResult:
         return format_table(self.trials, TRIAL_COLUMNS)
 
 
-def _check_space(name, value, low, high, low_open):
-    def valid(x):
-        return (
-            not isinstance(x, bool)
-            and isinstance(x, (int, float))
-            and math.isfinite(x)
-            and (x > low if low_open else x >= low)
-            and (high is None or x <= high)
-        )
+def check_space(name, value, low, high, low_open):
+    """A search space as `tune` takes it: a `(low, high)` range or a list of values, each in bounds."""
 
-    bounds = (f"in ({low}, {high}]" if high is not None else f"> {low}") if low_open else f"in [{low}, {high}]"
+    def valid(x):
+        return in_range(x, low, high, low_open)
+
+    bounds = describe(low, high, low_open)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
     if isinstance(value, tuple):
@@ -93,7 +89,8 @@ def _check_space(name, value, low, high, low_open):
     return [float(v) for v in value]
 
 
-def _check_methods(methods):
+def check_methods(methods):
+    """The tuned methods: names of registered losses on the outputs."""
     methods = [methods] if isinstance(methods, str) else methods
     if not isinstance(methods, (list, tuple)) or not methods:
         raise ValueError(f"methods must be a non-empty list of loss names ({', '.join(losses_lib.names())}); got {methods!r}.")
@@ -166,13 +163,7 @@ def tune(
     """
     import keras_tuner
 
-    temperature = _check_space("temperature", temperature, 0.0, losses_lib.MAX_TEMPERATURE, low_open=True)
-    alpha = _check_space("alpha", alpha, 0.0, 1.0, low_open=False)
-    methods = _check_methods(methods)
-    if not isinstance(max_trials, int) or max_trials < 1 or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"max_trials and epochs must be whole numbers >= 1; got {max_trials!r} and {epochs!r}.")
-    if not callable(student_fn):
-        raise TypeError("student_fn must be a function that returns a new student model, e.g. lambda: build_student().")
+    temperature, alpha, methods = _check_arguments(student_fn, temperature, alpha, methods, max_trials, epochs)
 
     def new_student():
         keras.utils.set_random_seed(seed)
@@ -181,21 +172,20 @@ def tune(
             raise TypeError(f"student_fn must return a keras.Model; it returned {type(student).__name__}.")
         return student
 
-    class DistillationHyperModel(keras_tuner.HyperModel):
-        def build(self, hp):
-            distiller = Distiller(teacher, new_student())
-            distiller.compile(
-                optimizer=keras.optimizers.Adam(learning_rate),
-                metrics=["accuracy"],
-                distillation_loss_fn=hp.Choice("method", methods) if len(methods) > 1 else hp.Fixed("method", methods[0]),
-                alpha=_hyperparameter(hp, "alpha", alpha, log=False),
-                temperature=_hyperparameter(hp, "temperature", temperature, log=True),
-            )
-            return distiller
+    def build(hp):
+        distiller = Distiller(teacher, new_student())
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            metrics=["accuracy"],
+            distillation_loss_fn=hp.Choice("method", methods) if len(methods) > 1 else hp.Fixed("method", methods[0]),
+            alpha=_hyperparameter(hp, "alpha", alpha, log=False),
+            temperature=_hyperparameter(hp, "temperature", temperature, log=True),
+        )
+        return distiller
 
     with tempfile.TemporaryDirectory(prefix="kerasdistill-tune-") as scratch_dir:
         tuner = keras_tuner.RandomSearch(
-            DistillationHyperModel(),
+            build,
             objective=keras_tuner.Objective("val_accuracy", direction="max"),
             max_trials=max_trials,
             seed=seed,
@@ -204,20 +194,7 @@ def tune(
             overwrite=True,
         )
         tuner.search(train_data, validation_data=validation_data, epochs=epochs, verbose=verbose, shuffle=False)
-        trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
-        rows = [
-            {
-                "trial": trial.trial_id,
-                "method": trial.hyperparameters.get("method"),
-                "temperature": trial.hyperparameters.get("temperature"),
-                "alpha": trial.hyperparameters.get("alpha"),
-                "val_accuracy": trial.score,
-            }
-            for trial in trials
-            if trial.score is not None
-        ]
-        if not rows:
-            raise RuntimeError("No trial finished; run with verbose=1 to see why.")
+        rows = _trial_rows(tuner)
         best_hp = tuner.get_best_hyperparameters(1)[0]
         best_student = tuner.get_best_models(1)[0].student
 
@@ -233,3 +210,35 @@ def tune(
         # best trial does not beat the scratch student returns that student.
         best, best_student = {"method": "labels only", "temperature": None, "alpha": 1.0}, scratch
     return TuneResult(best, best_student, rows, float(best_accuracy), scratch_accuracy)
+
+
+def _trial_rows(tuner):
+    """One row per finished trial: its method, temperature, alpha and validation accuracy."""
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    rows = [
+        {
+            "trial": trial.trial_id,
+            "method": trial.hyperparameters.get("method"),
+            "temperature": trial.hyperparameters.get("temperature"),
+            "alpha": trial.hyperparameters.get("alpha"),
+            "val_accuracy": trial.score,
+        }
+        for trial in trials
+        if trial.score is not None
+    ]
+    if not rows:
+        raise RuntimeError("No trial finished; run with verbose=1 to see why.")
+    return rows
+
+
+def _check_arguments(student_fn, temperature, alpha, methods, max_trials, epochs):
+    """`tune`'s arguments checked before any trial: the spaces and methods, as `tune` uses them."""
+    if not in_range(max_trials, 1, whole=True) or not in_range(epochs, 1, whole=True):
+        raise ValueError(f"max_trials and epochs must be whole numbers >= 1; got {max_trials!r} and {epochs!r}.")
+    if not callable(student_fn):
+        raise TypeError("student_fn must be a function that returns a new student model, e.g. lambda: build_student().")
+    return (
+        check_space("temperature", temperature, 0.0, losses_lib.MAX_TEMPERATURE, low_open=True),
+        check_space("alpha", alpha, 0.0, 1.0, low_open=False),
+        check_methods(methods),
+    )

@@ -53,8 +53,8 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
     "args, message",
     [
         (["--epochs", "0"], "must be a whole number >= 1"),
-        (["--alpha", "1.5"], r"must be in [0.0, 1.0]"),
-        (["--temperature", "0"], "must be > 0.0"),
+        (["--alpha", "1.5"], r"must be in [0, 1]"),
+        (["--temperature", "0"], "must be > 0"),
         (["--bogus"], "unrecognized arguments"),
         (["--labeled-size", "many"], "must be a count, a fraction below 1 or 'all'"),
         (["--augmentation", "flip,blur"], "Unknown augmentation(s) 'blur'"),

@@ -108,8 +108,8 @@ def test_softmax_teacher_is_read_as_probabilities_and_gives_the_same_loss(digits
     logits_distiller = compile_default(kd.Distiller(trained_teacher, small_student))
     probs_teacher = with_softmax(trained_teacher)
     probs_distiller = compile_default(kd.Distiller(probs_teacher, small_student))
-    assert probs_distiller.teacher_outputs == "probabilities"
-    assert logits_distiller.teacher_outputs == "logits"
+    assert probs_distiller.teacher_output_kind == "probabilities"
+    assert logits_distiller.teacher_output_kind == "logits"
     x = tf.constant(digits.test.x[:128])
     y = digits.test.y[:128]
     student = small_student(x, training=False)
@@ -130,7 +130,7 @@ def test_probabilities_declared_as_logits_are_refused(trained_teacher, small_stu
 def test_softmax_student_trains_with_its_own_crossentropy(digits, trained_teacher, small_student):
     student = with_softmax(small_student)
     distiller = kd.Distiller(trained_teacher, student)
-    assert distiller.student_outputs == "probabilities"
+    assert distiller.student_output_kind == "probabilities"
     distiller.compile(optimizer="adam", metrics=["accuracy"], student_loss_fn="sparse_categorical_crossentropy")
     history = distiller.fit(digits.train.x[:1024], digits.train.y[:1024], batch_size=64, epochs=2, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -234,7 +234,7 @@ def test_student_and_whole_distiller_save_and_load(tmp_path, digits, trained_tea
     assert int(restored.optimizer.iterations) == 9
 
     clone = kd.Distiller.from_config(distiller.get_config())
-    assert clone.teacher_outputs == "logits" and clone.student.count_params() == small_student.count_params()
+    assert clone.teacher_output_kind == "logits" and clone.student.count_params() == small_student.count_params()
 
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan"), "0.5", None])

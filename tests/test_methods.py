@@ -44,11 +44,11 @@ def dkd_by_hand(teacher, student, labels, alpha, beta, temperature):
 @pytest.mark.parametrize("temperature", [1.0, 4.0])
 def test_dkd_equals_the_reference_computation(temperature):
     loss = losses.DecoupledKD(target_weight=1.0, non_target_weight=8.0, temperature=temperature)
-    values = loss.compute(TEACHER, STUDENT, LABELS).numpy()
+    values = loss.call(TEACHER, STUDENT, LABELS).numpy()
     np.testing.assert_allclose(values, dkd_by_hand(TEACHER, STUDENT, LABELS, 1.0, 8.0, temperature), rtol=1e-4)
     # One-hot labels give the same; without labels the teacher's top class is the target.
     one_hot = np.eye(4, dtype=np.float32)[LABELS]
-    np.testing.assert_allclose(loss.compute(TEACHER, STUDENT, one_hot).numpy(), values, rtol=1e-6)
+    np.testing.assert_allclose(loss.call(TEACHER, STUDENT, one_hot).numpy(), values, rtol=1e-6)
     top = TEACHER.argmax(axis=-1)
     np.testing.assert_allclose(
         loss(TEACHER, STUDENT).numpy(), dkd_by_hand(TEACHER, STUDENT, top, 1.0, 8.0, temperature).mean(), rtol=1e-4
@@ -62,7 +62,7 @@ def test_dkd_with_weights_one_is_classic_kd_plus_the_weighted_difference():
     p_target = softmax(TEACHER / temperature)[np.arange(5), LABELS]
     for i in range(5):
         dkd = losses.DecoupledKD(1.0, float(1 - p_target[i]), temperature=temperature)
-        value = dkd.compute(TEACHER[i : i + 1], STUDENT[i : i + 1], LABELS[i : i + 1]).numpy()[0]
+        value = dkd.call(TEACHER[i : i + 1], STUDENT[i : i + 1], LABELS[i : i + 1]).numpy()[0]
         classic = losses.SoftTargetKL(temperature=temperature).call(TEACHER[i : i + 1], STUDENT[i : i + 1]).numpy()[0]
         assert value == pytest.approx(classic, rel=1e-4)
 

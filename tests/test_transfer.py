@@ -1,6 +1,5 @@
 """Backbones, frozen layers, heads and fine-tuning, on real digit images."""
 
-import os
 import time
 
 import numpy as np

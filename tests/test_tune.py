@@ -70,9 +70,9 @@ def test_a_search_that_loses_to_scratch_returns_the_scratch_student(digits, tmp_
 @pytest.mark.parametrize(
     "space, message",
     [
-        ({"alpha": (0.2, 1.5)}, r"alpha as a range is \(low, high\).*in \[0.0, 1.0\]"),
-        ({"alpha": [-0.1, 0.5]}, r"Every alpha must be in \[0.0, 1.0\]"),
-        ({"temperature": [0.0, 4.0]}, r"Every temperature must be in \(0.0, 100.0\]"),
+        ({"alpha": (0.2, 1.5)}, r"alpha as a range is \(low, high\).*in \[0, 1\]"),
+        ({"alpha": [-0.1, 0.5]}, r"Every alpha must be in \[0, 1\]"),
+        ({"temperature": [0.0, 4.0]}, r"Every temperature must be in \(0, 100\]"),
         ({"temperature": (4.0, 2.0)}, "low < high"),
         ({"temperature": []}, "non-empty list"),
         ({"methods": []}, "methods must be a non-empty list"),

@@ -7,12 +7,24 @@ result = export.to_tflite(student, "export/student_int8.tflite",
 report = export.evaluate_tflite(result.path, test_ds, keras_model=student)
 print(export.compare(student, [result.path], test_ds)["table"])
 ```
+
+TensorFlow-only: converting and quantizing run on Keras' TensorFlow backend,
+and the package must be installed.
 """
 
-from kerasdistill.export.bridge import to_tf_keras
-from kerasdistill.export.interpreter import TFLiteModel, compare, evaluate_tflite
-from kerasdistill.export.optimize import PruneResult, gzip_size, prune, quantize_aware
-from kerasdistill.export.tflite import QUANTIZATIONS, TensorInfo, TFLiteResult, to_tflite
+try:
+    import tensorflow  # noqa: F401
+except ImportError as error:
+    raise ImportError(
+        "kerasdistill.export (TFLite conversion and quantization, the LiteRT interpreter, tfmot QAT and pruning) "
+        "needs the 'tensorflow' package, which is not installed here: pip install tensorflow (or pip install "
+        "kerasdistill, whose default install includes it)."
+    ) from error
+
+from kerasdistill.export.bridge import to_tf_keras  # noqa: E402
+from kerasdistill.export.interpreter import TFLiteModel, compare, evaluate_tflite  # noqa: E402
+from kerasdistill.export.optimize import PruneResult, gzip_size, prune, quantize_aware  # noqa: E402
+from kerasdistill.export.tflite import QUANTIZATIONS, TensorInfo, TFLiteResult, to_tflite  # noqa: E402
 
 __all__ = [
     "PruneResult",

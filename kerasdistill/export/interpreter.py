@@ -7,8 +7,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from kerasdistill.metrics import classification_report
-from kerasdistill.report import format_table
+from kerasdistill.data import as_arrays
+from kerasdistill.metrics import class_indices, classification_report, keras_outputs
+from kerasdistill.tables import format_table
 
 
 def make_interpreter(model, num_threads=None):
@@ -111,29 +112,6 @@ class TFLiteModel:
         return statistics.median(times)
 
 
-def as_arrays(data):
-    """`(x, y)` numpy arrays from an `(x, y)` tuple or a `tf.data.Dataset` of `(x, y)` batches."""
-    if isinstance(data, tf.data.Dataset):
-        xs, ys = [], []
-        for element in data.as_numpy_iterator():
-            if not isinstance(element, tuple) or len(element) < 2:
-                raise ValueError("Evaluation data must hold labels: a dataset of (x, y) batches.")
-            xs.append(element[0])
-            ys.append(element[1])
-        if not xs:
-            raise ValueError("The evaluation dataset is empty.")
-        return np.concatenate(xs), np.concatenate(ys)
-    if isinstance(data, (tuple, list)) and len(data) >= 2:
-        return np.asarray(data[0]), np.asarray(data[1])
-    raise TypeError(f"Evaluation data must be an (x, y) tuple or a tf.data.Dataset of (x, y); got {type(data).__name__}.")
-
-
-def class_indices(y):
-    """Class indices from sparse labels or one-hot rows."""
-    y = np.asarray(y)
-    return np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
-
-
 def evaluate_tflite(path, data, keras_model=None, num_threads=None, batch_size=64, latency_runs=50):
     """Measures a `.tflite` file: size, accuracy, latency, agreement with the Keras model.
 
@@ -161,11 +139,6 @@ def evaluate_tflite(path, data, keras_model=None, num_threads=None, batch_size=6
     x, y = as_arrays(data)
     reference = None if keras_model is None else keras_outputs(keras_model, x, batch_size)
     return _measure(path, x, y, reference, num_threads, batch_size, latency_runs)
-
-
-def keras_outputs(model, x, batch_size=256):
-    """The Keras model's outputs on `x` in inference mode, as one numpy array."""
-    return np.concatenate([np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)])
 
 
 def _measure(path, x, y, reference, num_threads, batch_size, latency_runs):

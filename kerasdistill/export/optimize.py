@@ -16,8 +16,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill import defaults
+from kerasdistill.backend import require_tensorflow_backend
 from kerasdistill.export.bridge import to_tf_keras
-from kerasdistill.export.interpreter import as_arrays, class_indices
+from kerasdistill.data import as_arrays
+from kerasdistill.metrics import class_indices
 from kerasdistill.losses import SoftTargetKL, check_temperature, logits_from
 
 
@@ -45,10 +48,10 @@ def quantize_aware(
     train_data,
     teacher=None,
     epochs=2,
-    alpha=0.1,
-    temperature=4.0,
-    learning_rate=1e-3,
-    batch_size=64,
+    alpha=defaults.ALPHA,
+    temperature=defaults.TEMPERATURE,
+    learning_rate=defaults.LEARNING_RATE,
+    batch_size=defaults.BATCH_SIZE,
     verbose=0,
 ):
     """Quantization-aware fine-tuning of a Keras model (QAT), optionally distilled.
@@ -80,6 +83,7 @@ def quantize_aware(
     to_tflite(qat, "export/student_qat_int8.tflite", "int8", representative_data=x_train)
     ```
     """
+    require_tensorflow_backend("Quantization-aware training (quantize_aware)")
     import tf_keras
 
     tfmot = import_tfmot()
@@ -121,10 +125,10 @@ def prune(
     target_sparsity=0.5,
     teacher=None,
     epochs=2,
-    alpha=0.1,
-    temperature=4.0,
-    learning_rate=1e-3,
-    batch_size=64,
+    alpha=defaults.ALPHA,
+    temperature=defaults.TEMPERATURE,
+    learning_rate=defaults.LEARNING_RATE,
+    batch_size=defaults.BATCH_SIZE,
     verbose=0,
 ):
     """Magnitude pruning with a polynomial schedule, then `strip_pruning`.
@@ -154,6 +158,7 @@ def prune(
     to_tflite(pruned.model, "export/student_pruned.tflite")
     ```
     """
+    require_tensorflow_backend("Pruning (prune)")
     import tf_keras
 
     tfmot = import_tfmot()
@@ -203,7 +208,8 @@ def gzip_size(path):
 def _fine_tune(legacy, model, train_data, teacher, epochs, alpha, temperature, learning_rate, batch_size, verbose, callbacks=()):
     import tf_keras
 
-    from kerasdistill.distiller import Distiller, _probe, _resolve_output_kind
+    from kerasdistill.checks import probe, resolve_output_kind
+    from kerasdistill.distiller import Distiller
 
     x, y = as_arrays(train_data)
     labels = class_indices(y).astype(np.float32)
@@ -220,7 +226,7 @@ def _fine_tune(legacy, model, train_data, teacher, epochs, alpha, temperature, l
         targets = np.concatenate([labels[:, None], teacher_logits], axis=1)
     soft_targets = SoftTargetKL(temperature=temperature)
     # A student ending in a softmax outputs probabilities: its loss needs logits.
-    kind = _resolve_output_kind(model, "auto", _probe(model), "student")
+    kind = resolve_output_kind(model, "auto", probe(model), "student")
 
     def loss(packed, student_outputs):
         student_logits = logits_from(student_outputs, kind)

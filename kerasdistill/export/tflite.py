@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.backend import require_tensorflow_backend
 from kerasdistill import files
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -108,6 +109,7 @@ def to_tflite(
     print(result.size_bytes, result.inputs[0].scale)
     ```
     """
+    require_tensorflow_backend("TFLite conversion (to_tflite)")
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}; got {quantization!r}.")
     if not isinstance(calibration_steps, int) or calibration_steps < 1:

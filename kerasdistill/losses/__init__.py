@@ -2,9 +2,11 @@
 
 Every distillation loss is a `keras.losses.Loss` called as
 `loss(teacher, student)`: the teacher's output takes the place of `y_true`.
-Inside a `Distiller` the teacher's and student's outputs are turned into
-logits first (probabilities become log-probabilities), so a loss never has to
-guess what it was given.
+Inside a `Distiller` every loss is called the same way,
+`loss.terms(teacher, student, labels)` with the two sides' `Outputs`
+(logits, tapped features): the teacher's and student's outputs are turned
+into logits first (probabilities become log-probabilities), so a loss never
+has to guess what it was given. Written with `keras.ops`.
 
 | name             | class              | compares                           |
 |------------------|--------------------|------------------------------------|
@@ -17,7 +19,8 @@ guess what it was given.
 | `rkd`            | `RelationalKD`     | distances and angles (Park)        |
 
 `CrossEntropy` (student vs labels) is the default `student_loss_fn`; it is
-not a distillation loss and is not in this registry. A config file or the
+not a distillation loss and lives in its own registry, `LABEL_LOSSES`
+(`get_label_loss`). A config file or the
 command line picks a loss by name through `get`:
 
 ```python
@@ -27,13 +30,14 @@ losses.names()  # every registered name
 ```
 """
 
-from kerasdistill.losses.base import DistillationLoss, is_one_hot, label_indices, logits_from
+from kerasdistill.losses.base import DistillationLoss, Outputs, is_one_hot, label_indices, logits_from, per_sample
 from kerasdistill.losses.decoupled import DecoupledKD
 from kerasdistill.losses.features import AttentionTransfer, FeatureLoss, Hint, check_pairs
-from kerasdistill.losses.labels import CrossEntropy
-from kerasdistill.losses.registry import LABEL_LOSSES, MAX_TEMPERATURE, check_temperature, check_weight, get, names, register
+from kerasdistill.losses.labels import LABEL_LOSSES, CrossEntropy, get_label_loss, per_sample_label_loss
+from kerasdistill.losses.objective import mix_losses
+from kerasdistill.losses.registry import MAX_TEMPERATURE, check_temperature, check_weight, get, names, register
 from kerasdistill.losses.relational import RelationalKD
-from kerasdistill.losses.soft_targets import LogitMSE, SoftenedLoss, SoftTargetKL, soften
+from kerasdistill.losses.soft_targets import LogitMSE, SoftenedLoss, SoftTargetKL, as_distillation_loss, as_distillation_losses, combine_teachers, soften
 
 __all__ = [
     "LABEL_LOSSES",
@@ -45,17 +49,25 @@ __all__ = [
     "FeatureLoss",
     "Hint",
     "LogitMSE",
+    "Outputs",
     "RelationalKD",
     "SoftTargetKL",
     "SoftenedLoss",
+    "as_distillation_loss",
+    "as_distillation_losses",
     "check_pairs",
+    "combine_teachers",
     "check_temperature",
     "check_weight",
     "get",
+    "get_label_loss",
     "is_one_hot",
     "label_indices",
     "logits_from",
+    "mix_losses",
     "names",
+    "per_sample",
+    "per_sample_label_loss",
     "register",
     "soften",
 ]

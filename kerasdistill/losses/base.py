@@ -1,41 +1,100 @@
-"""What every distillation loss shares, and the tensors they are given."""
+"""The loss protocol: what a distillation loss is given and what it returns.
 
-import tensorflow as tf
+The `Distiller` runs the teachers and the student once per step and hands
+every distillation loss the same two `Outputs` and the labels; a loss takes
+what it needs from them (logits, tapped features, labels) and returns its
+terms. The Distiller knows nothing of each loss's family.
+"""
+
+import collections
+
+from keras import ops
 
 from kerasdistill.backend import keras
 from kerasdistill.losses.registry import check_weight
 
 
+class Outputs(collections.namedtuple("Outputs", ["logits", "features", "adapted", "raw"])):
+    """One side's outputs in a step, as a distillation loss receives them.
+
+    Attributes:
+        logits: the class scores as logits, float32 (probabilities have been
+            turned into log-probabilities).
+        features: `{layer name: output}` of the tapped intermediate layers.
+        adapted: the student's `{(teacher_layer, student_layer): feature}`
+            passed through the Distiller's trainable adapters, for pairs whose
+            shapes differ (empty for a teacher).
+        raw: the model's outputs as it gave them (logits or probabilities),
+            for the label loss and the metrics; None for combined teachers.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, logits, features=None, adapted=None, raw=None):
+        return super().__new__(cls, logits, dict(features or {}), dict(adapted or {}), raw)
+
+
 class DistillationLoss(keras.losses.Loss):
-    """Base class of the losses called as `loss(teacher, student)`.
+    """Base class of the losses between a teacher and a student.
 
-    The teacher's output takes the place of `y_true`. Subclasses implement
-    `call(teacher, student)` returning one value per sample; Keras'
-    `Loss.__call__` applies sample weights and the reduction, and the
-    `Distiller` averages the values over the global batch itself.
+    Subclasses implement `call(teacher, student)` on tensors (the teacher's
+    output takes the place of `y_true`), returning one value per sample, so
+    that `loss(teacher_logits, student_logits)` works like any Keras loss.
+    The `Distiller` calls `terms(teacher, student, labels)`, which feeds
+    `call` the logits, or each layer pair named in `pairs`; a loss that needs
+    more (labels, adapted features) overrides `terms` or `student_feature`.
 
-    Class attributes say what a loss needs from the `Distiller`:
-    `uses_labels` (the ground truth is passed to `compute`) and `pairs` (the
-    intermediate layers it compares; None for losses on the outputs). A loss
-    whose `temperature` is None takes the Distiller's (see `with_temperature`).
+    A loss whose `temperature` is None takes the Distiller's (see
+    `with_temperature`).
 
     Args:
         weight: factor of this loss in the sum of distillation losses.
         name: name of the loss; it names the loss in the training logs.
-        reduction: Keras reduction, `"sum_over_batch_size"` by default.
+        reduction: Keras reduction when the loss is called on its own
+            (`"sum_over_batch_size"` by default); the Distiller takes the
+            per-sample values of `terms` and averages them itself, with the
+            labeled-sample mask and sample weights.
     """
 
     temperature = None
-    uses_labels = False
+    # The (teacher_layer, student_layer) pairs a loss compares; None: the outputs.
     pairs = None
+    # Whether the Distiller fits a trainable adapter where a pair's shapes differ.
+    uses_adapter = False
 
     def __init__(self, weight=1.0, name=None, reduction="sum_over_batch_size"):
         super().__init__(name=name, reduction=reduction)
         self.weight = check_weight(weight)
 
-    def compute(self, teacher, student, labels=None):
-        """Per-sample loss values; `labels` reach only losses with `uses_labels`."""
-        return self.call(teacher, student)
+    def terms(self, teacher, student, labels=None):
+        """The weighted per-sample values of this loss, `{term name: values}`.
+
+        Args:
+            teacher: the teachers' `Outputs` (no gradient flows into them).
+            student: the student's `Outputs`.
+            labels: the batch's labels, or None on unlabeled batches.
+
+        Returns:
+            A dict with one entry per term: the loss's name, or with several
+            layer pairs one `"{name}_{teacher_layer}_{student_layer}"` each.
+        """
+        if self.pairs is None:
+            return {self.name: self.weight * per_sample(self.call(teacher.logits, student.logits))}
+        names = self.term_names()
+        return {
+            name: self.weight * per_sample(self.call(teacher.features[pair[0]], self.student_feature(student, pair)))
+            for name, pair in zip(names, self.pairs)
+        }
+
+    def term_names(self):
+        """The names of the terms `terms` returns (they name the training logs)."""
+        if self.pairs is None or len(self.pairs) == 1:
+            return [self.name]
+        return [f"{self.name}_{t}_{s}" for t, s in self.pairs]
+
+    def student_feature(self, student, pair):
+        """The student's tensor compared with the teacher's for a layer pair."""
+        return student.features[pair[1]]
 
     def with_temperature(self, temperature):
         """Returns this loss with `temperature` filled in where it was None.
@@ -51,11 +110,18 @@ class DistillationLoss(keras.losses.Loss):
         return {"name": self.name, "reduction": self.reduction, "weight": self.weight}
 
 
+def per_sample(values):
+    """A loss's values as one float32 value per sample (extra axes averaged)."""
+    values = ops.cast(values, "float32")
+    if len(values.shape) > 1:
+        values = ops.mean(values, axis=tuple(range(1, len(values.shape))))
+    return values
+
+
 def is_one_hot(labels, predictions):
     """True when `labels` are one-hot rows (or soft labels) of `predictions`' width."""
-    labels, predictions = tf.convert_to_tensor(labels), tf.convert_to_tensor(predictions)
     return (
-        labels.shape.rank == predictions.shape.rank
+        len(labels.shape) == len(predictions.shape)
         and labels.shape[-1] is not None
         and labels.shape[-1] == predictions.shape[-1]
         and labels.shape[-1] != 1
@@ -64,10 +130,10 @@ def is_one_hot(labels, predictions):
 
 def label_indices(labels, predictions):
     """Class indices (int32, one per sample) from sparse labels or one-hot rows."""
-    labels = tf.convert_to_tensor(labels)
+    labels = ops.convert_to_tensor(labels)
     if is_one_hot(labels, predictions):
-        return tf.argmax(labels, axis=-1, output_type=tf.int32)
-    return tf.reshape(tf.cast(labels, tf.int32), [-1])
+        return ops.cast(ops.argmax(labels, axis=-1), "int32")
+    return ops.reshape(ops.cast(labels, "int32"), (-1,))
 
 
 def logits_from(outputs, kind):
@@ -76,7 +142,7 @@ def logits_from(outputs, kind):
     Probabilities become log-probabilities: softmax(log(p) / T) is p softened
     by T, exactly what softening the original logits by T would give.
     """
-    outputs = tf.cast(outputs, tf.float32)
+    outputs = ops.cast(outputs, "float32")
     if kind == "logits":
         return outputs
-    return tf.math.log(tf.clip_by_value(outputs, 1e-12, 1.0))
+    return ops.log(ops.clip(outputs, 1e-12, 1.0))

@@ -1,6 +1,6 @@
 """Decoupled knowledge distillation (Zhao et al., CVPR 2022)."""
 
-import tensorflow as tf
+from keras import ops
 
 from kerasdistill.losses.base import DistillationLoss, label_indices
 from kerasdistill.losses.registry import check_temperature, check_weight, register
@@ -35,11 +35,9 @@ class DecoupledKD(DistillationLoss):
 
     ```python
     distiller.compile(optimizer="adam", distillation_loss_fn=DecoupledKD(non_target_weight=2.0))
-    value = DecoupledKD(temperature=4.0).compute(teacher_logits, student_logits, labels)
+    value = DecoupledKD(temperature=4.0).call(teacher_logits, student_logits, labels)
     ```
     """
-
-    uses_labels = True
 
     def __init__(
         self,
@@ -55,18 +53,23 @@ class DecoupledKD(DistillationLoss):
         self.non_target_weight = check_weight(non_target_weight, "non_target_weight")
         self.temperature = check_temperature(temperature, allow_none=True)
 
-    def call(self, y_true, y_pred):
-        return self.compute(y_true, y_pred)
+    def terms(self, teacher, student, labels=None):
+        return {self.name: self.weight * self.call(teacher.logits, student.logits, labels)}
 
-    def compute(self, teacher, student, labels=None):
-        teacher = tf.cast(teacher, tf.float32)
-        student = tf.cast(student, tf.float32)
+    def call(self, y_true, y_pred, labels=None):
+        """Per-sample DKD of `y_pred` (student logits) from `y_true` (teacher logits).
+
+        The target class is `labels` (indices or one-hot rows) where given,
+        else the teacher's top class.
+        """
+        teacher = ops.cast(y_true, "float32")
+        student = ops.cast(y_pred, "float32")
         if labels is None:
-            target = tf.argmax(teacher, axis=-1, output_type=tf.int32)
+            target = ops.argmax(teacher, axis=-1)
         else:
             target = label_indices(labels, student)
         temperature = self.temperature or 1.0
-        is_target = tf.one_hot(target, tf.shape(student)[-1]) > 0.5
+        is_target = ops.one_hot(target, student.shape[-1]) > 0.5
         tckd = _binary_kl(soften(teacher, temperature), soften(student, temperature), is_target)
         nckd = _kl(_soften_non_target(teacher, temperature, is_target), _soften_non_target(student, temperature, is_target))
         return (self.target_weight * tckd + self.non_target_weight * nckd) * temperature**2
@@ -82,18 +85,18 @@ class DecoupledKD(DistillationLoss):
 
 def _log_binary(log_probs, is_target):
     """log [p_target, 1 - p_target] from log-probabilities over all classes."""
-    log_target = tf.reduce_sum(tf.where(is_target, log_probs, 0.0), axis=-1)
-    log_rest = tf.reduce_logsumexp(tf.where(is_target, -1e9, log_probs), axis=-1)
-    return tf.stack([log_target, log_rest], axis=-1)
+    log_target = ops.sum(ops.where(is_target, log_probs, 0.0), axis=-1)
+    log_rest = ops.logsumexp(ops.where(is_target, -1e9, log_probs), axis=-1)
+    return ops.stack([log_target, log_rest], axis=-1)
 
 
 def _soften_non_target(logits, temperature, is_target):
     """log-softmax over the non-target classes (the target class gets ~0 mass)."""
-    return tf.nn.log_softmax(tf.where(is_target, -1e9, logits / temperature), axis=-1)
+    return ops.log_softmax(ops.where(is_target, -1e9, logits / temperature), axis=-1)
 
 
 def _kl(teacher_log_probs, student_log_probs):
-    return tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
+    return ops.sum(ops.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
 
 
 def _binary_kl(teacher_log_probs, student_log_probs, is_target):

@@ -1,11 +1,12 @@
 """Losses on intermediate layers: hints (FitNets) and attention transfer.
 
 These losses name pairs of layers, `(teacher_layer, student_layer)`. The
-`Distiller` taps those layers' outputs (the user's models are not changed),
-and calls the loss once per pair as `loss(teacher_feature, student_feature)`.
+`Distiller` taps those layers' outputs (the user's models are not changed);
+`terms` calls the loss once per pair as `loss(teacher_feature, student_feature)`.
 """
 
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 from kerasdistill.losses.base import DistillationLoss
 from kerasdistill.losses.registry import register
@@ -35,14 +36,7 @@ def check_pairs(pairs, loss_name, allow_none=False):
 
 
 class FeatureLoss(DistillationLoss):
-    """Base class of the losses on pairs of intermediate layers.
-
-    `uses_adapter` says whether the Distiller fits a trainable adapter
-    (resize, then a 1×1 convolution or a dense layer) between a student
-    feature and a teacher feature whose shapes differ.
-    """
-
-    uses_adapter = False
+    """Base class of the losses on pairs of intermediate layers."""
 
     def __init__(self, pairs, weight=1.0, name=None, reduction="sum_over_batch_size"):
         super().__init__(weight=weight, name=name, reduction=reduction)
@@ -84,9 +78,12 @@ class Hint(FeatureLoss):
     def __init__(self, pairs, weight=1.0, name="hint", reduction="sum_over_batch_size"):
         super().__init__(pairs, weight=weight, name=name, reduction=reduction)
 
+    def student_feature(self, student, pair):
+        return student.adapted.get(pair, student.features[pair[1]])
+
     def call(self, y_true, y_pred):
-        difference = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
-        return tf.reduce_mean(tf.square(tf.reshape(difference, [tf.shape(difference)[0], -1])), axis=-1)
+        difference = ops.cast(y_pred, "float32") - ops.cast(y_true, "float32")
+        return ops.mean(ops.square(flatten(difference)), axis=-1)
 
 
 @register("attention")
@@ -124,22 +121,34 @@ class AttentionTransfer(FeatureLoss):
 
     def attention_map(self, feature, size=None):
         """The normalised attention map of an NHWC feature, flattened."""
-        feature = tf.cast(feature, tf.float32)
-        if feature.shape.rank != 4:
+        feature = ops.cast(feature, "float32")
+        if len(feature.shape) != 4:
             raise ValueError(
                 f"Attention transfer compares 4-D feature maps (batch, height, width, channels); "
                 f"got a feature of shape {feature.shape}. Pair convolutional layers, or use 'hint'."
             )
-        attention = tf.reduce_mean(tf.pow(tf.abs(feature), self.p), axis=-1, keepdims=True)
+        attention = ops.mean(ops.power(ops.abs(feature), self.p), axis=-1, keepdims=True)
         if size is not None and tuple(attention.shape[1:3]) != tuple(size):
-            attention = tf.image.resize(attention, size, method="bilinear")
-        flat = tf.reshape(attention, [tf.shape(attention)[0], -1])
-        return tf.math.l2_normalize(flat, axis=-1)
+            attention = ops.image.resize(attention, tuple(size), interpolation="bilinear", data_format="channels_last")
+        return l2_normalize(flatten(attention))
 
     def call(self, y_true, y_pred):
         teacher = self.attention_map(y_true)
         student = self.attention_map(y_pred, size=y_true.shape[1:3])
-        return tf.reduce_mean(tf.square(teacher - student), axis=-1)
+        return ops.mean(ops.square(teacher - student), axis=-1)
 
     def get_config(self):
         return dict(super().get_config(), p=self.p)
+
+
+def flatten(features):
+    """(batch, ...) -> (batch, features), for features of known per-sample shape."""
+    return ops.reshape(features, (-1, int(np.prod(features.shape[1:]))))
+
+
+def l2_normalize(x, axis=-1):
+    """`x / max(||x||, 1e-6)` along `axis`; a zero vector stays zero, with a finite gradient."""
+    # The floor is inside the square root: keras.ops.normalize clips after
+    # it, and the gradient of rsqrt at 0 (a sample compared with itself in
+    # RKD) is then NaN.
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), 1e-12))

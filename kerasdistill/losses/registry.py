@@ -1,18 +1,14 @@
 """The registry that lets a config file or the command line pick a loss by name."""
 
 import difflib
-import math
-import numbers
 
-from kerasdistill.backend import keras, register_serializable
+from kerasdistill.backend import register_serializable
+from kerasdistill.ranges import in_range
 
 _REGISTRY = {}
 # Above this, float32 softmax(z / T) loses the differences the loss is made of
 # (soft-target KL is off by 8% at T = 1e4, and meaningless at 1e6).
 MAX_TEMPERATURE = 100.0
-# Losses that compare the student with the labels: they go to student_loss_fn.
-LABEL_LOSSES = ("crossentropy",)
-
 
 def register(name):
     """Class decorator: makes a loss available to `get(name)` and to Keras'
@@ -51,7 +47,7 @@ def get(identifier, **kwargs):
         **kwargs: constructor arguments, used with a name.
 
     Returns:
-        A `keras.losses.Loss`.
+        A `DistillationLoss`.
 
     Example:
 
@@ -59,7 +55,9 @@ def get(identifier, **kwargs):
     loss = get({"name": "hint", "config": {"pairs": [["conv_2", "conv_b"]]}})
     ```
     """
-    if isinstance(identifier, keras.losses.Loss):
+    from kerasdistill.losses.base import DistillationLoss
+
+    if isinstance(identifier, DistillationLoss):
         if kwargs:
             raise ValueError("Constructor arguments go with a loss name, not an instance.")
         return identifier
@@ -73,6 +71,8 @@ def get(identifier, **kwargs):
         return get(identifier["name"], **dict(identifier.get("config") or {}), **kwargs)
     if isinstance(identifier, str):
         key = identifier.lower()
+        from kerasdistill.losses.labels import LABEL_LOSSES
+
         if key in LABEL_LOSSES:
             raise ValueError(
                 f"'{identifier}' compares the student with the labels, not with the teacher: pass it as "
@@ -91,8 +91,8 @@ def get(identifier, **kwargs):
         except TypeError as error:
             raise ValueError(f"Bad arguments for loss '{identifier}': {error}") from None
     raise TypeError(
-        "A loss must be a registered name, a {'name', 'config'} dict or a "
-        f"keras.losses.Loss instance; got {type(identifier).__name__}."
+        "A distillation loss must be a registered name, a {'name', 'config'} dict or a "
+        f"kerasdistill.losses.DistillationLoss instance; got {type(identifier).__name__}."
     )
 
 
@@ -100,12 +100,7 @@ def check_temperature(temperature, allow_none=False):
     """Returns `temperature` as a float, or raises a ValueError saying what to pass."""
     if temperature is None and allow_none:
         return None
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, numbers.Real)
-        or not math.isfinite(temperature)
-        or not 0 < temperature <= MAX_TEMPERATURE
-    ):
+    if not in_range(temperature, 0.0, MAX_TEMPERATURE, low_open=True):
         raise ValueError(
             f"temperature must be a number in (0, {MAX_TEMPERATURE:g}] (typical values 1 to 10; above "
             f"{MAX_TEMPERATURE:g} float32 loses the loss); got {temperature!r}."
@@ -115,11 +110,6 @@ def check_temperature(temperature, allow_none=False):
 
 def check_weight(weight, what="weight"):
     """Returns a loss weight as a float, or raises a ValueError saying what to pass."""
-    if (
-        isinstance(weight, bool)
-        or not isinstance(weight, numbers.Real)
-        or not math.isfinite(weight)
-        or weight < 0
-    ):
+    if not in_range(weight, 0.0):
         raise ValueError(f"{what} must be a finite number >= 0; got {weight!r}.")
     return float(weight)

@@ -1,9 +1,9 @@
 """Relational knowledge distillation (Park et al., CVPR 2019)."""
 
-import tensorflow as tf
+from keras import ops
 
 from kerasdistill.losses.base import DistillationLoss
-from kerasdistill.losses.features import check_pairs
+from kerasdistill.losses.features import check_pairs, flatten, l2_normalize
 from kerasdistill.losses.registry import check_weight, register
 
 
@@ -52,12 +52,10 @@ class RelationalKD(DistillationLoss):
         self.angle_weight = check_weight(angle_weight, "angle_weight")
 
     def call(self, y_true, y_pred):
-        teacher = _flatten(y_true)
-        student = _flatten(y_pred)
-        distance = tf.reduce_mean(
-            _smooth_l1(_normalized_distances(student) - _normalized_distances(teacher)), axis=-1
-        )
-        angle = tf.reduce_mean(_smooth_l1(_angles(student) - _angles(teacher)), axis=[1, 2])
+        teacher = flatten(ops.cast(y_true, "float32"))
+        student = flatten(ops.cast(y_pred, "float32"))
+        distance = ops.mean(_smooth_l1(_normalized_distances(student) - _normalized_distances(teacher)), axis=-1)
+        angle = ops.mean(_smooth_l1(_angles(student) - _angles(teacher)), axis=(1, 2))
         return self.distance_weight * distance + self.angle_weight * angle
 
     def get_config(self):
@@ -69,31 +67,25 @@ class RelationalKD(DistillationLoss):
         )
 
 
-def _flatten(features):
-    features = tf.cast(features, tf.float32)
-    return tf.reshape(features, [tf.shape(features)[0], -1])
-
-
 def _normalized_distances(embeddings):
     # Differences, not |a|^2 + |b|^2 - 2ab: that form leaves ~1e-7 instead of
     # 0 on the diagonal on some CPUs, which then entered the mean.
-    squared_distances = tf.reduce_sum(tf.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
-    size = tf.shape(embeddings)[0]
-    off_diagonal = tf.logical_not(tf.eye(size, dtype=tf.bool))
+    squared_distances = ops.sum(ops.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
+    off_diagonal = ops.logical_not(ops.cast(ops.eye(ops.shape(embeddings)[0]), "bool"))
     # sqrt has an infinite gradient at 0: the diagonal (and any zero distance)
     # is kept out of it.
-    positive = tf.logical_and(off_diagonal, squared_distances > 0.0)
-    distances = tf.where(positive, tf.sqrt(tf.where(positive, squared_distances, 1.0)), 0.0)
-    mean = tf.reduce_sum(distances) / tf.maximum(tf.reduce_sum(tf.cast(positive, tf.float32)), 1.0)
-    return distances / tf.maximum(mean, 1e-12)
+    positive = ops.logical_and(off_diagonal, squared_distances > 0.0)
+    distances = ops.where(positive, ops.sqrt(ops.where(positive, squared_distances, 1.0)), 0.0)
+    mean = ops.sum(distances) / ops.maximum(ops.sum(ops.cast(positive, "float32")), 1.0)
+    return distances / ops.maximum(mean, 1e-12)
 
 
 def _angles(embeddings):
     """cos of the angle at i between j and k, for every (i, j, k): shape (B, B, B)."""
-    differences = tf.math.l2_normalize(embeddings[None, :, :] - embeddings[:, None, :], axis=-1)
-    return tf.einsum("ijd,ikd->ijk", differences, differences)
+    differences = l2_normalize(embeddings[None, :, :] - embeddings[:, None, :])
+    return ops.einsum("ijd,ikd->ijk", differences, differences)
 
 
 def _smooth_l1(x):
-    absolute = tf.abs(x)
-    return tf.where(absolute < 1.0, 0.5 * tf.square(x), absolute - 0.5)
+    absolute = ops.abs(x)
+    return ops.where(absolute < 1.0, 0.5 * ops.square(x), absolute - 0.5)

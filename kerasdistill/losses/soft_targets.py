@@ -1,15 +1,15 @@
 """Losses on the teacher's and student's outputs (Hinton soft targets and kin)."""
 
-import tensorflow as tf
+from keras import ops
 
 from kerasdistill.backend import keras
 from kerasdistill.losses.base import DistillationLoss
-from kerasdistill.losses.registry import check_temperature, register
+from kerasdistill.losses.registry import check_temperature, get, names, register
 
 
 def soften(logits, temperature):
     """log-softmax of `logits / temperature`, in float32 whatever the input dtype."""
-    return tf.nn.log_softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
+    return ops.log_softmax(ops.cast(logits, "float32") / temperature, axis=-1)
 
 
 @register("soft_target_kl")
@@ -47,9 +47,7 @@ class SoftTargetKL(DistillationLoss):
         temperature = self.temperature or 1.0
         teacher_log_probs = soften(y_true, temperature)
         student_log_probs = soften(y_pred, temperature)
-        kl = tf.reduce_sum(
-            tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1
-        )
+        kl = ops.sum(ops.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
         return kl * (temperature**2)
 
     def get_config(self):
@@ -82,8 +80,8 @@ class LogitMSE(DistillationLoss):
         super().__init__(weight=weight, name=name, reduction=reduction)
 
     def call(self, y_true, y_pred):
-        difference = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
-        return tf.reduce_mean(tf.square(difference), axis=-1)
+        difference = ops.cast(y_pred, "float32") - ops.cast(y_true, "float32")
+        return ops.mean(ops.square(difference), axis=-1)
 
 
 @register("softened")
@@ -124,13 +122,94 @@ class SoftenedLoss(DistillationLoss):
 
     def call(self, y_true, y_pred):
         temperature = self.temperature or 1.0
-        teacher = tf.exp(soften(y_true, temperature))
-        student = tf.exp(soften(y_pred, temperature))
+        teacher = ops.exp(soften(y_true, temperature))
+        student = ops.exp(soften(y_pred, temperature))
         if isinstance(self.loss, keras.losses.Loss):
             values = self.loss.call(teacher, student)
         else:
             values = self.loss(teacher, student)
-        return tf.cast(values, tf.float32) * (temperature**2)
+        return ops.cast(values, "float32") * (temperature**2)
 
     def get_config(self):
         return dict(super().get_config(), temperature=self.temperature, loss=keras.losses.serialize(self.loss))
+
+
+def as_distillation_loss(loss, temperature):
+    """A `DistillationLoss` from what `Distiller.compile(distillation_loss_fn=...)` accepts.
+
+    Args:
+        loss: None (`SoftTargetKL`), a registered name or `{"name", "config"}`
+            dict, a `DistillationLoss`, or any other Keras loss (object or
+            name) or callable, which is applied to the softened
+            probabilities as in the keras.io example (`SoftenedLoss`).
+        temperature: the Distiller's temperature, given to a loss that sets
+            none of its own.
+
+    Returns:
+        A `DistillationLoss` with its temperature filled in.
+    """
+    if loss is None:
+        loss = SoftTargetKL()
+    elif isinstance(loss, (str, dict)):
+        from kerasdistill.losses.labels import LABEL_LOSSES
+
+        name = str(loss if isinstance(loss, str) else loss.get("name", "")).lower()
+        if name in names() or name in LABEL_LOSSES:  # get() refuses label losses, saying where they go
+            loss = get(loss)
+        else:
+            try:  # a Keras loss by name, applied to softened outputs
+                loss = keras.losses.get(loss)
+            except (ValueError, TypeError):
+                loss = get(loss)  # raises, naming ours and the closest one
+    if isinstance(loss, DistillationLoss):
+        return loss.with_temperature(temperature)
+    if not callable(loss):
+        raise TypeError(
+            "distillation_loss_fn must be a kerasdistill loss, a registered name "
+            f"({', '.join(names())}), a Keras loss or a callable; got {type(loss).__name__}."
+        )
+    return SoftenedLoss(loss, temperature=temperature)
+
+
+def as_distillation_losses(distillation_loss_fn, temperature):
+    """The list of `DistillationLoss`es from one loss or a list (see `as_distillation_loss`), names unique."""
+    given = distillation_loss_fn if isinstance(distillation_loss_fn, (list, tuple)) else [distillation_loss_fn]
+    if not given:
+        raise ValueError("distillation_loss_fn is an empty list; pass at least one loss, e.g. 'soft_target_kl'.")
+    resolved = [as_distillation_loss(loss, temperature) for loss in given]
+    names = [loss.name for loss in resolved]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"Two distillation losses are named '{repeated[0]}'; the logs name each loss, so give one of them "
+            "another name=."
+        )
+    return resolved
+
+
+def combine_teachers(stacked_logits, weights, combine, temperature):
+    """One set of logits from several teachers' logits stacked as (batch, teachers, classes).
+
+    Args:
+        stacked_logits: the teachers' logits, stacked on axis 1.
+        weights: one weight per teacher, summing to 1.
+        combine: `"probabilities"`: the result softened at `temperature` is
+            the weighted mean of the teachers' softened probabilities;
+            `"logits"`: the weighted mean of their logits.
+        temperature: the softening temperature (for `"probabilities"`).
+
+    Returns:
+        `(batch, classes)` logits; one teacher's are returned unchanged.
+    """
+    stacked_logits = ops.cast(stacked_logits, "float32")
+    if stacked_logits.shape[1] != len(weights):
+        raise ValueError(
+            f"The cached teacher outputs hold {stacked_logits.shape[1]} teachers but this Distiller "
+            f"has {len(weights)}; cache the outputs with the same teachers."
+        )
+    if len(weights) == 1:
+        return stacked_logits[:, 0]
+    weights = ops.convert_to_tensor(weights, "float32")[None, :, None]
+    if combine == "logits":
+        return ops.sum(weights * stacked_logits, axis=1)
+    return temperature * ops.logsumexp(soften(stacked_logits, temperature) + ops.log(weights), axis=1)
