@@ -17,6 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["kerasdistill", "kerasdistill.*"]),
+    py_modules=["kerasdistill_cli"],
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.20,<2.22",
@@ -53,7 +54,7 @@ setup(
             "torch==2.13.0",
         ],
     },
-    entry_points={"console_scripts": ["kerasdistill=kerasdistill.cli:main"]},
+    entry_points={"console_scripts": ["kerasdistill=kerasdistill_cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -27,10 +27,12 @@ import subprocess
 import sys
 
 MEASURE = r"""
-import json, statistics, time
+import json, sys
+sys.path.insert(0, {benchmarks!r})
 import numpy as np
 import keras
 from keras import ops
+from _common import median_epoch_seconds
 import kerasdistill as kd
 from kerasdistill import data, models
 
@@ -39,21 +41,9 @@ digits = data.load_digits(seed=0)
 x, y = digits.train.x, digits.train.y
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.start)
-
-
 def epoch_seconds(model, **kwargs):
-    timer = EpochTimer()
-    model.fit(x, y, batch_size=64, epochs=EPOCHS + 1, shuffle=False, verbose=0, callbacks=[timer], **kwargs)
-    return statistics.median(timer.seconds[1:])  # the first epoch compiles
+    fit = lambda **more: model.fit(x, y, batch_size=64, shuffle=False, verbose=0, **kwargs, **more)
+    return median_epoch_seconds(fit, EPOCHS)  # the first epoch compiles and is left out
 
 
 class Floor(keras.Model):
@@ -113,7 +103,7 @@ print("RESULT " + json.dumps(result))
 
 def measure(backend, epochs):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    script = MEASURE.format(epochs=epochs)
+    script = MEASURE.format(epochs=epochs, benchmarks=os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         return {"backend": backend, "error": done.stderr.strip().splitlines()[-1]}

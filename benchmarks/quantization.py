@@ -62,7 +62,7 @@ def main():
         rows.append(
             {
                 "file": name,
-                "size_kb": report["size_bytes"] / 1024,
+                "size_kib": report["size_bytes"] / 1024,
                 "ratio": report["size_bytes"] / float_size,
                 "gzip_ratio": export.gzip_size(file) / float_gzip,
                 "accuracy": report["accuracy"],
@@ -76,7 +76,7 @@ def main():
             rows,
             [
                 ("file", "file", None),
-                ("size_kb", "size (KiB)", ".1f"),
+                ("size_kib", "size (KiB)", ".1f"),
                 ("ratio", "size / float32", ".3f"),
                 ("gzip_ratio", "gzip / float32 gzip", ".3f"),
                 ("accuracy", "test accuracy", ".4f"),

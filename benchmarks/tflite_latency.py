@@ -49,7 +49,7 @@ def main():
                     {
                         "model": f"{name} {q}",
                         "threads": threads,
-                        "size_kb": os.path.getsize(path) / 1024,
+                        "size_kib": os.path.getsize(path) / 1024,
                         "accuracy": accuracy,
                         "latency_ms": latency[q],
                     }
@@ -61,7 +61,7 @@ def main():
             [
                 ("model", "file", None),
                 ("threads", "threads", "d"),
-                ("size_kb", "size (KiB)", ".1f"),
+                ("size_kib", "size (KiB)", ".1f"),
                 ("accuracy", "accuracy", ".4f"),
                 ("latency_ms", "ms/image", ".4f"),
             ],

@@ -6,22 +6,51 @@ distiller = kd.Distiller(teacher=teacher, student=student)
 distiller.compile(optimizer="adam", distillation_loss_fn=kd.losses.SoftTargetKL())
 distiller.fit(train_ds, epochs=5)
 ```
+
+Importing the package registers its Keras serializables (losses, layers,
+the Distiller), so `keras.models.load_model` reads the models it saved. The
+`kerasdistill` command sets `KERASDISTILL_LAZY_IMPORT=1` first: then names
+are imported on first use, and `--help` or a bad argument is answered
+without loading Keras and its backend.
 """
 
-from kerasdistill import losses
-from kerasdistill.adapters import FeatureAdapter
-from kerasdistill.cache import cache_teacher_outputs, load_cached_teacher_outputs
-from kerasdistill.distiller import Distiller
-from kerasdistill.tune import TuneResult, tune
+import importlib
+import os
+
 from kerasdistill.version import __version__
 
-__all__ = [
-    "Distiller",
-    "FeatureAdapter",
-    "cache_teacher_outputs",
-    "load_cached_teacher_outputs",
-    "losses",
-    "tune",
-    "TuneResult",
-    "__version__",
-]
+# Public name -> the module that defines it (a module itself for `losses`).
+_EXPORTS = {
+    "Distiller": "kerasdistill.distiller",
+    "FeatureAdapter": "kerasdistill.adapters",
+    "cache_teacher_outputs": "kerasdistill.cache",
+    "load_cached_teacher_outputs": "kerasdistill.cache",
+    "losses": None,
+    "tune": "kerasdistill.tuning",
+    "TuneResult": "kerasdistill.tuning",
+}
+
+__all__ = [*_EXPORTS, "__version__", "register_serializables"]
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kerasdistill' has no attribute {name!r}")
+    module = _EXPORTS[name]
+    value = importlib.import_module(f"kerasdistill.{name}") if module is None else getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+def register_serializables():
+    """Imports the modules whose classes Keras must find by name to load a saved model."""
+    for module in ("losses", "adapters", "transfer", "distiller"):
+        importlib.import_module(f"kerasdistill.{module}")
+
+
+if os.environ.get("KERASDISTILL_LAZY_IMPORT") != "1":
+    register_serializables()

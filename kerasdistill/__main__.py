@@ -1,3 +1,5 @@
+"""`python -m kerasdistill`: the `kerasdistill` command (which answers `--help` faster, before Keras loads)."""
+
 import sys
 
 from kerasdistill.cli import main

@@ -4,8 +4,7 @@ import argparse
 import os
 import sys
 
-from kerasdistill.distribute import PRECISIONS, STRATEGIES
-from kerasdistill.export.tflite import QUANTIZATIONS
+from kerasdistill.defaults import PRECISIONS, QUANTIZATIONS, STRATEGIES
 
 # Command-line flags of `run` and the config keys they override.
 RUN_OVERRIDES = {
@@ -83,6 +82,12 @@ def build_parser():
     return parser
 
 
+def _add_verbose(parser):
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show TensorFlow's and LiteRT's own log lines (hidden by default)"
+    )
+
+
 def _add_run(commands):
     run = commands.add_parser(
         "run",
@@ -128,6 +133,7 @@ def _add_run(commands):
     run.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs into the run folder")
     run.add_argument("--overwrite", action="store_true", help="allow writing into an existing run folder")
     run.add_argument("--quiet", action="store_true", help="print only errors")
+    _add_verbose(run)
 
 
 def _add_tools(commands):
@@ -154,11 +160,13 @@ def _add_tools(commands):
     export.add_argument(
         "--calibration-data",
         default=None,
-        help="int8 calibration inputs: 'embedded' (the built-in digits) or an .npz file with array 'x'",
+        help="int8 calibration inputs: 'embedded' (the built-in digits) or an .npz file with array 'x'; default: "
+        "the training images of the run the model comes from (its folder's config.yaml)",
     )
     export.add_argument("--calibration-steps", type=_positive_int, default=200, help="samples used (default: 200)")
     export.add_argument("--output", default=None, help="the .tflite path (default: export/<model>_<quantization>.tflite)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _add_verbose(export)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -171,6 +179,8 @@ def _add_tools(commands):
     evaluate.add_argument("--keras-model", default=None, help="the .keras model it came from, for agreement")
     evaluate.add_argument("--threads", type=_positive_int, default=None, help="interpreter threads")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_verbose(evaluate)
+
 
 def _export(args):
     from kerasdistill import data, files
@@ -178,8 +188,12 @@ def _export(args):
 
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"No model file at {args.model}; pass the path of a saved .keras model.")
-    if args.quantization == "int8" and args.calibration_data is None:
-        raise ValueError("--quantization int8 needs --calibration-data ('embedded' or an .npz file with array 'x').")
+    run_config = os.path.join(os.path.dirname(os.path.abspath(args.model)), "config.yaml")
+    if args.quantization == "int8" and args.calibration_data is None and not os.path.isfile(run_config):
+        raise ValueError(
+            "--quantization int8 needs calibration images: --calibration-data ('embedded', or an .npz file with "
+            f"array 'x'), or a model inside a run folder (its config.yaml names the data; none beside {args.model})."
+        )
     stem = os.path.splitext(os.path.basename(args.model))[0]
     output = args.output or os.path.join("export", f"{stem}_{args.quantization}.tflite")
     if os.path.isdir(output):
@@ -191,6 +205,13 @@ def _export(args):
         calibration, _ = data.load_arrays(
             args.calibration_data, split="train", need_labels=False, limit=args.calibration_steps
         )
+    elif args.quantization == "int8":
+        # A model of a run: calibrate on that run's own training images.
+        from kerasdistill import config, pipeline
+
+        settings = config.load(run_config)
+        calibration = pipeline.load_data(settings["data"], settings["training"]["seed"]).train.x[: args.calibration_steps]
+        print(f"Calibrating on {len(calibration)} training images of the run's data ({run_config}).")
     model = files.load_model(args.model)
     result = to_tflite(
         model,
@@ -202,7 +223,8 @@ def _export(args):
     print(f"Wrote {result.path}: {result.size_bytes / 1024:.1f} KiB, {result.quantization}")
     for kind, tensors in (("input", result.inputs), ("output", result.outputs)):
         for tensor in tensors:
-            print(f"  {kind} {tensor.name}: {tensor.dtype} {tensor.shape} scale={tensor.scale:g} zero_point={tensor.zero_point}")
+            quantization = "" if tensor.scale is None else f" scale={tensor.scale:g} zero_point={tensor.zero_point}"
+            print(f"  {kind} {tensor.name}: {tensor.dtype} {tensor.shape}{quantization}")
 
 
 def _evaluate(args):
@@ -243,9 +265,9 @@ def _run_config(args):
 
 
 def _clean(args):
-    from kerasdistill import pipeline
+    from kerasdistill import runs
 
-    states = pipeline.resume_states(args.output)
+    states = runs.resume_states(args.output)
     if not states:
         print(f"No unfinished runs under {args.output}.")
         return
@@ -253,7 +275,7 @@ def _clean(args):
         owner = f"in progress (pid {entry['pid']})" if entry["pid"] else "abandoned: resumes with its command"
         print(f"{entry['name'] or '?':24s} {owner:40s} {entry['state']}")
     if args.remove:
-        removed = pipeline.remove_abandoned(args.output)
+        removed = runs.remove_abandoned(args.output)
         print(f"Removed {len(removed)} abandoned resume state(s); their run folders are left as they are.")
 
 
@@ -266,7 +288,23 @@ def _init(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        return _command(args)
+    # TensorFlow's and LiteRT's C++ log lines (CUDA probing on CPU-only
+    # machines, CPU features, the XNNPACK delegate) read like errors; they
+    # are hidden unless asked for.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from kerasdistill.logs import native_logs_hidden
+
+    with native_logs_hidden():
+        return _command(args)
+
+
+def _command(args):
+    import kerasdistill
     from kerasdistill import pipeline
+
+    kerasdistill.register_serializables()
 
     try:
         if args.command == "export":

@@ -8,12 +8,17 @@ key, what it holds, and what is allowed.
 import collections
 import os
 
-from kerasdistill import losses as losses_lib
-from kerasdistill import models
+from kerasdistill.defaults import (
+    ALPHA,
+    BATCH_SIZE,
+    LEARNING_RATE,
+    MAX_TEMPERATURE,
+    PRECISIONS,
+    QUANTIZATIONS,
+    STRATEGIES,
+    TEMPERATURE,
+)
 from kerasdistill.ranges import describe, in_range
-from kerasdistill.defaults import ALPHA, BATCH_SIZE, LEARNING_RATE, TEMPERATURE
-from kerasdistill.distribute import PRECISIONS, STRATEGIES
-from kerasdistill.export.tflite import QUANTIZATIONS
 
 DATA_SOURCES = ("embedded", "npz", "image_folder", "tfds", "idx")
 BACKBONE_PREFIX = "backbone:"
@@ -59,6 +64,7 @@ def model_spec(value):
 
 
 def _model(key, value):
+    from kerasdistill import models
     from kerasdistill.transfer import BACKBONES
 
     choices = f"a built-in model ({', '.join(models.BUILTIN)}), backbone:NAME ({', '.join(BACKBONES)}) or a .keras file"
@@ -108,7 +114,7 @@ def _weights(key, value):
 
 def _search_space(low, high, low_open):
     def check(key, value):
-        from kerasdistill.tune import check_space
+        from kerasdistill.tuning import check_space
 
         if isinstance(value, dict) and set(value) != {"low", "high"}:
             raise ValueError(f"{key} as a range is {{low: ..., high: ...}}; got {_shown(value)}.")
@@ -127,7 +133,7 @@ def search_space(value):
 
 
 def _methods(key, value):
-    from kerasdistill.tune import check_methods
+    from kerasdistill.tuning import check_methods
 
     try:
         return check_methods(value)
@@ -136,6 +142,8 @@ def _methods(key, value):
 
 
 def _losses(key, value):
+    from kerasdistill import losses as losses_lib
+
     value = [value] if isinstance(value, (str, dict)) else value
     if not isinstance(value, list) or not value:
         raise ValueError(f"{key} must be a loss name or a list of them ({', '.join(losses_lib.names())}); got {_shown(value)}.")
@@ -234,7 +242,7 @@ SCHEMA = {
     "distillation": {
         "losses": (["soft_target_kl"], _losses, "distillation losses by name, or {name, config} entries"),
         "alpha": (ALPHA, _number(0.0, 1.0), "weight of the label loss, in [0, 1]"),
-        "temperature": (TEMPERATURE, _number(0.0, losses_lib.MAX_TEMPERATURE, low_open=True), "softening temperature in (0, 100]"),
+        "temperature": (TEMPERATURE, _number(0.0, MAX_TEMPERATURE, low_open=True), "softening temperature in (0, 100]"),
         "labeled_share": (0.25, _number(0.0, 0.95), "with a transfer set: share of each batch drawn from the labeled images"),
         "augmentation": (
             [],
@@ -261,7 +269,7 @@ SCHEMA = {
         "enabled": (False, _flag, "search temperature, alpha and method with KerasTuner (or pass --tune)"),
         "max_trials": (6, _number(1, whole=True), "settings tried"),
         "epochs": (None, lambda k, v: v if v is None else _number(1, whole=True)(k, v), "epochs per trial (null: training.epochs)"),
-        "temperature": ({"low": 1.0, "high": 10.0}, _search_space(0.0, losses_lib.MAX_TEMPERATURE, True), "a list of values, or {low, high}"),
+        "temperature": ({"low": 1.0, "high": 10.0}, _search_space(0.0, MAX_TEMPERATURE, True), "a list of values, or {low, high}"),
         "alpha": ({"low": 0.0, "high": 1.0}, _search_space(0.0, 1.0, False), "a list of values, or {low, high}, in [0, 1]"),
         "methods": (["soft_target_kl", "dkd"], _methods, "output losses to choose from"),
     },
@@ -301,6 +309,11 @@ def validate(config):
         resolved[section] = {key: check(f"{section}.{key}", given.get(key, default)) for key, (default, check, _) in keys.items()}
     if resolved["tune"]["enabled"] and resolved["training"]["strategy"] == "multi_worker":
         raise ValueError("tune.enabled (--tune) runs in one process; use training.strategy none or mirrored with it.")
+    for role in ("teacher", "student"):
+        if model_spec(resolved[role]["model"]).kind != "backbone":
+            # Weights name ImageNet files of backbones; a built-in or saved
+            # model has its own, and the resolved config must not say otherwise.
+            resolved[role]["weights"] = None
     data, distillation = resolved["data"], resolved["distillation"]
     mixing = [name for name in distillation["augmentation"] if name in ("mixup", "cutmix")]
     if mixing and distillation["alpha"] > 0:

@@ -1,8 +1,10 @@
-"""The defaults shared by the API, the config schema, QAT and the CLI.
+"""The defaults and choices shared by the API, the config schema, QAT and the CLI.
 
 One source for each value that more than one entry point offers: the
 Distiller's `compile`, `kerasdistill.config` (from which the CLI help is
-written), and `export.quantize_aware` / `export.prune` read them here.
+written), and `export.quantize_aware` / `export.prune` read them here. This
+module imports nothing, so the command line can answer `--help` and refuse
+bad arguments without loading Keras or TensorFlow.
 """
 
 # Hinton et al. used 1-20; 4 is the keras.io example's neighbourhood and what
@@ -12,3 +14,11 @@ TEMPERATURE = 4.0
 ALPHA = 0.1
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 64
+
+# Above this, float32 softmax(z / T) loses the differences the loss is made of
+# (soft-target KL is off by 8% at T = 1e4, and meaningless at 1e6).
+MAX_TEMPERATURE = 100.0
+
+STRATEGIES = ("none", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")

@@ -10,9 +10,8 @@ import json
 import os
 
 from kerasdistill.backend import backend_name, keras, tf
+from kerasdistill.defaults import PRECISIONS, STRATEGIES
 
-STRATEGIES = ("none", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def make_strategy(name="none"):

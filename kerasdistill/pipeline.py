@@ -1,11 +1,12 @@
-"""The main job: teacher, distilled student and scratch student, then export.
+"""The main job: teacher, scratch student and distilled student, then export.
 
-`kerasdistill run` calls `run`. It trains (or loads) a teacher, distills a
-much smaller student from it, trains the same student (same initial weights,
-same epochs, same batches) from scratch, and reports parameters, size on disk,
-test accuracy and training time of all three. It ends with the export stage:
-the distilled student as `.tflite` files, each measured on the test set
-(size, accuracy, latency, agreement with the Keras model).
+`kerasdistill run` calls `run`, a short sequence of named stages over a
+`RunState` (kerasdistill.runs): `prepare_inputs`, `train_teacher` (trained or
+loaded), `train_scratch` (the student on the labels alone), `check_teacher`,
+`distill` (or the tuning search), `export_and_measure` (the distilled student
+as `.tflite` files, each measured on the test set); `kerasdistill.report`
+builds the tables and report.json. Both students start from the same initial
+weights and train the same epochs on the same batches.
 
 A run killed at any point resumes when the same command is given again:
 every finished stage is kept under `OUTPUT/.resume/<config hash>/`, and the
@@ -13,13 +14,7 @@ stage in progress restarts from its last finished epoch.
 """
 
 import collections
-import contextlib
-import datetime
-import hashlib
-import json
 import os
-import shutil
-import time
 
 import numpy as np
 
@@ -30,34 +25,12 @@ from kerasdistill import losses as losses_lib
 from kerasdistill import report as report_lib
 from kerasdistill.backend import keras
 from kerasdistill.cache import cache_teacher_outputs
-from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distiller import Distiller
-from kerasdistill.distribute import is_chief, make_strategy, multi_worker_ready, set_precision
+from kerasdistill.distribute import multi_worker_ready
 from kerasdistill.losses import CrossEntropy
-from kerasdistill.tune import tune
-
-
-def prepare_run_folder(output, name=None, overwrite=False):
-    """Returns the run's folder `output/name`, refusing to reuse a non-empty one.
-
-    Args:
-        output: parent folder (created if missing).
-        name: run name; default `run-YYYYmmdd-HHMMSS` (UTC).
-        overwrite: allow writing into an existing non-empty run folder.
-    """
-    name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
-    if os.sep in name or name in ("", ".", "..") or name.startswith("."):
-        raise ValueError(
-            f"A run name is a plain folder name, not starting with '.' (those hold kerasdistill's own state, "
-            f"e.g. .resume); got {name!r}. Pick another --name, e.g. run-1."
-        )
-    folder = os.path.join(files.check_writable_folder(output), name)
-    if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
-        raise FileExistsError(
-            f"The run folder {folder} already holds results. Choose another --name, "
-            "or pass --overwrite to replace them."
-        )
-    return files.check_writable_folder(folder)
+from kerasdistill.metrics import accuracy
+from kerasdistill.runs import RunState
+from kerasdistill.tuning import tune
 
 
 def load_data(data_config, seed):
@@ -103,11 +76,6 @@ def _load_labeled(data_config, seed):
     )
 
 
-def _config_key(value):
-    text = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     """Runs the main job and returns its report (a dict, also saved as report.json).
 
@@ -140,8 +108,9 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     with RunState(config, output, name, overwrite, verbose) as state:
         inputs = prepare_inputs(state)
         teacher, teacher_record = train_teacher(state, inputs)
-        student, student_record = distill(state, inputs, teacher)
         scratch, scratch_record = train_scratch(state, inputs)
+        cautions = check_teacher(state, inputs, teacher, scratch)
+        student, student_record = distill(state, inputs, teacher, (scratch, scratch_record))
         if not state.is_chief:
             return {"run_folder": None, "config": config}
         trained = [
@@ -151,120 +120,9 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
         ]
         rows, confusion = report_lib.model_rows(trained, state.folder, inputs.splits)
         exported = export_and_measure(state, inputs, student, rows[-1]["path"])
-        report = report_lib.build(state, inputs.splits, rows, confusion, trained, exported)
+        report = report_lib.build(state, inputs.splits, rows, confusion, trained, exported, cautions)
         state.say(report_lib.summary(report))
     return report
-
-
-class RunState:
-    """One run's folder, its resume state, its lock, and the writes only the chief makes.
-
-    The resume state lives in `OUTPUT/.resume/<key>/`, the key being the
-    resolved config and the run name the user gave (none: the name stored
-    at the start), so the same command finds its own state. One process
-    per run folder: a second one is refused, and a resume adopts only a run
-    whose process is gone. Workers of one multi-worker run share the folder
-    on purpose (only the chief writes results). Used as a context manager:
-    on entry it takes the lock, makes the run folder and sets the dtype
-    policy and strategy; on a clean exit it removes the resume state.
-
-    Args:
-        config: the validated config.
-        output: the folder under which the run's folder is made.
-        name: the run's name (default: a UTC timestamp; a resumed run keeps
-            the name it started with).
-        overwrite: allow reusing a non-empty run folder.
-        verbose: print progress (one line per epoch) and the tables.
-    """
-
-    def __init__(self, config, output, name=None, overwrite=False, verbose=True):
-        self.config = config
-        self.say = print if verbose else (lambda *args, **kwargs: None)
-        self.fit_verbose = 2 if verbose else 0
-        self.output = files.check_writable_folder(output)
-        self.resume = os.path.join(self.output, ".resume", _config_key({"config": config, "name": name}))
-        self.resumed = os.path.exists(self._state_path)
-        if self.resumed:
-            with open(self._state_path, encoding="utf-8") as handle:
-                name = json.load(handle)["name"]
-        self.name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
-        self.overwrite = overwrite
-        self.folder = self.strategy = None
-        self._exit = contextlib.ExitStack()
-
-    @property
-    def _state_path(self):
-        return os.path.join(self.resume, "run.json")
-
-    @property
-    def _lock_path(self):
-        return os.path.join(self.output, ".resume", f"{self.name}.lock")
-
-    @property
-    def is_chief(self):
-        return is_chief(self.strategy)
-
-    def __enter__(self):
-        if self.config["training"]["strategy"] != "multi_worker":
-            self._exit.enter_context(files.exclusive_lock(self._lock_path, f"The run '{self.name}' in {self.output}"))
-        if self.resumed:
-            self.say(f"Resuming the unfinished run '{self.name}' (state in {self.resume}).")
-        self.folder = prepare_run_folder(self.output, self.name, self.overwrite or self.resumed)
-        files.write_json(self._state_path, {"name": self.name})
-        previous_policy = keras.mixed_precision.global_policy().name
-        self._exit.callback(keras.mixed_precision.set_global_policy, previous_policy)
-        set_precision(self.config["training"]["precision"])
-        self.strategy = make_strategy(self.config["training"]["strategy"])
-        return self
-
-    def __exit__(self, error_type, error, traceback):
-        # Only the chief removes the state: a worker that finishes first must
-        # not delete the backup the chief is still writing.
-        finished = error_type is None and self.is_chief
-        if finished:
-            shutil.rmtree(self.resume, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.remove(self._lock_path)
-        self._exit.close()
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(self.resume))  # .resume, once no other run needs it
-        return False
-
-    def callbacks(self, key):
-        """The callbacks of stage `key`: its backup (for resuming), and TensorBoard when asked."""
-        callbacks = [BackupAndRestore(os.path.join(self.resume, f"{key}-backup"))]
-        if self.config["report"]["tensorboard"]:
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(self.folder, "tensorboard", key)))
-        return callbacks
-
-    def stage(self, key, title, train_model):
-        """Runs `train_model(callbacks) -> (model, history, extra)` once; a resumed run reloads its result.
-
-        Returns:
-            `(model, record)`; the record holds `seconds` (interrupted
-            attempts included), `history` and the stage's extras.
-        """
-        done = os.path.join(self.resume, f"{key}.keras")
-        if os.path.exists(done):
-            with open(os.path.join(self.resume, f"{key}.json"), encoding="utf-8") as handle:
-                record = json.load(handle)
-            self.say(f"\n{title}: finished before the interruption, loaded from {done}")
-            with self.strategy.scope():
-                return files.load_model(done), record
-        self.say(f"\n{title}")
-        start = time.perf_counter()
-        callbacks = self.callbacks(key)
-        model, history, extra = train_model(callbacks)
-        backup = callbacks[0]
-        if backup.restored_epoch:
-            # The epochs and time before the interruption count too.
-            self.say(f"  resumed at epoch {backup.restored_epoch + 1}")
-            history = backup.history
-        record = {"seconds": backup.restored_seconds + time.perf_counter() - start, "history": history, **extra}
-        if self.is_chief:
-            files.save_model(model, done, include_optimizer=False)
-            files.write_json(os.path.join(self.resume, f"{key}.json"), record)
-        return model, record
 
 
 Inputs = collections.namedtuple("Inputs", ["splits", "plan", "val", "shape", "classes"])
@@ -350,15 +208,19 @@ def train_teacher(state, inputs):
     }
 
 
-def distill(state, inputs, teacher):
-    """Stage 2: the student distilled from the teacher (or the tuning search, with `tune.enabled`)."""
+def distill(state, inputs, teacher, scratch):
+    """Stage 3: the student distilled from the teacher (or the tuning search, with `tune.enabled`).
+
+    `scratch` is `(model, record)` of stage 2: the search compares its trials
+    with that student, the one the report shows.
+    """
     distillation, tuning = state.config["distillation"], state.config["tune"]
     epochs = state.config["training"]["epochs"]
     if tuning["enabled"]:
-        title = f"[2/3] Tuning the distillation: {tuning['max_trials']} trials of {tuning['epochs'] or epochs} epochs (KerasTuner)"
-        return state.stage("student", title, lambda callbacks: _search(state, inputs, teacher))
+        title = f"[3/3] Tuning the distillation: {tuning['max_trials']} trials of {tuning['epochs'] or epochs} epochs (KerasTuner)"
+        return state.stage("student", title, lambda callbacks: _search(state, inputs, teacher, scratch))
     methods = ", ".join(str(loss if isinstance(loss, str) else loss.get("name")) for loss in distillation["losses"])
-    title = f"[2/3] Distilled student ({methods}, alpha={distillation['alpha']}, T={distillation['temperature']})"
+    title = f"[3/3] Distilled student ({methods}, alpha={distillation['alpha']}, T={distillation['temperature']})"
     return state.stage("student", title, lambda callbacks: _distill(state, inputs, teacher, callbacks))
 
 
@@ -391,30 +253,62 @@ def _distill(state, inputs, teacher, callbacks):
     return student, history.history, {}
 
 
-def _search(state, inputs, teacher):
+def _search(state, inputs, teacher, scratch):
     tuning, training, settings = state.config["tune"], state.config["training"], state.config["student"]
+    epochs = tuning["epochs"] or training["epochs"]
+    # The report's scratch student is the baseline when it had the trials' budget.
+    baseline = (scratch[0], scratch[1]["history"]) if epochs == training["epochs"] else None
     result = tune(
         teacher,
         lambda: build_model(settings["model"], inputs.shape, inputs.classes, settings["weights"], "student", settings["backbone_size"]),
-        inputs.plan.labeled,
+        inputs.plan.distill,
         inputs.val,
         temperature=config_lib.search_space(tuning["temperature"]),
         alpha=config_lib.search_space(tuning["alpha"]),
         methods=tuning["methods"],
         max_trials=tuning["max_trials"],
-        epochs=tuning["epochs"] or training["epochs"],
+        epochs=epochs,
         learning_rate=training["learning_rate"],
         seed=training["seed"],
         verbose=state.fit_verbose,
+        scratch=baseline,
+        steps_per_epoch=inputs.plan.steps,
     )
     state.say(f"{result.table()}\n{result.verdict}")
     tuned = {"trials": result.trials, "best": result.best, "verdict": result.verdict, "gain": result.gain}
-    return result.student, {}, {"tuning": tuned}
+    return result.student, result.history, {"tuning": tuned}
+
+
+def check_teacher(state, inputs, teacher, scratch):
+    """Says, before distilling, when the teacher has little to teach; returns what it said.
+
+    A teacher near chance, or no better than the student trained alone on
+    the validation split, gives soft targets that cannot help the student.
+    """
+    val = inputs.splits.val
+    teacher_accuracy, scratch_accuracy = accuracy(teacher, *val), accuracy(scratch, *val)
+    chance = 1.0 / inputs.classes
+    cautions = []
+    if teacher_accuracy < 1.5 * chance:
+        cautions.append(
+            f"The teacher is near chance on the validation split ({teacher_accuracy:.4f}; chance is {chance:.4f}): "
+            "it has nothing to teach. Train it longer (training.epochs), give it more labels, or start it from "
+            "ImageNet weights (teacher.model: backbone:NAME)."
+        )
+    elif teacher_accuracy <= scratch_accuracy:
+        cautions.append(
+            f"The teacher ({teacher_accuracy:.4f} on the validation split) is no better than the student trained "
+            f"alone ({scratch_accuracy:.4f}): distillation can add little. Use a stronger teacher (more epochs, "
+            "ImageNet weights, fine_tune_layers)."
+        )
+    for caution in cautions:
+        state.say(f"  Warning: {caution}")
+    return cautions
 
 
 def train_scratch(state, inputs):
-    """Stage 3: the same student (same initial weights, epochs and batches) trained on the labels alone."""
-    return state.stage("scratch", "[3/3] Same student from scratch", _fit_alone(state, inputs, "student"))
+    """Stage 2: the same student (same initial weights, epochs and batches) trained on the labels alone."""
+    return state.stage("scratch", "[2/3] Same student from scratch", _fit_alone(state, inputs, "student"))
 
 
 def export_and_measure(state, inputs, student, keras_path):
@@ -439,46 +333,11 @@ def export_and_measure(state, inputs, student, keras_path):
             )
         )
     state.say(f"  measuring each file through the LiteRT interpreter on {len(splits.test.x)} test samples")
-    comparison = export.compare(student, [result.path for result in exported], splits.test, keras_path=keras_path, num_threads=1)
+    comparison = export.compare(
+        student, [result.path for result in exported], splits.test, keras_path=keras_path, num_threads=1,
+        keras_name="student (distilled)",
+    )
     return exported, comparison
-
-
-def resume_states(output="export"):
-    """The resume states under `output/.resume`: one dict per unfinished run.
-
-    Returns:
-        A list of `{"name", "state", "pid"}`; `pid` is the live process that
-        owns the run, or None for a run that was abandoned (killed, or
-        failed) and will resume when its command is given again.
-    """
-    root = os.path.join(output, ".resume")
-    states = []
-    for key in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        state = os.path.join(root, key, "run.json")
-        if not os.path.isfile(state):
-            continue
-        try:
-            with open(state, encoding="utf-8") as handle:
-                name = json.load(handle)["name"]
-        except (ValueError, KeyError, OSError):
-            name = None
-        pid = files.lock_holder(os.path.join(root, f"{name}.lock")) if name else None
-        states.append({"name": name, "state": os.path.dirname(state), "pid": pid})
-    return states
-
-
-def remove_abandoned(output="export"):
-    """Deletes the resume states of runs no live process owns; returns what was removed."""
-    removed = []
-    for entry in resume_states(output):
-        if entry["pid"] is None:
-            shutil.rmtree(entry["state"], ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(output, ".resume", f"{entry['name']}.lock"))
-            removed.append(entry)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.join(output, ".resume"))
-    return removed
 
 
 def build_model(spec, shape, classes, weights=None, role="student", backbone_size=None):
@@ -497,9 +356,8 @@ def build_model(spec, shape, classes, weights=None, role="student", backbone_siz
         shape = tuple(shape)
         fits = shape[2] == 3 and min(shape[:2]) >= transfer.get_spec(name).min_size
         backbone_shape = shape if fits and backbone_size is None else (backbone_size or 96,) * 2 + (3,)
-        # A teacher fine-tunes a new head on frozen ImageNet features; a
-        # student trains whole.
-        backbone = transfer.load_backbone(name, backbone_shape, weights=weights, freeze=role == "teacher")
+        # A teacher with pretrained weights trains its new head on frozen features.
+        backbone = transfer.load_backbone(name, backbone_shape, weights=weights, freeze=role == "teacher" and weights is not None)
         return transfer.build_classifier(backbone, classes, name=f"{name}_{role}", input_shape=shape)
     return models.build(spec.name, shape, classes)
 

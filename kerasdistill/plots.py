@@ -5,13 +5,22 @@ import os
 from kerasdistill.files import atomic_path
 
 
-def _figure(columns=1):
+# One palette and one marker per model, in every plot of a run.
+COLORS = ("tab:gray", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+MARKERS = ("s", "^", "o", "D", "v", "P", "X", "*", "<", ">")
+
+
+def _figure(columns=1, sharey=False):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(1, columns, figsize=(6 * columns, 4.2), squeeze=False)
+    return plt.subplots(1, columns, figsize=(6 * columns, 4.4), squeeze=False, sharey=sharey)
+
+
+def _style(index):
+    return {"color": COLORS[index % len(COLORS)], "marker": MARKERS[index % len(MARKERS)]}
 
 
 def _save(figure, path):
@@ -25,7 +34,11 @@ def _save(figure, path):
 
 
 def training_curves(histories, path):
-    """Accuracy and validation accuracy per epoch, one line pair per model.
+    """Accuracy and cross-entropy on the labels per epoch, training and validation, one colour per model.
+
+    The loss panel plots the same quantity for every model: the
+    cross-entropy with the labels (a distilled model's `student_loss`, not
+    its total loss, which adds the T²-scaled distillation term).
 
     Args:
         histories: `{label: keras History.history dict}`.
@@ -41,55 +54,63 @@ def training_curves(histories, path):
     ```
     """
     figure, axes = _figure(2)
-    for label, history in histories.items():
-        for axis, key in zip(axes[0], ("accuracy", "loss")):
-            if key in history:
-                epochs = range(1, len(history[key]) + 1)
-                line = axis.plot(epochs, history[key], label=f"{label} (train)")[0]
-                if f"val_{key}" in history:
-                    axis.plot(epochs, history[f"val_{key}"], "--", color=line.get_color(), label=f"{label} (val)")
-    from matplotlib.ticker import MaxNLocator
-
-    for axis, title in zip(axes[0], ("accuracy", "loss")):
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    longest = 1
+    for index, (label, history) in enumerate(histories.items()):
+        loss = "student_loss" if "student_loss" in history else "loss"
+        for axis, key in zip(axes[0], ("accuracy", loss)):
+            for prefix, line in (("", "-"), ("val_", "--")):
+                values = history.get(prefix + key)
+                if values:
+                    longest = max(longest, len(values))
+                    split = "validation" if prefix else "training"
+                    axis.plot(range(1, len(values) + 1), values, line, label=f"{label} ({split})", markersize=4, **_style(index))
+    for axis, title in zip(axes[0], ("accuracy", "cross-entropy on the labels")):
+        axis.set_xlim(0.5, longest + 0.5)
+        axis.set_xticks(range(1, longest + 1, max(1, longest // 10)))
         axis.set_xlabel("epoch")
-        axis.set_title(title)
+        axis.set_ylabel(title)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
+    axes[0][0].set_title("accuracy (higher is better)")
+    axes[0][1].set_title("cross-entropy with the labels (lower is better)")
     return _save(figure, path)
 
 
 def accuracy_vs_size(rows, path):
-    """Test accuracy against file size (and against latency where measured).
+    """Test accuracy against file size, and against latency where measured; a legend names each model.
 
     Args:
-        rows: dicts with `model`, `size_kb`, `accuracy` and optionally
-            `latency_ms`.
+        rows: dicts with `model`, `size_kib`, `accuracy` and optionally
+            `latency_ms`; a row named `teacher` is also drawn as a
+            reference line in every panel.
         path: the `.png` file to write.
 
     Returns:
         The path.
     """
     with_latency = [r for r in rows if r.get("latency_ms") is not None]
-    figure, axes = _figure(2 if with_latency else 1)
-    panels = [("size_kb", "size (KiB, log scale)", rows)]
+    figure, axes = _figure(2 if with_latency else 1, sharey=True)
+    panels = [("size_kib", "file size (KiB, log scale)")]
     if with_latency:
-        panels.append(("latency_ms", "latency (ms/image)", with_latency))
-    for axis, (key, label, points) in zip(axes[0], panels):
-        points = [p for p in points if p.get(key)]
-        axis.scatter([p[key] for p in points], [p["accuracy"] for p in points])
-        for point in points:
-            axis.annotate(point["model"], (point[key], point["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        if key == "size_kb":
+        panels.append(("latency_ms", "latency (ms per image, batch of one)"))
+    teacher = next((r for r in rows if r["model"] == "teacher"), None)
+    for axis, (key, label) in zip(axes[0], panels):
+        for index, row in enumerate(rows):
+            if row.get(key):
+                axis.scatter(row[key], row["accuracy"], s=60, label=row["model"], **_style(index))
+        if teacher is not None:
+            axis.axhline(teacher["accuracy"], color=COLORS[0], linestyle=":", linewidth=1, label="teacher accuracy")
+        if key == "size_kib":
             axis.set_xscale("log")
         axis.set_xlabel(label)
-        axis.set_ylabel("test accuracy")
         axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("test accuracy")
     return _save(figure, path)
 
 
 def tuning_trials(trials, path):
-    """Validation accuracy per tuning trial, the scratch baseline as a line.
+    """Validation accuracy per tuning trial (bars from 0, values written on them), the scratch baseline as a line.
 
     Args:
         trials: the rows of `TuneResult.trials` (the scratch row last).
@@ -103,13 +124,13 @@ def tuning_trials(trials, path):
     runs = [t for t in trials if t["trial"] != "scratch"]
     scratch = [t for t in trials if t["trial"] == "scratch"]
     labels = [f"{t['method']}\nT={t['temperature']:.3g} a={t['alpha']:.2f}" for t in runs]
-    axis.bar(range(len(runs)), [t["val_accuracy"] for t in runs], color="tab:blue")
+    bars = axis.bar(range(len(runs)), [t["val_accuracy"] for t in runs], color=COLORS[2])
+    axis.bar_label(bars, fmt="%.4f", label_type="center", color="white", fontsize=8)
     axis.set_xticks(range(len(runs)), labels, fontsize=6)
     if scratch:
-        axis.axhline(scratch[0]["val_accuracy"], color="tab:red", linestyle="--", label="scratch student")
-        axis.legend(fontsize=8)
-    low = min(t["val_accuracy"] for t in trials)
-    axis.set_ylim(max(0.0, low - 0.05), 1.0)
+        axis.axhline(scratch[0]["val_accuracy"], color=COLORS[1], linestyle="--", label=f"scratch student ({scratch[0]['val_accuracy']:.4f})")
+        axis.legend(fontsize=8, loc="lower right")
+    axis.set_ylim(0.0, 1.05)
     axis.set_ylabel("validation accuracy")
     axis.set_title("distillation settings tried")
     return _save(figure, path)

@@ -1,6 +1,9 @@
 """The run's report: the rows of each model, report.json, config.yaml, the plots and the tables."""
 
+import datetime
 import os
+import platform
+import sys
 
 from kerasdistill import files, plots
 from kerasdistill.metrics import classification_report, keras_outputs
@@ -9,14 +12,14 @@ from kerasdistill.tables import format_table
 TABLE_COLUMNS = [
     ("model", "model", None),
     ("params", "params", ",d"),
-    ("size_kb", "size (KiB)", ".1f"),
+    ("size_kib", "size (KiB)", ".1f"),
     ("test_accuracy", "test accuracy", ".4f"),
     ("f1_macro", "F1 (macro)", ".4f"),
     ("train_seconds", "train time (s)", ".1f"),
 ]
 
 
-def file_size_kb(path):
+def file_size_kib(path):
     """Size of the file at `path` in KiB."""
     return os.path.getsize(path) / 1024.0
 
@@ -44,7 +47,7 @@ def model_rows(trained, folder, splits):
             {
                 "model": label,
                 "params": int(model.count_params()),
-                "size_kb": file_size_kb(path),
+                "size_kib": file_size_kib(path),
                 "test_accuracy": scores.pop("accuracy"),
                 **scores,
                 "train_seconds": record["seconds"],
@@ -54,11 +57,12 @@ def model_rows(trained, folder, splits):
     return rows, confusion
 
 
-def build(state, splits, rows, confusion, trained, exported):
+def build(state, splits, rows, confusion, trained, exported, cautions=()):
     """Assembles the run's report and writes report.json, config.yaml and the plots into the run folder.
 
     `rows` are teacher, scratch student and distilled student in that
-    order; `exported` is `(files, comparison)` from the export stage.
+    order; `exported` is `(files, comparison)` from the export stage;
+    `cautions` are the warnings the run gave (kept under `"warnings"`).
     """
     results, comparison = exported
     gain = 100 * (rows[2]["test_accuracy"] - rows[1]["test_accuracy"])
@@ -72,11 +76,14 @@ def build(state, splits, rows, confusion, trained, exported):
     records = {"teacher": trained[0][2], "scratch": trained[1][2], "distilled": trained[2][2]}
     report = {
         "run_folder": state.folder,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
         "config": state.config,
         "models": rows,
         "table": format_table(rows, TABLE_COLUMNS),
         "gain_points": gain,
         "verdict": verdict,
+        "warnings": list(cautions),
         "confusion_matrices": confusion,
         "histories": {label: record["history"] for label, record in records.items()},
         "export": {
@@ -89,20 +96,24 @@ def build(state, splits, rows, confusion, trained, exported):
         report["tuning"] = records["distilled"]["tuning"]
     if state.config["report"]["plots"]:
         report["plots"] = _plots(report, state.folder, rows)
-    files.write_bytes(os.path.join(state.folder, "config.yaml"), _config_yaml(state.config).encode("utf-8"))
-    files.write_json(os.path.join(state.folder, "report.json"), report)
+    config = state.config if "tuning" not in report else _tuned_config(state.config, report["tuning"]["best"])
+    files.write_bytes(os.path.join(state.folder, "config.yaml"), _config_yaml(config).encode("utf-8"))
+    files.write_json(os.path.join(state.folder, "report.json"), _relative_paths(report, state.folder))
     return report
 
 
 def summary(report):
     """What the run prints at its end: the tables, the verdict and where the files are."""
     lines = [
-        f"\n{report['table']}\n\nThe distilled student as a Keras model and as .tflite files (test set, 1 thread):",
+        f"\n{report['table']}\n\nThe distilled student as a Keras model and as .tflite files (test set; latency per "
+        "image, batch of one, after warm-up, on the runtime and threads listed):",
         report["export"]["table"],
         f"\n{report['verdict']}",
     ]
     if "tuning" in report:
-        lines.append(report["tuning"]["verdict"])
+        trials = len(report["tuning"]["trials"]) - 1
+        lines.append(f"{report['tuning']['verdict']} The distilled student's train time is the whole search ({trials} trials).")
+    lines += [f"Warning: {caution}" for caution in report["warnings"]]
     lines.append(f"\nSaved the models, the .tflite files, plots, config.yaml and report.json in {report['run_folder']}")
     return "\n".join(lines)
 
@@ -112,9 +123,14 @@ def _plots(report, folder, rows):
     curves = {label: history for label, history in report["histories"].items() if history}
     if curves:
         made["training_curves"] = plots.training_curves(curves, os.path.join(folder, "training_curves.png"))
-    points = [{"model": r["model"], "size_kb": r["size_kb"], "accuracy": r["test_accuracy"]} for r in rows[:2]]
+    points = [{"model": r["model"], "size_kib": r["size_kib"], "accuracy": r["test_accuracy"]} for r in rows[:2]]
     points += [
-        {"model": r["model"], "size_kb": r["size_kb"], "accuracy": r["accuracy"], "latency_ms": r["latency_ms"]}
+        {
+            "model": r["model"] if r["model"].endswith(".tflite") else f"{r['model']}, Keras",
+            "size_kib": r["size_kib"],
+            "accuracy": r["accuracy"],
+            "latency_ms": r["latency_ms"],
+        }
         for r in report["export"]["models"]
     ]
     made["accuracy_vs_size"] = plots.accuracy_vs_size(points, os.path.join(folder, "accuracy_vs_size.png"))
@@ -129,3 +145,46 @@ def _config_yaml(config):
     return "# The resolved config of this run: `kerasdistill run --config config.yaml` repeats it.\n" + yaml.safe_dump(
         config, sort_keys=False
     )
+
+
+def _tuned_config(config, best):
+    """The run's config with the settings the search chose, so that config.yaml repeats the student without a search."""
+    tuned = {section: dict(values) for section, values in config.items()}
+    tuned["tune"]["enabled"] = False
+    tuned["distillation"]["alpha"] = float(best["alpha"])
+    if best["method"] != "labels only":
+        tuned["distillation"]["losses"] = [best["method"]]
+        tuned["distillation"]["temperature"] = float(best["temperature"])
+    return tuned
+
+
+def versions():
+    """The versions a run's numbers depend on: Python, kerasdistill, Keras and its backend, NumPy."""
+    import keras
+    import numpy
+
+    from kerasdistill.backend import backend_name
+    from kerasdistill.version import __version__
+
+    found = {"python": platform.python_version(), "kerasdistill": __version__, "keras": keras.__version__,
+             "backend": backend_name(), "numpy": numpy.__version__}
+    for package in ("tensorflow", "jax", "torch"):
+        module = sys.modules.get(package)
+        if module is not None:
+            found[package] = module.__version__
+    return found
+
+
+def _relative_paths(report, folder):
+    """report.json names the run's files relative to the run folder, so that the folder can move."""
+
+    def relative(value):
+        if isinstance(value, dict):
+            return {key: relative(item) if key != "run_folder" else item for key, item in value.items()}
+        if isinstance(value, list):
+            return [relative(item) for item in value]
+        if isinstance(value, str) and os.path.isabs(value) and os.path.commonpath([value, folder]) == folder:
+            return os.path.relpath(value, folder)
+        return value
+
+    return relative(report)

@@ -264,7 +264,7 @@ def _first_file(folders, file_name):
 
 
 def load_backbone(
-    name, input_shape=None, weights="imagenet", freeze=True, freeze_batchnorm=None, download=True, **options
+    name, input_shape=None, weights="imagenet", freeze=None, freeze_batchnorm=None, download=True, **options
 ):
     """Loads a `keras.applications` backbone without its top, taking raw images.
 
@@ -283,6 +283,8 @@ def load_backbone(
         freeze: True (all layers), False (none), an int N (the first N
             layers), a float F in [0, 1] (that fraction of the layers, from
             the bottom) or a layer name (every layer up to and including it).
+            Default: True with pretrained weights, False with `weights=None`
+            (frozen random layers would never learn; asking for them warns).
         freeze_batchnorm: freeze every BatchNorm layer (inference mode, fixed
             statistics). Default: True with pretrained weights (fine-tuning
             practice), False with `weights=None` (training from scratch needs
@@ -330,6 +332,14 @@ def load_backbone(
                 f"options {options}: {error}. Use the no-top weights of this backbone "
                 f"({os.path.basename(spec.weights_url(shape, options))}), or change the backbone or its options."
             ) from None
+    if freeze is None:
+        freeze = weights is not None
+    elif weights is None and freeze is not False:
+        warnings.warn(
+            f"load_backbone('{name}', weights=None, freeze={freeze!r}) freezes randomly initialised layers, which "
+            "then never learn. Pass freeze=False to train the backbone from scratch, or weights='imagenet'.",
+            stacklevel=2,
+        )
     if freeze_batchnorm is None:
         freeze_batchnorm = weights is not None
     freeze_layers(application, freeze, freeze_batchnorm)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kerasdistill as kd
-from kerasdistill import config, data, distribute, files, models, pipeline, transfer
+from kerasdistill import config, data, distribute, files, models, pipeline, runs, transfer
 from kerasdistill.backend import keras
 from kerasdistill.export import evaluate_tflite, optimize, to_tflite
 
@@ -136,7 +136,7 @@ CASES = [
     ("export_whole_distiller", lambda m: to_tflite(m.compiled, os.path.join(m.folder, "d.tflite")), ValueError, "whole Distiller", "distiller.student"),
     ("tflite_path_is_a_folder", lambda m: to_tflite(m.student, str(m.folder)), IsADirectoryError, "is a folder", "path of the .tflite file"),
     ("keras_path_is_a_folder", lambda m: files.load_model(str(m.folder)), IsADirectoryError, "is a folder, not a model file", "saved .keras model inside it"),
-    ("hidden_run_name", lambda m: pipeline.prepare_run_folder(str(m.folder), ".resume"), ValueError, "not starting with '.'", "Pick another --name"),
+    ("hidden_run_name", lambda m: runs.prepare_run_folder(str(m.folder), ".resume"), ValueError, "not starting with '.'", "Pick another --name"),
     ("seed_too_large", lambda m: config.validate({"training": {"seed": 2**32}}), ValueError, "training.seed must be", "<= 4294967295"),
     ("image_size_too_small", lambda m: config.validate({"data": {"image_size": [1, 1]}}), ValueError, "each at least 8", r"e.g. \[96, 96\]"),
     ("ragged_inputs", lambda m: m.compiled.fit([np.zeros((28, 28, 1)), np.zeros((20, 20, 1))], Y[:2], verbose=0), ValueError, "arrays of different shapes", "Resize or pad them to one shape"),

@@ -7,12 +7,14 @@ import sys
 
 import pytest
 
+from kerasdistill.logs import NATIVE_LOG_LINE
+
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def kerasdistill(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "kerasdistill", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600
+        [sys.executable, "-m", "kerasdistill_cli", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600
     )
 
 
@@ -24,7 +26,7 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
     result = kerasdistill("run", "--epochs", "2", "--output", str(tmp_path), "--name", "first")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    for text in ("[1/3] Teacher", "[2/3] Distilled student", "[3/3] Same student from scratch", "test accuracy"):
+    for text in ("[1/3] Teacher", "[2/3] Same student from scratch", "[3/3] Distilled student", "test accuracy"):
         assert text in out
     # The embedded default: 500 labeled digits, the other 3,000 the transfer set.
     assert "500 labeled + 3000 unlabeled train" in out
@@ -37,11 +39,24 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
     assert distilled["params"] == scratch["params"]
     assert teacher["test_accuracy"] > 0.9
     assert distilled["test_accuracy"] > 0.8
-    assert distilled["size_kb"] < teacher["size_kb"] / 5
+    assert distilled["size_kib"] < teacher["size_kib"] / 5
     for name in ("student.keras", "teacher.keras", "student_scratch.keras"):
         assert (folder / name).stat().st_size > 1000
     assert not [p for p in os.listdir(folder) if ".tmp" in p], "no temporary files are left behind"
     assert report["table"] in out
+    # TensorFlow's and LiteRT's native log lines are hidden; report.json says what produced it.
+    assert not NATIVE_LOG_LINE.search(result.stderr.encode()), result.stderr[-2000:]
+    assert "cuda" not in result.stderr.lower() and "XNNPACK" not in result.stderr
+    assert {"kerasdistill", "keras", "tensorflow", "numpy", "python"} <= set(report["versions"]) and report["created"]
+    assert rows["student (distilled)"]["path"] == "student.keras", "paths are relative to the run folder"
+    assert report["export"]["models"][0]["model"] == "student (distilled)"
+    assert "keras, " in report["export"]["table"] and "litert, 1 thread" in report["export"]["table"]
+    assert report["config"]["teacher"]["weights"] is None, "a built-in teacher has no ImageNet weights"
+
+    # A model of a run exports to int8 with no more arguments: the run's own images calibrate it.
+    exported = kerasdistill("export", str(folder / "student.keras"), "--output", str(tmp_path / "student.tflite"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert "Calibrating on 200 training images of the run's data" in exported.stdout and "int8" in exported.stdout
 
     again = kerasdistill("run", "--epochs", "1", "--output", str(tmp_path), "--name", "first")
     assert again.returncode == 2
@@ -80,3 +95,26 @@ def test_help_describes_the_main_job():
     result = kerasdistill("run", "--help")
     assert result.returncode == 0
     assert "embedded default data" in result.stdout and "--epochs" in result.stdout
+
+
+def test_help_and_bad_arguments_answer_without_loading_tensorflow():
+    # What the `kerasdistill` command runs (setup.py's entry point).
+    script = (
+        "import sys, time\n"
+        "start = time.perf_counter()\n"
+        "import kerasdistill_cli\n"
+        "for argv in (['--help'], ['run', '--help'], ['run', '--alpha', '2']):\n"
+        "    try:\n"
+        "        kerasdistill_cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax', 'torch'))\n"
+        "print('SECONDS', time.perf_counter() - start, 'HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=60)
+    seconds, heavy = result.stdout.split("SECONDS")[1].split("HEAVY")
+    assert heavy.strip() == "[]", heavy
+    assert float(seconds) < 2.0
+    assert "--alpha: must be in [0, 1], got 2" in result.stderr
+    # The flags' help comes from the config schema (argparse wraps it).
+    assert "softening temperature in (0, 100] (default: 4.0; config key distillation.temperature)" in " ".join(result.stdout.split())

@@ -133,7 +133,7 @@ def test_the_label_loss_is_not_a_distillation_loss():
         losses.get("crossentropy")
     with pytest.raises(TypeError, match="subclass of kerasdistill.losses.DistillationLoss"):
         losses.register("my_label_loss")(losses.CrossEntropy)
-    from kerasdistill.tune import tune
+    from kerasdistill.tuning import tune
 
     with pytest.raises(ValueError, match="'crossentropy' compares the student with the labels"):
         tune(None, lambda: None, None, None, methods=["crossentropy"])

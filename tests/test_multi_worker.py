@@ -99,6 +99,7 @@ def test_two_workers_distill_the_same_student(tmp_path, teacher_file):
     assert not os.path.exists(tmp_path / "backup"), "the backup is removed after a complete run"
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_from_the_last_finished_epoch(tmp_path, teacher_file):
     args = arguments(tmp_path, teacher_file, epochs=4)
     state = tmp_path / "backup" / "training_state.json"
@@ -128,7 +129,7 @@ def test_killed_worker_resumes_from_the_last_finished_epoch(tmp_path, teacher_fi
 
 
 def test_kerasdistill_run_on_two_workers_writes_one_run_folder(tmp_path):
-    command = ["-m", "kerasdistill", "run", "--strategy", "multi_worker", "--epochs", "1", "--name", "mw",
+    command = ["-m", "kerasdistill_cli", "run", "--strategy", "multi_worker", "--epochs", "1", "--name", "mw",
                "--output", str(tmp_path / "out"), "--quiet"]  # fmt: skip
     ports = free_ports(2)
     workers = []

@@ -10,6 +10,8 @@ import yaml
 from kerasdistill import cli, config, data
 from kerasdistill.backend import keras
 
+from conftest import imagenet_weights_or_skip
+
 CLASSES = 4
 
 
@@ -32,7 +34,7 @@ def test_a_config_with_every_section_runs_end_to_end_and_writes_every_artifact(i
         "student": {"model": "convnet_student"},
         "distillation": {"losses": ["soft_target_kl", {"name": "dkd", "config": {"non_target_weight": 2.0}}], "alpha": 0.3, "temperature": 3.0},
         "training": {"epochs": 3, "batch_size": 32, "learning_rate": 0.002, "seed": 1, "strategy": "mirrored", "precision": "float32"},
-        "tune": {"enabled": True, "max_trials": 2, "epochs": 2, "temperature": [2.0, 6.0], "alpha": {"low": 0.1, "high": 0.9}, "methods": ["soft_target_kl", "dkd"]},
+        "tune": {"enabled": True, "max_trials": 2, "epochs": None, "temperature": [2.0, 6.0], "alpha": {"low": 0.1, "high": 0.9}, "methods": ["soft_target_kl", "dkd"]},
         "report": {"plots": True, "tensorboard": True},
         "export": {"quantizations": ["float32", "dynamic", "int8"]},
     }  # fmt: skip
@@ -46,7 +48,18 @@ def test_a_config_with_every_section_runs_end_to_end_and_writes_every_artifact(i
         "student_int8.tflite", "report.json", "config.yaml", "training_curves.png", "accuracy_vs_size.png", "tuning.png", "tensorboard",
     } <= names  # fmt: skip
     report = json.loads((run / "report.json").read_text())
-    assert config.validate(yaml.safe_load((run / "config.yaml").read_text())) == config.validate(pipeline)
+    # config.yaml repeats the run: with the settings the search chose, and no search.
+    best = report["tuning"]["best"]
+    expected = config.validate(pipeline)
+    expected["tune"]["enabled"] = False
+    expected["distillation"]["alpha"] = best["alpha"]
+    if best["method"] != "labels only":
+        expected["distillation"].update(losses=[best["method"]], temperature=best["temperature"])
+    assert config.validate(yaml.safe_load((run / "config.yaml").read_text())) == expected
+    # One scratch student: the table's is the search's baseline, and every model has its curves.
+    assert report["tuning"]["trials"][-1]["val_accuracy"] == pytest.approx(max(report["histories"]["scratch"]["val_accuracy"]))
+    assert all(report["histories"][label].get("val_accuracy") for label in ("teacher", "scratch", "distilled"))
+    assert report["tuning"]["verdict"].startswith("Tuning (validation split)")
     rows = {row["model"]: row for row in report["models"]}
     assert rows["teacher"]["test_accuracy"] > 0.7
     for row in rows.values():
@@ -124,9 +137,40 @@ def test_the_image_folder_source_uses_train_and_test_folders_when_present(digits
 def test_backbone_entries_build_a_frozen_teacher_and_a_trainable_student():
     from kerasdistill.pipeline import build_model
 
-    teacher = build_model("backbone:mobilenet_v3_small", (32, 32, 3), 4, weights=None, role="teacher")
+    weights = imagenet_weights_or_skip("mobilenet_v2", (96, 96, 3))
+    teacher = build_model("backbone:mobilenet_v2", (32, 32, 3), 4, weights=weights, role="teacher")
     student = build_model("backbone:mobilenet_v3_small", (32, 32, 3), 4, weights=None, role="student")
     assert teacher.output_shape == student.output_shape == (None, 4)
     assert not teacher.get_layer("backbone").trainable_weights
+    assert len(teacher.trainable_weights) == 2, "only the new head trains on the pretrained features"
     assert student.get_layer("backbone").trainable_weights
-    assert len(teacher.trainable_weights) == 2, "only the new head trains"
+    # A random backbone is never frozen: its layers would not learn.
+    random_teacher = build_model("backbone:mobilenet_v3_small", (32, 32, 3), 4, weights=None, role="teacher")
+    assert random_teacher.get_layer("backbone").trainable_weights
+
+
+def test_an_untrained_teacher_is_named_before_distilling(tmp_path):
+    from kerasdistill import models, pipeline
+
+    keras.utils.set_random_seed(0)
+    untrained = tmp_path / "untrained.keras"
+    models.build("convnet_teacher", (28, 28, 1), 10).save(untrained)
+    settings = {
+        "teacher": {"model": str(untrained)},
+        "training": {"epochs": 1},
+        "export": {"quantizations": ["float32"]},
+        "report": {"plots": False},
+    }
+    report = pipeline.run(settings, output=str(tmp_path / "out"), name="chance", verbose=False)
+    assert len(report["warnings"]) == 1 and "near chance on the validation split" in report["warnings"][0]
+    assert json.loads((tmp_path / "out" / "chance" / "report.json").read_text())["warnings"] == report["warnings"]
+
+
+def test_a_run_that_fails_before_any_epoch_leaves_nothing_behind(tmp_path):
+    from kerasdistill import pipeline
+
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not an npz file")
+    with pytest.raises(ValueError):
+        pipeline.run({"data": {"source": "npz", "path": str(broken)}}, output=str(tmp_path / "out"), name="r", verbose=False)
+    assert os.listdir(tmp_path / "out") == [], "no empty run folder and no resume state"

@@ -67,6 +67,7 @@ def test_mixed_float16_matches_float32_within_noise():
     assert abs(half["accuracy"] - full["accuracy"]) < 0.02, (half, full)
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_matches_float32_within_noise():
     full = run_with_policy("float32")
     half = run_with_policy("mixed_bfloat16")

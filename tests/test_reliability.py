@@ -17,7 +17,7 @@ from kerasdistill import files, models
 from kerasdistill.backend import keras
 from kerasdistill.callbacks import BackupAndRestore, NonFiniteLossError
 
-RUN = [sys.executable, "-m", "kerasdistill", "run", "--epochs", "3"]
+RUN = [sys.executable, "-m", "kerasdistill_cli", "run", "--epochs", "3"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
@@ -27,6 +27,7 @@ def distilled_accuracy(folder):
     return {row["model"]: row["test_accuracy"] for row in report["models"]}
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_with_the_same_command_and_reaches_the_same_result(tmp_path):
     command = RUN + ["--output", str(tmp_path / "out"), "--name", "r"]
     log = open(tmp_path / "first.log", "w")

@@ -347,3 +347,11 @@ def test_the_default_size_file_is_not_used_for_another_alpha(tmp_path, monkeypat
     assert found.endswith("_0.35_224_no_top.h5")
     with pytest.raises(FileNotFoundError, match="_1.0_96_no_top.h5"):
         transfer.find_imagenet_weights("mobilenet_v2", (96, 96, 3), download=False, alpha=1.0)
+
+
+def test_a_random_backbone_trains_by_default_and_freezing_it_warns():
+    backbone = transfer.load_backbone("mobilenet_v3_small", (32, 32, 3), weights=None)
+    assert backbone.trainable_weights, "random layers are left trainable"
+    with pytest.warns(UserWarning, match="never learn"):
+        frozen = transfer.load_backbone("mobilenet_v3_small", (32, 32, 3), weights=None, freeze=True)
+    assert not frozen.trainable_weights

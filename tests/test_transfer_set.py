@@ -196,6 +196,7 @@ def test_the_pipeline_distills_few_labels_with_cached_augmented_views(tmp_path):
     assert len(report["histories"]["scratch"]["loss"]) == len(report["histories"]["distilled"]["loss"]) == 2
 
 
+@pytest.mark.slow
 def test_a_run_with_an_imagenet_teacher_on_small_grey_images(tmp_path):
     """The card's flow from a config: ImageNet MobileNetV2 teacher (head, then top layers fine-tuned), tiny
     CNN student, few labels + transfer set, consistent teaching, int8 export."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kerasdistill import data, metrics, models
-from kerasdistill.tune import tune
+from kerasdistill.tuning import tune
 
 
 def test_classification_report_equals_a_hand_count():
@@ -48,7 +48,7 @@ def test_a_tiny_search_runs_end_to_end_and_reports_scratch(digits, trained_teach
     predicted = np.argmax(result.student.predict(digits.val.x, verbose=0), axis=-1)
     expected = best["val_accuracy"] if won else scratch["val_accuracy"]
     assert np.mean(predicted == digits.val.y) == pytest.approx(expected, abs=1e-6)
-    assert ("did NOT beat" in result.verdict) == (result.gain <= 0)
+    assert ("no trial beat the scratch student" in result.verdict) == (result.gain <= 0)
     assert "scratch" in result.table()
 
 
@@ -61,7 +61,7 @@ def test_a_search_that_loses_to_scratch_returns_the_scratch_student(digits, tmp_
         teacher, lambda: models.build("convnet_student", (28, 28, 1), 10), train, val,
         temperature=[4.0], alpha=(0.0, 0.1), max_trials=2, epochs=1, directory=str(tmp_path),
     )  # fmt: skip
-    assert result.gain < 0 and "did NOT beat" in result.verdict
+    assert result.gain < 0 and "no trial beat the scratch student" in result.verdict
     assert result.best == {"method": "labels only", "temperature": None, "alpha": 1.0}
     predicted = np.argmax(result.student.predict(digits.val.x, verbose=0), axis=-1)
     assert np.mean(predicted == digits.val.y) == pytest.approx(result.scratch_accuracy, abs=1e-6)

@@ -12,14 +12,22 @@ TensorFlow-only: converting and quantizing run on Keras' TensorFlow backend,
 and the package must be installed.
 """
 
-try:
-    import tensorflow  # noqa: F401
-except ImportError as error:
+import importlib.util
+
+
+def _tensorflow_installed():
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except ImportError:
+        return False
+
+
+if not _tensorflow_installed():
     raise ImportError(
         "kerasdistill.export (TFLite conversion and quantization, the LiteRT interpreter, tfmot QAT and pruning) "
         "needs the 'tensorflow' package, which is not installed here: pip install tensorflow (or pip install "
         "kerasdistill, whose default install includes it)."
-    ) from error
+    )
 
 from kerasdistill.export.bridge import to_tf_keras  # noqa: E402
 from kerasdistill.export.interpreter import TFLiteModel, compare, evaluate_tflite  # noqa: E402

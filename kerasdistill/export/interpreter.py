@@ -2,12 +2,14 @@
 
 import os
 import statistics
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from kerasdistill.data import as_arrays
+from kerasdistill.files import save_model
 from kerasdistill.metrics import class_indices, classification_report, keras_outputs
 from kerasdistill.tables import format_table
 
@@ -180,24 +182,27 @@ def keras_latency_ms(model, sample, runs=50, warmup=5):
 
 COMPARE_COLUMNS = [
     ("model", "model", None),
-    ("size_kb", "size (KiB)", ".1f"),
+    ("size_kib", "size (KiB)", ".1f"),
     ("accuracy", "accuracy", ".4f"),
     ("f1_macro", "F1 (macro)", ".4f"),
     ("latency_ms", "latency (ms/image)", ".3f"),
+    ("runtime", "runtime", None),
     ("agreement", "agreement", ".4f"),
 ]
 
 
-def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency_runs=50):
+def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency_runs=50, keras_name=None):
     """One table: the Keras model and each `.tflite` file, on the same data.
 
     Args:
         keras_model: the Keras model.
         paths: `.tflite` files exported from it.
         data: `(x, y)` arrays or a `tf.data.Dataset` of `(x, y)` batches.
-        keras_path: the model's saved `.keras` file, for its size (optional).
+        keras_path: the model's saved `.keras` file, for its size (default:
+            the size of the model saved to a temporary file).
         num_threads: interpreter threads.
         latency_runs: timed single-image invocations per model.
+        keras_name: the Keras row's name (default `keras (<model name>)`).
 
     Returns:
         `{"rows": [...], "table": str}`; a row per model with size, accuracy,
@@ -213,10 +218,13 @@ def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency
     reference = keras_outputs(keras_model, x)
     rows = [
         {
-            "model": f"keras ({keras_model.name})",
-            "size_kb": os.path.getsize(keras_path) / 1024 if keras_path else None,
+            "model": keras_name or f"keras ({keras_model.name})",
+            "size_kib": _keras_size_kib(keras_model, keras_path),
             **classification_report(class_indices(y), reference),
             "latency_ms": keras_latency_ms(keras_model, x[:1], runs=latency_runs),
+            # TensorFlow's thread pools are fixed when it starts: the Keras
+            # row runs on all of them, which the table says.
+            "runtime": f"keras, {os.cpu_count()} threads",
             "agreement": 1.0,
         }
     ]
@@ -225,8 +233,18 @@ def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency
         rows.append(
             {
                 "model": os.path.basename(os.fspath(path)),
-                "size_kb": report["size_bytes"] / 1024,
+                "size_kib": report["size_bytes"] / 1024,
+                "runtime": f"litert, {num_threads or 'default'} thread{'' if num_threads == 1 else 's'}",
                 **{k: v for k, v in report.items() if k != "size_bytes"},
             }
         )
     return {"rows": rows, "table": format_table(rows, COMPARE_COLUMNS)}
+
+
+def _keras_size_kib(model, path):
+    """KiB of the model's `.keras` file: `path`, or the model saved to a temporary file."""
+    if path is None:
+        with tempfile.TemporaryDirectory(prefix="kerasdistill-size-") as folder:
+            path = os.path.join(folder, "model.keras")
+            return os.path.getsize(save_model(model, path, include_optimizer=False)) / 1024
+    return os.path.getsize(path) / 1024

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import re
 import sys
@@ -13,9 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill.backend import require_tensorflow_backend
+from kerasdistill.defaults import QUANTIZATIONS
 from kerasdistill import files
 
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,14 +24,14 @@ class TensorInfo:
     """One input or output of a `.tflite` file.
 
     `scale` and `zero_point` are the file's own quantization parameters
-    (`real = scale * (q - zero_point)`); both are 0 for float tensors.
+    (`real = scale * (q - zero_point)`); both are None for float tensors.
     """
 
     name: str
     shape: tuple
     dtype: str
-    scale: float
-    zero_point: int
+    scale: float | None
+    zero_point: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +158,11 @@ def describe(content):
     def info(details):
         scale, zero_point = details["quantization"]
         shape = tuple(int(d) for d in details.get("shape_signature", details["shape"]))
-        return TensorInfo(details["name"], shape, np.dtype(details["dtype"]).name, float(scale), int(zero_point))
+        quantized = np.issubdtype(np.dtype(details["dtype"]), np.integer) and scale != 0
+        return TensorInfo(
+            details["name"], shape, np.dtype(details["dtype"]).name,
+            float(scale) if quantized else None, int(zero_point) if quantized else None,
+        )
 
     return (
         tuple(info(d) for d in interpreter.get_input_details()),
@@ -237,13 +242,20 @@ def _quiet():
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as sink:
+    # In a notebook, Python's own prints and TensorFlow's logger go to the
+    # kernel's streams, not to descriptors 1 and 2: they are captured too.
+    text = io.StringIO()
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        tf_logger.setLevel(logging.ERROR)
         log = io.BytesIO()
         try:
             yield log
         finally:
+            tf_logger.setLevel(level)
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)
@@ -251,7 +263,7 @@ def _quiet():
             for descriptor in saved:
                 os.close(descriptor)
             sink.seek(0)
-            log.write(sink.read())
+            log.write(sink.read() + text.getvalue().encode())
 
 
 def _convert(converter, quantization):

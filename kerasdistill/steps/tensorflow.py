@@ -1,9 +1,10 @@
 """The TensorFlow form of the Distiller's steps: a gradient tape around the student."""
 
 from kerasdistill.backend import KERAS_3, tf
+from kerasdistill.steps.stateful import StatefulTestStep
 
 
-class TensorFlowStep:
+class TensorFlowStep(StatefulTestStep):
     """`train_step`/`test_step` for Keras 3 on TensorFlow, and for tf_keras (Keras 2)."""
 
     def train_step(self, data):
@@ -19,10 +20,4 @@ class TensorFlowStep:
         else:
             # tf_keras optimizers scale the loss (mixed precision) inside minimize.
             self.optimizer.minimize(loss, variables, tape=tape)
-        return self._step_logs(x, y, y_pred, sample_weight)
-
-    def test_step(self, data):
-        x, y, sample_weight = self._prepare(data, training=False)
-        y_pred = self.run_student(x, training=False)
-        self.compute_loss(x, y, y_pred, sample_weight, training=False)
         return self._step_logs(x, y, y_pred, sample_weight)

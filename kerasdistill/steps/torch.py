@@ -2,8 +2,10 @@
 
 import torch
 
+from kerasdistill.steps.stateful import StatefulTestStep
 
-class TorchStep:
+
+class TorchStep(StatefulTestStep):
     """`train_step`/`test_step` for Keras 3 on PyTorch."""
 
     def train_step(self, data):
@@ -17,10 +19,4 @@ class TorchStep:
         self.optimizer.scale_loss(loss).backward()
         with torch.no_grad():
             self.optimizer.apply([v.value.grad for v in variables], variables)
-        return self._step_logs(x, y, y_pred, sample_weight)
-
-    def test_step(self, data):
-        x, y, sample_weight = self._prepare(data, training=False)
-        y_pred = self.run_student(x, training=False)
-        self.compute_loss(x, y, y_pred, sample_weight, training=False)
         return self._step_logs(x, y, y_pred, sample_weight)

@@ -39,6 +39,8 @@ class TuneResult:
             `alpha`, `val_accuracy`), then the scratch baseline's row.
         best_accuracy: the best trial's validation accuracy.
         scratch_accuracy: the scratch student's validation accuracy.
+        history: the per-epoch logs (`loss`, `accuracy`, `val_accuracy`,
+            ...) of the returned student's training.
     """
 
     best: dict
@@ -46,6 +48,7 @@ class TuneResult:
     trials: list
     best_accuracy: float
     scratch_accuracy: float
+    history: dict = dataclasses.field(default_factory=dict)
 
     @property
     def gain(self):
@@ -57,10 +60,13 @@ class TuneResult:
         """One sentence: did distillation beat the scratch baseline, by how much."""
         points = 100 * self.gain
         if points > 0:
-            return f"Distillation beat the scratch student by {points:.2f} points of validation accuracy ({self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f})."
+            return (
+                f"Tuning (validation split): the best trial beat the scratch student by {points:.2f} points "
+                f"({self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f})."
+            )
         return (
-            f"Distillation did NOT beat the scratch student: {points:+.2f} points of validation accuracy "
-            f"({self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f}); the scratch student is returned. Widen the "
+            f"Tuning (validation split): no trial beat the scratch student ({points:+.2f} points, "
+            f"{self.best_accuracy:.4f} vs {self.scratch_accuracy:.4f}); the scratch student is returned. Widen the "
             "search, or give the teacher unlabeled images to teach on (data.labeled_size, data.unlabeled_path)."
         )
 
@@ -123,6 +129,8 @@ def tune(
     seed=0,
     directory=None,
     verbose=0,
+    scratch=None,
+    steps_per_epoch=None,
 ):
     """Searches distillation settings with KerasTuner and compares with scratch.
 
@@ -149,6 +157,12 @@ def tune(
         directory: where KerasTuner keeps its trials (default: a temporary
             folder, deleted afterwards).
         verbose: Keras verbosity of each fit.
+        steps_per_epoch: steps of each epoch, for a repeated `train_data`
+            (a transfer set); None: one pass over it.
+        scratch: the baseline already trained on the labels alone with the
+            same budget, as `(student, history)` (`history`: its fit logs with
+            `val_accuracy` per epoch), so that a caller that reports a
+            scratch student compares with that one; None trains one here.
 
     Returns:
         A `TuneResult`.
@@ -167,10 +181,7 @@ def tune(
 
     def new_student():
         keras.utils.set_random_seed(seed)
-        student = student_fn()
-        if not isinstance(student, keras.Model):
-            raise TypeError(f"student_fn must return a keras.Model; it returned {type(student).__name__}.")
-        return student
+        return _checked_student(student_fn())
 
     def build(hp):
         distiller = Distiller(teacher, new_student())
@@ -184,32 +195,32 @@ def tune(
         return distiller
 
     with tempfile.TemporaryDirectory(prefix="kerasdistill-tune-") as scratch_dir:
+        objective = keras_tuner.Objective("val_accuracy", direction="max")
         tuner = keras_tuner.RandomSearch(
-            build,
-            objective=keras_tuner.Objective("val_accuracy", direction="max"),
-            max_trials=max_trials,
-            seed=seed,
-            directory=directory or scratch_dir,
-            project_name="kerasdistill",
-            overwrite=True,
+            build, objective=objective, max_trials=max_trials, seed=seed, directory=directory or scratch_dir,
+            project_name="kerasdistill", overwrite=True,
         )
-        tuner.search(train_data, validation_data=validation_data, epochs=epochs, verbose=verbose, shuffle=False)
+        tuner.search(
+            train_data, validation_data=validation_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            verbose=verbose, shuffle=False,
+        )
         rows = _trial_rows(tuner)
         best_hp = tuner.get_best_hyperparameters(1)[0]
         best_student = tuner.get_best_models(1)[0].student
+        best_history = _trial_history(tuner.oracle.get_best_trials(1)[0])
 
-    scratch = new_student()
-    scratch.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses_lib.CrossEntropy(), metrics=["accuracy"])
-    history = scratch.fit(train_data, validation_data=validation_data, epochs=epochs, verbose=verbose, shuffle=False)
-    scratch_accuracy = float(max(history.history["val_accuracy"]))
+    if scratch is None:
+        scratch = _train_scratch(new_student(), train_data, validation_data, epochs, steps_per_epoch, learning_rate, verbose)
+    scratch_accuracy = float(max(scratch[1]["val_accuracy"]))
     rows.append({"trial": "scratch", "method": "labels only", "temperature": None, "alpha": 1.0, "val_accuracy": scratch_accuracy})
     best = {name: best_hp.get(name) for name in ("method", "temperature", "alpha")}
     best_accuracy = max(r["val_accuracy"] for r in rows[:-1])
     if best_accuracy <= scratch_accuracy:
         # No distillation (alpha = 1) is part of the space: a search whose
         # best trial does not beat the scratch student returns that student.
-        best, best_student = {"method": "labels only", "temperature": None, "alpha": 1.0}, scratch
-    return TuneResult(best, best_student, rows, float(best_accuracy), scratch_accuracy)
+        best = {"method": "labels only", "temperature": None, "alpha": 1.0}
+        return TuneResult(best, scratch[0], rows, float(best_accuracy), scratch_accuracy, dict(scratch[1]))
+    return TuneResult(best, best_student, rows, float(best_accuracy), scratch_accuracy, best_history)
 
 
 def _trial_rows(tuner):
@@ -242,3 +253,28 @@ def _check_arguments(student_fn, temperature, alpha, methods, max_trials, epochs
         check_space("alpha", alpha, 0.0, 1.0, low_open=False),
         check_methods(methods),
     )
+
+
+def _trial_history(trial):
+    """A trial's per-epoch logs, as `fit` would return them (`{name: [value per epoch]}`)."""
+    tracker = trial.metrics
+    return {
+        name: [float(observation.mean()) for observation in tracker.get_history(name)]
+        for name in sorted(tracker.metrics)
+    }
+
+
+def _checked_student(student):
+    if not isinstance(student, keras.Model):
+        raise TypeError(f"student_fn must return a keras.Model; it returned {type(student).__name__}.")
+    return student
+
+
+def _train_scratch(model, train_data, validation_data, epochs, steps_per_epoch, learning_rate, verbose):
+    """The baseline: `model` trained on the labels alone with the trials' budget; `(model, history)`."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses_lib.CrossEntropy(), metrics=["accuracy"])
+    history = model.fit(
+        train_data, validation_data=validation_data, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
+        shuffle=False,
+    )
+    return model, history.history
