@@ -160,8 +160,8 @@ def _add_tools(commands):
     export.add_argument(
         "--calibration-data",
         default=None,
-        help="int8 calibration inputs: 'embedded' (the built-in digits) or an .npz file with array 'x'; default: "
-        "the training images of the run the model comes from (its folder's config.yaml)",
+        help="int8 calibration inputs: 'embedded' (the built-in digits), an .npz file with array 'x', or a run "
+        "folder; default: the training images of the run the model comes from (its folder's config.yaml)",
     )
     export.add_argument("--calibration-steps", type=_positive_int, default=200, help="samples used (default: 200)")
     export.add_argument("--output", default=None, help="the .tflite path (default: export/<model>_<quantization>.tflite)")
@@ -174,7 +174,10 @@ def _add_tools(commands):
     )
     evaluate.add_argument("tflite", help="the .tflite file")
     evaluate.add_argument(
-        "--data", default="embedded", help="'embedded' (the digits' test split) or an .npz file with 'x' and 'y'"
+        "--data",
+        default=None,
+        help="'embedded' (the digits' test split), an .npz file with 'x' and 'y', or a run folder (its test split); "
+        "default: the test split of the run the file is in, else 'embedded'",
     )
     evaluate.add_argument("--keras-model", default=None, help="the .keras model it came from, for agreement")
     evaluate.add_argument("--threads", type=_positive_int, default=None, help="interpreter threads")
@@ -188,11 +191,12 @@ def _export(args):
 
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"No model file at {args.model}; pass the path of a saved .keras model.")
-    run_config = os.path.join(os.path.dirname(os.path.abspath(args.model)), "config.yaml")
-    if args.quantization == "int8" and args.calibration_data is None and not os.path.isfile(run_config):
+    calibration_source = args.calibration_data or os.path.dirname(os.path.abspath(args.model))
+    if args.quantization == "int8" and args.calibration_data is None and not _is_run_folder(calibration_source):
         raise ValueError(
-            "--quantization int8 needs calibration images: --calibration-data ('embedded', or an .npz file with "
-            f"array 'x'), or a model inside a run folder (its config.yaml names the data; none beside {args.model})."
+            "--quantization int8 needs calibration images: --calibration-data ('embedded', an .npz file with "
+            f"array 'x', or a run folder), or a model inside a run folder (its config.yaml names the data; none "
+            f"beside {args.model})."
         )
     stem = os.path.splitext(os.path.basename(args.model))[0]
     output = args.output or os.path.join("export", f"{stem}_{args.quantization}.tflite")
@@ -201,17 +205,14 @@ def _export(args):
     if os.path.exists(output) and not args.overwrite:
         raise FileExistsError(f"{output} already exists. Pass --overwrite to replace it, or choose --output.")
     calibration = None
-    if args.calibration_data is not None:
+    if _is_run_folder(calibration_source) and args.quantization == "int8":
+        # A model of a run: calibrate on that run's own training images.
+        calibration = _run_split(calibration_source, "train").x[: args.calibration_steps]
+        print(f"Calibrating on {len(calibration)} training images of the run's data ({calibration_source}).")
+    elif args.calibration_data is not None:
         calibration, _ = data.load_arrays(
             args.calibration_data, split="train", need_labels=False, limit=args.calibration_steps
         )
-    elif args.quantization == "int8":
-        # A model of a run: calibrate on that run's own training images.
-        from kerasdistill import config, pipeline
-
-        settings = config.load(run_config)
-        calibration = pipeline.load_data(settings["data"], settings["training"]["seed"]).train.x[: args.calibration_steps]
-        print(f"Calibrating on {len(calibration)} training images of the run's data ({run_config}).")
     model = files.load_model(args.model)
     result = to_tflite(
         model,
@@ -233,7 +234,13 @@ def _evaluate(args):
     from kerasdistill import data, files
     from kerasdistill.export import evaluate_tflite
 
-    x, y = data.load_arrays(args.data, split="test")
+    source = args.data or os.path.dirname(os.path.abspath(args.tflite))
+    if _is_run_folder(source):
+        # A file of a run: its own test split, which no training image is in.
+        x, y = _run_split(source, "test")
+        print(f"Evaluating on the test split of the run's data ({source}).")
+    else:
+        x, y = data.load_arrays(args.data or "embedded", split="test")
     keras_model = files.load_model(args.keras_model) if args.keras_model else None
     report = evaluate_tflite(args.tflite, (x, y), keras_model=keras_model, num_threads=args.threads)
     if args.json:
@@ -243,6 +250,18 @@ def _evaluate(args):
     print(f"  accuracy {report['accuracy']:.4f} on {len(x)} samples; latency {report['latency_ms']:.3f} ms/image")
     if keras_model is not None:
         print(f"  agreement with the Keras model {report['agreement']:.4f}; max |diff| {report['max_abs_diff']:.3g}")
+
+
+def _is_run_folder(path):
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.yaml"))
+
+
+def _run_split(folder, split):
+    """The `split` ("train" or "test") of the data a run folder's config.yaml names, split as the run split it."""
+    from kerasdistill import config, pipeline
+
+    settings = config.load(os.path.join(folder, "config.yaml"))
+    return getattr(pipeline.load_data(settings["data"], settings["training"]["seed"]), split)
 
 
 def _run_config(args):

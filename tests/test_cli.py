@@ -57,6 +57,10 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
     exported = kerasdistill("export", str(folder / "student.keras"), "--output", str(tmp_path / "student.tflite"))
     assert exported.returncode == 0, exported.stderr[-2000:]
     assert "Calibrating on 200 training images of the run's data" in exported.stdout and "int8" in exported.stdout
+    # A file of a run is evaluated on that run's own test split.
+    evaluated = kerasdistill("evaluate", str(folder / "student_int8.tflite"))
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "test split of the run's data" in evaluated.stdout and "on 1000 samples" in evaluated.stdout
 
     again = kerasdistill("run", "--epochs", "1", "--output", str(tmp_path), "--name", "first")
     assert again.returncode == 2
