@@ -256,7 +256,7 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
     def run_teachers(self, x):
         """The teachers' `Outputs` on `x` (combined logits, tapped features), with no gradient."""
         if self._taps.teacher is not None:
-            outputs, features = self._taps.run_teacher(self.teacher, x)
+            outputs, features = self._taps.run_teacher(x)
             logits = [logits_from(outputs, self.teacher_output_kinds[0])]
         else:
             features = {}

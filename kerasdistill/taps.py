@@ -64,10 +64,8 @@ class Taps:
                 adapters[pair] = adapter
         return cls(teacher_model, student_model, teacher_names, student_names, adapters)
 
-    def run_teacher(self, teacher, x):
-        """`(outputs, {layer: feature})` of the teacher in inference mode."""
-        if self.teacher is None:
-            return teacher(x, training=False), {}
+    def run_teacher(self, x):
+        """`(outputs, {layer: feature})` of the tapped teacher in inference mode."""
         outputs = self.teacher(x, training=False)
         return outputs[0], dict(zip(self.teacher_names, outputs[1:]))
 
