@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from kerasdistill.defaults import PRECISIONS, QUANTIZATIONS, STRATEGIES
+from kerasdistill.defaults import PRECISIONS, QUANTIZATIONS, STRATEGIES, TARGETS
 
 # Command-line flags of `run` and the config keys they override.
 RUN_OVERRIDES = {
@@ -47,6 +47,23 @@ def _names(text):
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _class_names(text):
+    """Comma-separated names, or a text file with one name per line (a labels.txt)."""
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    return _names(text)
+
+
+def _normalization(text):
+    parts = text.split(",")
+    try:
+        mean, std = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be MEAN,STD (e.g. 0,255 for a model that takes [0, 1]), got {text}") from None
+    return mean, std
+
+
 # Labeled images of the embedded default (the other training digits are the transfer set).
 EMBEDDED_LABELED_SIZE = 500
 
@@ -79,6 +96,7 @@ def build_parser():
     commands.required = True
     _add_run(commands)
     _add_tools(commands)
+    _add_export(commands)
     return parser
 
 
@@ -137,7 +155,7 @@ def _add_run(commands):
 
 
 def _add_tools(commands):
-    """The subcommands around a run: clean, init, export, evaluate."""
+    """The subcommands around a run: clean, init, evaluate."""
     clean = commands.add_parser(
         "clean",
         help="list the resume states of unfinished runs; --remove deletes those no live process owns",
@@ -148,25 +166,6 @@ def _add_tools(commands):
     init = commands.add_parser("init", help="write a commented example pipeline config")
     init.add_argument("path", nargs="?", default="pipeline.yaml", help="where to write it (default: pipeline.yaml)")
     init.add_argument("--overwrite", action="store_true", help="replace an existing file")
-
-    export = commands.add_parser(
-        "export",
-        help="convert a saved .keras model to a (quantized) .tflite file",
-        description="Converts a .keras model to .tflite. The file is written atomically; an existing one is "
-        "replaced only with --overwrite.",
-    )
-    export.add_argument("model", help="the .keras model (loaded in Keras' safe mode)")
-    export.add_argument("--quantization", choices=QUANTIZATIONS, default="int8", help="default: int8")
-    export.add_argument(
-        "--calibration-data",
-        default=None,
-        help="int8 calibration inputs: 'embedded' (the built-in digits), an .npz file with array 'x', or a run "
-        "folder; default: the training images of the run the model comes from (its folder's config.yaml)",
-    )
-    export.add_argument("--calibration-steps", type=_positive_int, default=200, help="samples used (default: 200)")
-    export.add_argument("--output", default=None, help="the .tflite path (default: export/<model>_<quantization>.tflite)")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    _add_verbose(export)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -185,34 +184,93 @@ def _add_tools(commands):
     _add_verbose(evaluate)
 
 
+def _add_export(commands):
+    """`kerasdistill export`: a .keras model to a plain or app-ready classifier .tflite file."""
+    export = commands.add_parser(
+        "export",
+        help="convert a saved .keras model to a (quantized) .tflite file",
+        description="Converts a .keras model to .tflite. The file is written atomically; an existing one is "
+        "replaced only with --overwrite.",
+    )
+    export.add_argument("model", help="the .keras model (loaded in Keras' safe mode)")
+    export.add_argument("--quantization", choices=QUANTIZATIONS, default="int8", help="default: int8")
+    export.add_argument(
+        "--calibration-data",
+        default=None,
+        help="int8 calibration inputs: 'embedded' (the built-in digits), an .npz file with array 'x', or a run "
+        "folder; default: the training images of the run the model comes from (its folder's config.yaml)",
+    )
+    export.add_argument("--calibration-steps", type=_positive_int, default=200, help="samples used (default: 200)")
+    export.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="plain",
+        help="plain (default): the model as trained; classifier: the file for MediaPipe Tasks and Android/iOS apps "
+        "(RGB in, probabilities out, uint8 when int8, metadata and labels inside)",
+    )
+    export.add_argument(
+        "--class-names",
+        type=_class_names,
+        default=None,
+        help="classifier: the labels, comma-separated or a text file with one per line; default: the class names "
+        "of the run the model comes from",
+    )
+    export.add_argument(
+        "--input-normalization",
+        type=_normalization,
+        default=None,
+        help="classifier: MEAN,STD with model input = (pixel - MEAN) / STD; default 0,1 (raw 0-255 pixels, as "
+        "every kerasdistill model takes)",
+    )
+    export.add_argument(
+        "--output", default=None, help="the .tflite path (default: export/<model>_<quantization>[_classifier].tflite)"
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _add_verbose(export)
+
+
 def _export(args):
     from kerasdistill import data, files
     from kerasdistill.export import to_tflite
 
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"No model file at {args.model}; pass the path of a saved .keras model.")
-    calibration_source = args.calibration_data or os.path.dirname(os.path.abspath(args.model))
-    if args.quantization == "int8" and args.calibration_data is None and not _is_run_folder(calibration_source):
+    if args.target == "plain" and (args.class_names or args.input_normalization):
+        raise ValueError("--class-names and --input-normalization go into a classifier file's metadata; add --target classifier.")
+    folder = os.path.dirname(os.path.abspath(args.model))
+    # The run the model belongs to (or that --calibration-data names): its data calibrates and names classes.
+    run = next((path for path in (args.calibration_data, folder) if path and _is_run_folder(path)), None)
+    if args.quantization == "int8" and args.calibration_data is None and run is None:
         raise ValueError(
             "--quantization int8 needs calibration images: --calibration-data ('embedded', an .npz file with "
             f"array 'x', or a run folder), or a model inside a run folder (its config.yaml names the data; none "
             f"beside {args.model})."
         )
     stem = os.path.splitext(os.path.basename(args.model))[0]
-    output = args.output or os.path.join("export", f"{stem}_{args.quantization}.tflite")
+    suffix = "" if args.target == "plain" else f"_{args.target}"
+    output = args.output or os.path.join("export", f"{stem}_{args.quantization}{suffix}.tflite")
     if os.path.isdir(output):
         raise IsADirectoryError(f"--output {output} is a folder; give the .tflite file's path, e.g. {os.path.join(output, stem + '.tflite')}.")
     if os.path.exists(output) and not args.overwrite:
         raise FileExistsError(f"{output} already exists. Pass --overwrite to replace it, or choose --output.")
+    needs_run = args.quantization == "int8" or (args.target == "classifier" and args.class_names is None)
+    splits = _run_splits(run) if run is not None and needs_run else None
     calibration = None
-    if _is_run_folder(calibration_source) and args.quantization == "int8":
+    if args.quantization == "int8" and splits is not None and args.calibration_data in (None, run):
         # A model of a run: calibrate on that run's own training images.
-        calibration = _run_split(calibration_source, "train").x[: args.calibration_steps]
-        print(f"Calibrating on {len(calibration)} training images of the run's data ({calibration_source}).")
-    elif args.calibration_data is not None:
+        calibration = splits.train.x[: args.calibration_steps]
+        print(f"Calibrating on {len(calibration)} training images of the run's data ({run}).")
+    elif args.quantization == "int8":
         calibration, _ = data.load_arrays(
             args.calibration_data, split="train", need_labels=False, limit=args.calibration_steps
         )
+    options = {}
+    if args.target == "classifier":
+        names = args.class_names or (splits.class_names if splits is not None else None)
+        if names is None and splits is not None:
+            names = [str(index) for index in range(splits.num_classes)]
+            print("The run's data names no classes: the labels are the class indices (pass --class-names).")
+        options = {"class_names": names, "input_normalization": args.input_normalization}
     model = files.load_model(args.model)
     result = to_tflite(
         model,
@@ -220,12 +278,16 @@ def _export(args):
         quantization=args.quantization,
         representative_data=calibration,
         calibration_steps=args.calibration_steps,
+        target=args.target,
+        **options,
     )
-    print(f"Wrote {result.path}: {result.size_bytes / 1024:.1f} KiB, {result.quantization}")
+    print(f"Wrote {result.path}: {result.size_bytes / 1024:.1f} KiB, {result.quantization}, {result.target}")
     for kind, tensors in (("input", result.inputs), ("output", result.outputs)):
         for tensor in tensors:
             quantization = "" if tensor.scale is None else f" scale={tensor.scale:g} zero_point={tensor.zero_point}"
             print(f"  {kind} {tensor.name}: {tensor.dtype} {tensor.shape}{quantization}")
+    if result.class_names:
+        print(f"  labels: {', '.join(result.class_names)}")
 
 
 def _evaluate(args):
@@ -237,7 +299,7 @@ def _evaluate(args):
     source = args.data or os.path.dirname(os.path.abspath(args.tflite))
     if _is_run_folder(source):
         # A file of a run: its own test split, which no training image is in.
-        x, y = _run_split(source, "test")
+        x, y = _run_splits(source).test
         print(f"Evaluating on the test split of the run's data ({source}).")
     else:
         x, y = data.load_arrays(args.data or "embedded", split="test")
@@ -256,12 +318,12 @@ def _is_run_folder(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.yaml"))
 
 
-def _run_split(folder, split):
-    """The `split` ("train" or "test") of the data a run folder's config.yaml names, split as the run split it."""
+def _run_splits(folder):
+    """The `Splits` of the data a run folder's config.yaml names, split as the run split them."""
     from kerasdistill import config, pipeline
 
     settings = config.load(os.path.join(folder, "config.yaml"))
-    return getattr(pipeline.load_data(settings["data"], settings["training"]["seed"]), split)
+    return pipeline.load_data(settings["data"], settings["training"]["seed"])
 
 
 def _run_config(args):

@@ -16,6 +16,7 @@ from kerasdistill.defaults import (
     PRECISIONS,
     QUANTIZATIONS,
     STRATEGIES,
+    TARGETS,
     TEMPERATURE,
 )
 from kerasdistill.ranges import describe, in_range
@@ -184,13 +185,29 @@ def _optional_views(key, value):
     return value if value is None else _number(1, whole=True)(key, value)
 
 
-def _quantizations(key, value):
-    value = [value] if isinstance(value, str) else value
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"{key} must be a list of {', '.join(QUANTIZATIONS)}; got {_shown(value)}.")
-    for item in value:
-        _choice(QUANTIZATIONS)(key, item)
-    return value
+def _choices(options):
+    """A non-empty list of `options` (a single one may be given bare)."""
+
+    def check(key, value):
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{key} must be a list of {', '.join(options)}; got {_shown(value)}.")
+        for item in value:
+            _choice(options)(key, item)
+        return value
+
+    return check
+
+
+def _class_names(key, value):
+    if value is None:
+        return None
+    names = value if isinstance(value, list) else None
+    if not names or len(names) < 2 or not all(isinstance(n, (str, int)) and str(n).strip() and "\n" not in str(n) for n in names):
+        raise ValueError(f"{key} must be a list of at least 2 one-line class names, in label order, or null; got {_shown(value)}.")
+    if len({str(n).strip() for n in names}) != len(names):
+        raise ValueError(f"{key} must not repeat a name; got {_shown(value)}.")
+    return [str(n).strip() for n in names]
 
 
 SCHEMA = {
@@ -209,6 +226,12 @@ SCHEMA = {
             _optional_count,
             "few labels: keep the labels of this many training images (a count or a fraction below 1); "
             "the other training images become the unlabeled transfer set. null keeps every label",
+        ),
+        "class_names": (
+            None,
+            _class_names,
+            "one name per class, in label order (the labels of exported classifier files); null: the source's own "
+            "(folder names, tfds label names, digits 0-9, an .npz class_names array), else the class indices",
         ),
         "unlabeled_path": (
             None,
@@ -277,7 +300,15 @@ SCHEMA = {
         "plots": (True, _flag, "PNG plots: training curves, accuracy vs size and latency, tuning trials"),
         "tensorboard": (False, _flag, "TensorBoard logs in the run folder (or pass --tensorboard)"),
     },
-    "export": {"quantizations": (["float32", "int8"], _quantizations, ".tflite variants of the student")},
+    "export": {
+        "quantizations": (["float32", "int8"], _choices(QUANTIZATIONS), ".tflite variants of the student"),
+        "targets": (
+            ["plain", "classifier"],
+            _choices(TARGETS),
+            "plain: the student as trained; classifier: RGB in, probabilities out, with metadata and labels, for "
+            "MediaPipe Tasks and Android/iOS apps (student_<quantization>_classifier.tflite)",
+        ),
+    },
 }
 
 

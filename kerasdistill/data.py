@@ -16,7 +16,11 @@ from kerasdistill.backend import is_tf_dataset, tf
 
 Split = collections.namedtuple("Split", ["x", "y"])
 # `unlabeled`: inputs without labels (a transfer set for distillation), or None.
-Splits = collections.namedtuple("Splits", ["train", "val", "test", "num_classes", "unlabeled"], defaults=(None,))
+# `class_names`: one name per class where the source has them (folder names,
+# tfds label names, an .npz `class_names` array), else None.
+Splits = collections.namedtuple(
+    "Splits", ["train", "val", "test", "num_classes", "unlabeled", "class_names"], defaults=(None, None)
+)
 
 # File names of the MNIST family in IDX format: (training, test) patterns.
 IDX_FILES = {
@@ -86,7 +90,7 @@ def load_digits(val_size=500, test_size=1000, seed=0):
     for name, chunks in parts.items():
         index = rng.permutation(np.concatenate(chunks))
         splits[name] = Split(images[index], labels[index])
-    return Splits(splits["train"], splits["val"], splits["test"], 10)
+    return Splits(splits["train"], splits["val"], splits["test"], 10, class_names=tuple(str(d) for d in range(10)))
 
 
 def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
@@ -389,7 +393,8 @@ def load_npz_splits(path, validation_size=500, seed=0):
 
     Args:
         path: an `.npz` file holding `x_train`, `y_train`, `x_test` and
-            `y_test` (inputs as numbers, labels as class indices 0..C-1).
+            `y_test` (inputs as numbers, labels as class indices 0..C-1),
+            and optionally `class_names` (C strings).
         validation_size: moved at random from training to validation: a
             count, or a fraction below 1.
         seed: seed of that random choice.
@@ -412,11 +417,12 @@ def load_npz_splits(path, validation_size=500, seed=0):
         if missing:
             raise ValueError(f"{path} lacks arrays {', '.join(missing)}; it must hold {', '.join(wanted)} (it holds {sorted(arrays.files)}).")
         x, y, x_test, y_test = (arrays[k] for k in wanted)
+        names = tuple(str(name) for name in arrays["class_names"]) if "class_names" in arrays.files else None
     if len(x) != len(y) or len(x_test) != len(y_test):
         raise ValueError(f"{path}: x_train/y_train or x_test/y_test differ in length; give one label per sample.")
     if x.ndim == 3:
         x, x_test = x[..., None], x_test[..., None]
-    return _with_validation(x, y, x_test, y_test, validation_size, seed)
+    return _with_validation(x, y, x_test, y_test, validation_size, seed, len(names) if names else None, names)
 
 
 def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=0.2, seed=0):
@@ -487,7 +493,7 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
     if split_folders:
         # test/ may hold fewer classes: its labels are renumbered by class name.
         y_test = np.asarray([train_classes.index(name) for name in test_classes], np.int32)[y_test]
-    return _with_validation(x, y, x_test, y_test, validation_size, seed)
+    return _with_validation(x, y, x_test, y_test, validation_size, seed, len(train_classes), tuple(train_classes))
 
 
 def _first_undecodable(folder):
@@ -558,8 +564,10 @@ def load_tfds(name, data_dir=None, train_split="train", test_split="test", image
 
     x, y = dataset_to_arrays(train.map(prepare))
     x_test, y_test = dataset_to_arrays(test.map(prepare))
-    classes = info.features["label"].num_classes if "label" in info.features else None
-    return _with_validation(x, y, x_test, y_test, validation_size, seed, classes)
+    label = info.features["label"] if "label" in info.features else None
+    classes = getattr(label, "num_classes", None)
+    names = tuple(label.names) if classes and getattr(label, "names", None) else None
+    return _with_validation(x, y, x_test, y_test, validation_size, seed, classes, names)
 
 
 def _first_image_size(path):
@@ -593,7 +601,7 @@ def as_arrays(data):
     raise TypeError(f"Evaluation data must be an (x, y) tuple or a tf.data.Dataset of (x, y); got {type(data).__name__}.")
 
 
-def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None):
+def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None, class_names=None):
     """Splits with `validation_size` (a count, or a fraction below 1) moved from training to validation."""
     count = int(round(validation_size * len(x))) if validation_size < 1 else int(validation_size)
     if not 0 < count < len(x):
@@ -604,6 +612,11 @@ def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None):
     x, x_test = x.astype(np.float32), x_test.astype(np.float32)
     y, y_test = y.astype(np.int32).reshape(-1), y_test.astype(np.int32).reshape(-1)
     classes = classes or int(max(y.max(), y_test.max())) + 1
+    if max(y.max(), y_test.max()) >= classes:
+        raise ValueError(
+            f"The labels go up to {int(max(y.max(), y_test.max()))} but there are {classes} class names; give one "
+            "name per class (labels 0..C-1)."
+        )
     index = np.random.default_rng(seed).permutation(len(x))
     val, train = index[:count], index[count:]
-    return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x_test, y_test), classes)
+    return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x_test, y_test), classes, class_names=class_names)

@@ -22,3 +22,7 @@ MAX_TEMPERATURE = 100.0
 STRATEGIES = ("none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+# What an exported .tflite file is for: "plain" (the model as trained) or
+# "classifier" (RGB in, probabilities out, metadata and labels for
+# MediaPipe Tasks and the TFLite Task Library).
+TARGETS = ("plain", "classifier")

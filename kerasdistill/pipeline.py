@@ -36,6 +36,14 @@ from kerasdistill.tuning import tune
 def load_data(data_config, seed):
     """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section."""
     splits = _load_labeled(data_config, seed)
+    if data_config["class_names"] is not None:
+        names = data_config["class_names"]
+        if len(names) != splits.num_classes:
+            raise ValueError(
+                f"data.class_names has {len(names)} names but the data has {splits.num_classes} classes; give one "
+                "name per class, in label order."
+            )
+        splits = splits._replace(class_names=tuple(names))
     if data_config["labeled_size"] is not None:
         splits = data_lib.hold_out_labels(splits, data_config["labeled_size"], seed)
     if data_config["unlabeled_path"] is not None:
@@ -314,24 +322,42 @@ def train_scratch(state, inputs):
 def export_and_measure(state, inputs, student, keras_path):
     """The export stage: the student as `.tflite` files, each measured through the interpreter on the test set.
 
+    For each quantization: the plain file (`student_<quantization>.tflite`)
+    and the app-ready classifier file (`student_<quantization>_classifier.tflite`:
+    RGB in, probabilities out, metadata and labels), as `export.targets` asks.
+
     Returns:
-        `(files, comparison)`: the `ExportResult`s and `export.compare`'s report.
+        `(files, comparison)`: the `TFLiteResult`s and `export.compare`'s report.
     """
-    quantizations = state.config["export"]["quantizations"]
-    splits = inputs.splits
-    state.say(f"\nExport: the distilled student to {', '.join(quantizations)} .tflite files")
+    settings, splits = state.config["export"], inputs.splits
+    targets = settings["targets"]
+    names = None
+    if "classifier" in targets:
+        names = splits.class_names or tuple(str(index) for index in range(splits.num_classes))
+        if splits.class_names is None:
+            state.say(f"  The data names no classes: the classifier files' labels are the indices 0-{splits.num_classes - 1} (set data.class_names).")
+    state.say(f"\nExport: the distilled student to {', '.join(settings['quantizations'])} .tflite files ({', '.join(targets)})")
     exported = []
-    for quantization in quantizations:
+    for quantization in settings["quantizations"]:
         if quantization == "int8":
             state.say(f"  calibrating int8 on {min(200, len(splits.train.x))} training samples")
-        exported.append(
-            export.to_tflite(
-                student,
-                os.path.join(state.folder, f"student_{quantization}.tflite"),
-                quantization=quantization,
-                representative_data=splits.train.x if quantization == "int8" else None,
+        calibration = splits.train.x if quantization == "int8" else None
+        for target in targets:
+            suffix = "" if target == "plain" else f"_{target}"
+            options = {} if target == "plain" else {
+                "class_names": names,
+                "model_info": {"name": f"{student.name} (kerasdistill)", "version": os.path.basename(state.folder)},
+            }
+            exported.append(
+                export.to_tflite(
+                    student,
+                    os.path.join(state.folder, f"student_{quantization}{suffix}.tflite"),
+                    quantization=quantization,
+                    representative_data=calibration,
+                    target=target,
+                    **options,
+                )
             )
-        )
     state.say(f"  measuring each file through the LiteRT interpreter on {len(splits.test.x)} test samples")
     comparison = export.compare(
         student, [result.path for result in exported], splits.test, keras_path=keras_path, num_threads=1,

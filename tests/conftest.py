@@ -41,6 +41,12 @@ def trained_teacher(digits):
     return train_builtin("convnet_teacher", digits, epochs=2)
 
 
+@pytest.fixture(scope="session")
+def trained_student(digits):
+    """A convnet student trained alone 4 epochs: the model the export tests convert."""
+    return train_builtin("convnet_student", digits, epochs=4)
+
+
 @pytest.fixture
 def small_student():
     keras.utils.set_random_seed(1)

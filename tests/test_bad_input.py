@@ -144,6 +144,8 @@ CASES = [
     ("evaluate_labels_beyond_classes", lambda m: evaluate_tflite(m_tflite(m), (X, Y + 10)), ValueError, r"labels range over \[10, 17\] but .* outputs 10", "0..9"),
     ("npz_path_is_a_folder", lambda m: data.load_arrays(str(m.folder)), IsADirectoryError, "is a folder", "path of an .npz file"),
     ("hint_layer_missing_in_a_run", lambda m: pipeline.run({"distillation": {"losses": [{"name": "hint", "config": {"pairs": [["relu2", "conv9"]]}}]}}, output=str(m.folder / "hint")), ValueError, "names student layer\\(s\\) conv9", "Its layers: .*relu1"),
+    ("classifier_without_class_names", lambda m: to_tflite(m.student, os.path.join(m.folder, "c.tflite"), target="classifier"), ValueError, "needs class_names: 10 names", "folder names"),
+    ("classifier_wrong_normalization", lambda m: to_tflite(m.student, os.path.join(m.folder, "c.tflite"), quantization="int8", representative_data=np.linspace(0, 1, 8 * 784).reshape(8, 28, 28, 1).astype("float32"), target="classifier", class_names=list("abcdefghij")), ValueError, r"calibration data spans \[0, 1\]", r"\(0, 255\) for \[0, 1\]"),
     ("npz_missing_arrays", lambda m: data.load_npz_splits(np.savez(os.path.join(m.folder, "f.npz"), x=X) or os.path.join(m.folder, "f.npz")), ValueError, "lacks arrays x_train", "must hold x_train, y_train, x_test, y_test"),
 ]
 

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import train_builtin
 
 from kerasdistill import export, transfer
 from kerasdistill.backend import keras
@@ -16,8 +15,8 @@ from kerasdistill.export.tflite import calibration_samples
 
 
 @pytest.fixture(scope="module")
-def student(digits):
-    return train_builtin("convnet_student", digits, epochs=4)
+def student(trained_student):
+    return trained_student
 
 
 @pytest.fixture(scope="module")

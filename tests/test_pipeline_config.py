@@ -69,7 +69,9 @@ def test_a_config_with_every_section_runs_end_to_end_and_writes_every_artifact(i
     trials = report["tuning"]["trials"]
     assert len(trials) == 3 and trials[-1]["trial"] == "scratch"
     assert "scratch student" in report["tuning"]["verdict"]
-    assert [r["model"] for r in report["export"]["models"]][1:] == ["student_float32.tflite", "student_dynamic.tflite", "student_int8.tflite"]
+    assert [r["model"] for r in report["export"]["models"]][1:] == [
+        f"student_{q}{suffix}.tflite" for q in ("float32", "dynamic", "int8") for suffix in ("", "_classifier")
+    ]
     for name in ("training_curves.png", "accuracy_vs_size.png", "tuning.png"):
         image = (run / name).read_bytes()
         assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 10_000

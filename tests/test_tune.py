@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kerasdistill import data, metrics, models
+from kerasdistill.backend import keras
 from kerasdistill.tuning import tune
 
 
@@ -24,6 +25,10 @@ def test_classification_report_equals_a_hand_count():
 
 
 def test_a_tiny_search_runs_end_to_end_and_reports_scratch(digits, trained_teacher, tmp_path):
+    # Seeded: the trials drawn (and the students' initial weights) must not
+    # depend on which tests ran before. Unseeded, some orders drew three DKD
+    # trials, which reach only 0.63-0.74 after one epoch (soft_target_kl: 0.86-0.90).
+    keras.utils.set_random_seed(0)
     train = data.to_dataset(*digits.train, batch_size=64)
     val = data.to_dataset(*digits.val, batch_size=64)
 

@@ -9,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill.data import as_arrays
+from kerasdistill.export.classifier import classifier_model
+from kerasdistill.export.metadata import find_metadata
 from kerasdistill.files import save_model
 from kerasdistill.metrics import class_indices, classification_report, keras_outputs
 from kerasdistill.tables import format_table
@@ -42,7 +44,8 @@ class TFLiteModel:
 
     Inputs are quantized and outputs dequantized with the file's own scales
     and zero points, so `predict` takes and returns the same float values as
-    the Keras model it came from.
+    the Keras model it came from. A classifier file (`metadata` not None)
+    takes grayscale images too, as RGB with R = G = B.
 
     Args:
         model: path of a `.tflite` file, or its bytes.
@@ -59,6 +62,7 @@ class TFLiteModel:
     def __init__(self, model, num_threads=None):
         self.path = None if isinstance(model, (bytes, bytearray)) else os.fspath(model)
         self.interpreter = make_interpreter(model, num_threads)
+        self.metadata = find_metadata(model)
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"Only single-input, single-output models are supported; got {len(inputs)} and {len(outputs)}.")
@@ -88,8 +92,16 @@ class TFLiteModel:
             return (y.astype(np.float32) - zero_point) * scale
         return y.astype(np.float32)
 
-    def __call__(self, x):
+    def as_input(self, x):
+        """`x` as the file takes it: grayscale images repeated to RGB for a classifier file."""
         x = np.asarray(x, dtype=np.float32)
+        rgb = self.metadata is not None and self.input_shape[-1] == 3
+        if rgb and x.ndim == 4 and x.shape[-1] == 1 and x.shape[1:-1] == self.input_shape[:-1]:
+            return np.repeat(x, 3, axis=-1)
+        return x
+
+    def __call__(self, x):
+        x = self.as_input(x)
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"Inputs of shape {x.shape[1:]} given; the model takes {self.input_shape}.")
         self._resize(len(x))
@@ -139,13 +151,31 @@ def evaluate_tflite(path, data, keras_model=None, num_threads=None, batch_size=6
     ```
     """
     x, y = as_arrays(data)
-    reference = None if keras_model is None else keras_outputs(keras_model, x, batch_size)
-    return _measure(path, x, y, reference, num_threads, batch_size, latency_runs)
+    return _measure(path, x, y, _Reference(keras_model, x), num_threads, batch_size, latency_runs)
 
 
-def _measure(path, x, y, reference, num_threads, batch_size, latency_runs):
+class _Reference:
+    """The Keras model's outputs on `x` as each kind of file computes them: for a
+    classifier file, RGB images in and probabilities out (computed once per kind)."""
+
+    def __init__(self, model, x):
+        self.model, self.x, self.outputs = model, x, {}
+
+    def __call__(self, tflite=None):
+        """Outputs for what `tflite` computes (None: the Keras model's own)."""
+        if self.model is None:
+            return None
+        classifier = tflite is not None and tflite.metadata is not None
+        if classifier not in self.outputs:
+            model = classifier_model(self.model) if classifier else self.model
+            self.outputs[classifier] = keras_outputs(model, tflite.as_input(self.x) if classifier else self.x)
+        return self.outputs[classifier]
+
+
+def _measure(path, x, y, references, num_threads, batch_size, latency_runs):
     tflite = TFLiteModel(path, num_threads=num_threads)
     outputs = tflite.predict(x, batch_size=batch_size)
+    reference = references(tflite)
     labels = class_indices(y)
     if len(labels) and (labels.min() < 0 or labels.max() >= outputs.shape[-1]):
         raise ValueError(
@@ -215,7 +245,8 @@ def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency
     ```
     """
     x, y = as_arrays(data)
-    reference = keras_outputs(keras_model, x)
+    references = _Reference(keras_model, x)
+    reference = references()
     rows = [
         {
             "model": keras_name or f"keras ({keras_model.name})",
@@ -229,7 +260,7 @@ def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency
         }
     ]
     for path in paths:
-        report = _measure(path, x, y, reference, num_threads, 64, latency_runs)
+        report = _measure(path, x, y, references, num_threads, 64, latency_runs)
         rows.append(
             {
                 "model": os.path.basename(os.fspath(path)),

@@ -14,8 +14,18 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill.backend import require_tensorflow_backend
-from kerasdistill.defaults import QUANTIZATIONS
 from kerasdistill import files
+from kerasdistill.defaults import QUANTIZATIONS, TARGETS
+from kerasdistill.export.classifier import (
+    RAW_PIXELS,
+    check_class_names,
+    check_normalization,
+    check_pixel_range,
+    classifier_metadata,
+    classifier_model,
+    uint8_input_quantization,
+)
+from kerasdistill.export.metadata import write_metadata
 
 
 
@@ -43,6 +53,8 @@ class TFLiteResult:
     size_bytes: int
     inputs: tuple
     outputs: tuple
+    target: str = "plain"
+    class_names: tuple = ()
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -82,8 +94,19 @@ def to_tflite(
     representative_data=None,
     calibration_steps=200,
     overwrite=True,
+    target="plain",
+    class_names=None,
+    input_normalization=None,
+    model_info=None,
 ):
     """Converts a Keras model to a `.tflite` file.
+
+    `target="classifier"` makes the file an app drops into MediaPipe Tasks'
+    `ImageClassifier` (Android, iOS, web, Python) or the TFLite Task
+    Library: RGB images in, class probabilities out (a softmax appended to
+    logits, a luma layer in front of a grayscale model), uint8 input and
+    output when quantized to int8, and TFLite metadata with the input
+    normalization and the labels file packed in (`read_metadata` reads it).
 
     Args:
         model: a Keras model (Keras 3 or tf_keras) with one input.
@@ -97,10 +120,19 @@ def to_tflite(
             `(x, y[, w])` batches, shaped like the model's input.
         calibration_steps: at most this many samples are used for calibration.
         overwrite: whether an existing file at `path` may be replaced.
+        target: `"plain"` (the model as it is; int8 input and output) or
+            `"classifier"` (as above).
+        class_names: for `"classifier"`: one name per class, in output order.
+        input_normalization: for `"classifier"`: `(mean, std)` such that
+            the model's input is `(pixel - mean) / std` for 0-255 pixels.
+            Default `(0, 1)`: the model takes raw pixels and scales them
+            itself, as every kerasdistill model does.
+        model_info: for `"classifier"`: a dict of the metadata's `name`,
+            `description`, `version`, `author` and `license` (text).
 
     Returns:
-        A `TFLiteResult` with the path, the size in bytes and the input and
-        output types, scales and zero points.
+        A `TFLiteResult` with the path, the size in bytes, the input and
+        output types, scales and zero points, the target and class names.
 
     Example:
 
@@ -108,11 +140,57 @@ def to_tflite(
     result = to_tflite(student, "export/student_int8.tflite",
                        quantization="int8", representative_data=train_ds)
     print(result.size_bytes, result.inputs[0].scale)
+    app_file = to_tflite(student, "export/flowers_int8_classifier.tflite", quantization="int8",
+                         representative_data=train_ds, target="classifier", class_names=names)
     ```
     """
     require_tensorflow_backend("TFLite conversion (to_tflite)")
+    classifier_options = (class_names, input_normalization, model_info)
+    _check_arguments(model, path, quantization, representative_data, calibration_steps, overwrite, target, classifier_options)
+    model = float32_copy(model)
+    input_shape, input_dtype = _model_input(model)
+    app = None
+    if target == "classifier":
+        app = _classifier_plan(model, class_names, input_normalization, model_info)
+        model = app["model"]
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        samples = calibration_samples(representative_data, input_shape, input_dtype, calibration_steps)
+        if app is not None:
+            samples = [_as_rgb(sample) for sample in samples]
+            check_pixel_range(samples, app["normalization"])
+        converter.representative_dataset = lambda: ([sample] for sample in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # On a phone, camera frames and scores are uint8 (MediaPipe refuses int8).
+        integer = tf.int8 if app is None else tf.uint8
+        converter.inference_input_type = integer
+        converter.inference_output_type = integer
+    content = _convert(converter, quantization)
+    if app is not None:
+        # The uint8 input is the camera pixel itself, whatever range calibration saw.
+        pixels = uint8_input_quantization(app["normalization"]) if quantization == "int8" else None
+        content = write_metadata(content, app["metadata"], overwrite_input_quantization=pixels)
+    files.write_bytes(path, content, overwrite=overwrite)
+    inputs, outputs = describe(content)
+    names = () if app is None else app["metadata"].labels
+    return TFLiteResult(os.fspath(path), quantization, len(content), inputs, outputs, target, names)
+
+
+def _check_arguments(model, path, quantization, representative_data, calibration_steps, overwrite, target, classifier_options):
+    """Refuses, before any conversion, arguments that cannot give the file asked for."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}; got {quantization!r}.")
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
+    if target == "plain" and classifier_options != (None, None, None):
+        raise ValueError(
+            "class_names, input_normalization and model_info are written into a classifier file's metadata; "
+            "pass target='classifier' with them (a plain file has no metadata)."
+        )
     if not isinstance(calibration_steps, int) or calibration_steps < 1:
         raise ValueError(f"calibration_steps must be a whole number >= 1; got {calibration_steps!r}.")
     if os.path.isdir(path):
@@ -124,29 +202,25 @@ def to_tflite(
             "This is a whole Distiller (teachers and student); a .tflite file holds the model you ship. Export "
             "`distiller.student`."
         )
-    model = float32_copy(model)
-    input_shape, input_dtype = _model_input(model)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantization != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantization == "int8":
-        if representative_data is None:
-            raise ValueError(
-                "quantization='int8' needs representative_data: a few hundred typical inputs "
-                "(numpy array or tf.data.Dataset, e.g. the training set) to calibrate the "
-                "activation ranges. Without data, use quantization='dynamic' or 'float16'."
-            )
-        samples = calibration_samples(representative_data, input_shape, input_dtype, calibration_steps)
-        converter.representative_dataset = lambda: ([sample] for sample in samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    content = _convert(converter, quantization)
-    files.write_bytes(path, content, overwrite=overwrite)
-    inputs, outputs = describe(content)
-    return TFLiteResult(os.fspath(path), quantization, len(content), inputs, outputs)
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "quantization='int8' needs representative_data: a few hundred typical inputs "
+            "(numpy array or tf.data.Dataset, e.g. the training set) to calibrate the "
+            "activation ranges. Without data, use quantization='dynamic' or 'float16'."
+        )
+
+
+def _classifier_plan(model, class_names, input_normalization, model_info):
+    """The wrapped model, normalization and metadata of a `target="classifier"` export, checked up front."""
+    normalization = check_normalization(RAW_PIXELS if input_normalization is None else input_normalization)
+    app_model = classifier_model(model)
+    names = check_class_names(class_names, int(app_model.outputs[0].shape[-1]))
+    metadata = classifier_metadata(model, names, normalization, model_info)
+    return {"model": app_model, "normalization": normalization, "metadata": metadata}
+
+
+def _as_rgb(sample):
+    return np.repeat(sample, 3, axis=-1) if sample.shape[-1] == 1 else sample
 
 
 def describe(content):
