@@ -341,8 +341,9 @@ def export_and_measure(state, inputs, student, keras_path):
     for quantization in settings["quantizations"]:
         if quantization == "int8":
             state.say(f"  calibrating int8 on {min(200, len(splits.train.x))} training samples")
-        calibration = splits.train.x if quantization == "int8" else None
         for target in targets:
+            # int8 calibrates on it; a classifier file checks its normalization against it.
+            calibration = splits.train.x if quantization == "int8" or target == "classifier" else None
             suffix = "" if target == "plain" else f"_{target}"
             options = {} if target == "plain" else {
                 "class_names": names,

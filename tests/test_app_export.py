@@ -155,6 +155,19 @@ def test_read_metadata_refuses_plain_foreign_and_damaged_files(app_files, traine
         export.read_metadata(tmp_path / "missing.tflite")
 
 
+def test_a_normalization_the_data_contradicts_is_refused_for_float_files_too(trained_student, digits, tmp_path):
+    scaled = digits.train.x[:50] / 255.0
+    with pytest.raises(ValueError, match=r"spans \[0, 1\].*\(0, 255\) for \[0, 1\]"):
+        export.to_tflite(trained_student, tmp_path / "f.tflite", representative_data=scaled, target="classifier",
+                         class_names=DIGIT_NAMES)
+    assert not (tmp_path / "f.tflite").exists()
+    with pytest.raises(ValueError, match=r"input_normalization must be \(mean, std\)"):
+        export.to_tflite(trained_student, tmp_path / "f.tflite", target="classifier", class_names=DIGIT_NAMES,
+                         input_normalization=255)
+    with pytest.raises(ValueError, match="pass target='classifier' with them"):
+        export.to_tflite(trained_student, tmp_path / "f.tflite", class_names=DIGIT_NAMES)
+
+
 def test_classifier_model_adds_luma_and_softmax_only_where_needed(trained_student, digits):
     frames = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 3)).astype("float32")
     luma = frames @ np.array([0.299, 0.587, 0.114], np.float32)

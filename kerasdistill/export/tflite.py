@@ -117,7 +117,9 @@ def to_tflite(
             integer: int8 weights, activations, input and output).
         representative_data: calibration inputs for `"int8"`: a numpy array
             of inputs, an `(x, y)` tuple, or a `tf.data.Dataset` of `x` or
-            `(x, y[, w])` batches, shaped like the model's input.
+            `(x, y[, w])` batches, shaped like the model's input. For a
+            classifier file of any quantization they are also checked
+            against `input_normalization`.
         calibration_steps: at most this many samples are used for calibration.
         overwrite: whether an existing file at `path` may be replaced.
         target: `"plain"` (the model as it is; int8 input and output) or
@@ -158,11 +160,14 @@ def to_tflite(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization == "int8":
+    samples = None
+    if representative_data is not None and (quantization == "int8" or app is not None):
         samples = calibration_samples(representative_data, input_shape, input_dtype, calibration_steps)
-        if app is not None:
-            samples = [_as_rgb(sample) for sample in samples]
-            check_pixel_range(samples, app["normalization"])
+    if app is not None and samples is not None:
+        samples = [_as_rgb(sample) for sample in samples]
+        # A float file has no calibration, but its data still tells a wrong normalization.
+        check_pixel_range(samples, app["normalization"])
+    if quantization == "int8":
         converter.representative_dataset = lambda: ([sample] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # On a phone, camera frames and scores are uint8 (MediaPipe refuses int8).
