@@ -194,6 +194,8 @@ def _choices(options):
             raise ValueError(f"{key} must be a list of {', '.join(options)}; got {_shown(value)}.")
         for item in value:
             _choice(options)(key, item)
+        if len(set(value)) != len(value):
+            raise ValueError(f"{key} lists an entry twice; give each of {', '.join(options)} at most once. Got {_shown(value)}.")
         return value
 
     return check

@@ -181,10 +181,18 @@ def find_metadata(model):
         raise ValueError(f"The metadata of {source} is damaged (no M001 identifier); export the file again.")
     try:
         fields = _read_model_metadata(buffer)
-    except (struct.error, IndexError, UnicodeDecodeError, TypeError, ValueError) as error:
+    except (struct.error, IndexError, UnicodeDecodeError, TypeError) as error:
         raise ValueError(f"The metadata of {source} is damaged ({error}); export the file again.") from None
+    if fields is None:
+        raise ValueError(
+            f"The metadata of {source} describes a model that is not an image classifier (one subgraph, one "
+            "input, one output); read_metadata reads the classifier files to_tflite(..., target='classifier') writes."
+        )
     fields["labels"] = _labels(content, fields.pop("labels_file"), source)
-    return ClassifierMetadata(**fields)
+    try:
+        return ClassifierMetadata(**fields)
+    except ValueError as error:
+        raise ValueError(f"The metadata of {source} is not usable: {error}") from None
 
 
 def _read(path):
@@ -360,10 +368,11 @@ def _metadata_buffer(content):
 
 
 def _read_model_metadata(buffer):
+    """The fields of a classifier's `ClassifierMetadata`, or None for metadata of another kind of model."""
     root = _root(bytearray(buffer))
     subgraphs = root.children(3)
-    if len(subgraphs) != 1:
-        raise IndexError(f"{len(subgraphs)} subgraph metadata entries, expected 1")
+    if len(subgraphs) != 1 or len(subgraphs[0].children(2)) != 1 or len(subgraphs[0].children(3)) != 1:
+        return None
     (input_tensor,), (output_tensor,) = subgraphs[0].children(2), subgraphs[0].children(3)
     content = input_tensor.child(3)
     image = content.child(1) if content and content.scalar(0, number_types.Uint8Flags) == _IMAGE_PROPERTIES else None
