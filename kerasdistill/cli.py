@@ -309,6 +309,8 @@ def _evaluate(args):
         print(json.dumps(report, indent=2))
         return
     print(f"{report['path']}: {report['size_bytes'] / 1024:.1f} KiB")
+    if report.get("class_names"):
+        print(f"  classifier file; labels {', '.join(report['class_names'])}")
     print(f"  accuracy {report['accuracy']:.4f} on {len(x)} samples; latency {report['latency_ms']:.3f} ms/image")
     if keras_model is not None:
         print(f"  agreement with the Keras model {report['agreement']:.4f}; max |diff| {report['max_abs_diff']:.3g}")

@@ -92,6 +92,7 @@ def test_classifier_files_take_rgb_pixels_and_give_probabilities(app_files, trai
     float_report = export.evaluate_tflite(app_files["float32"].path, digits.test, keras_model=trained_student)
     int8_report = export.evaluate_tflite(app_files["int8"].path, digits.test, keras_model=trained_student)
     assert float_report["agreement"] == 1.0 and float_report["max_abs_diff"] < 1e-4
+    assert float_report["class_names"] == list(DIGIT_NAMES)
     assert int8_report["agreement"] >= 0.98
     assert int8_report["accuracy"] >= float_report["accuracy"] - 0.01
 
@@ -235,6 +236,10 @@ def test_cli_export_classifier_names_classes_from_the_run_or_the_flag(color_run,
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "uint8 (-1, 28, 28, 3) scale=1 zero_point=0" in completed.stdout
     assert export.read_metadata(tmp_path / "a.tflite").labels == splits.class_names
+    evaluate = [sys.executable, "-m", "kerasdistill_cli", "evaluate", str(tmp_path / "a.tflite"), "--data", str(folder)]
+    evaluated = subprocess.run(evaluate + ["--keras-model", str(folder / "student.keras")], capture_output=True, text=True)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert f"labels {', '.join(splits.class_names)}" in evaluated.stdout and "agreement with the Keras model" in evaluated.stdout
     labels = tmp_path / "labels.txt"
     labels.write_text("w\nx\ny\nz\n")
     command = base + ["--quantization", "float32", "--class-names", str(labels), "--output", str(tmp_path / "b.tflite")]

@@ -141,8 +141,8 @@ def evaluate_tflite(path, data, keras_model=None, num_threads=None, batch_size=6
 
     Returns:
         A dict: `path`, `size_bytes`, `accuracy`, `latency_ms` (per image,
-        batch of one), and with `keras_model` also `agreement` and
-        `max_abs_diff`.
+        batch of one), `class_names` for a classifier file, and with
+        `keras_model` also `agreement` and `max_abs_diff`.
 
     Example:
 
@@ -190,6 +190,8 @@ def _measure(path, x, y, references, num_threads, batch_size, latency_runs):
         **classification_report(labels, outputs),
         "latency_ms": tflite.latency_ms(x[:1], runs=latency_runs),
     }
+    if tflite.metadata is not None:
+        report["class_names"] = list(tflite.metadata.labels)
     if reference is not None:
         report["agreement"] = float(np.mean(predicted == np.argmax(reference, axis=-1)))
         report["max_abs_diff"] = float(np.max(np.abs(outputs - reference)))
