@@ -266,10 +266,11 @@ def _export(args):
         )
     options = {}
     if args.target == "classifier":
-        names = args.class_names or (splits.class_names if splits is not None else None)
+        names = args.class_names
         if names is None and splits is not None:
-            names = [str(index) for index in range(splits.num_classes)]
-            print("The run's data names no classes: the labels are the class indices (pass --class-names).")
+            names, named = data.label_names(splits)
+            if not named:
+                print("The run's data names no classes: the labels are the class indices (pass --class-names).")
         options = {"class_names": names, "input_normalization": args.input_normalization}
     model = files.load_model(args.model)
     result = to_tflite(

@@ -93,6 +93,14 @@ def load_digits(val_size=500, test_size=1000, seed=0):
     return Splits(splits["train"], splits["val"], splits["test"], 10, class_names=tuple(str(d) for d in range(10)))
 
 
+def label_names(splits):
+    """`(names, named)`: the class names of `splits`, or where the source names none the class indices as
+    text (`named` False), e.g. for the labels file of an exported classifier."""
+    if splits.class_names is not None:
+        return tuple(splits.class_names), True
+    return tuple(str(index) for index in range(splits.num_classes)), False
+
+
 def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
     """A batched, prefetched `tf.data.Dataset` of `(x, y)` (or `x`) arrays.
 

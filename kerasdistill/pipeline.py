@@ -334,8 +334,8 @@ def export_and_measure(state, inputs, student, keras_path):
     state.say(f"\nExport: the distilled student to {', '.join(settings['quantizations'])} .tflite files ({', '.join(targets)})")
     names = None
     if "classifier" in targets:
-        names = splits.class_names or tuple(str(index) for index in range(splits.num_classes))
-        if splits.class_names is None:
+        names, named = data_lib.label_names(splits)
+        if not named:
             state.say(f"  The data names no classes: the classifier files' labels are the indices 0-{splits.num_classes - 1} (set data.class_names).")
     exported = []
     for quantization in settings["quantizations"]:

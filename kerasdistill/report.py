@@ -132,8 +132,8 @@ def _plots(report, folder, rows):
             "latency_ms": r["latency_ms"],
         }
         for r in report["export"]["models"]
-        # A classifier file is its plain file plus a softmax and metadata: the same point.
-        if not r["model"].endswith("_classifier.tflite")
+        # A classifier file (it names its classes) is its plain file plus a softmax and metadata: the same point.
+        if not r.get("class_names")
     ]
     made["accuracy_vs_size"] = plots.accuracy_vs_size(points, os.path.join(folder, "accuracy_vs_size.png"))
     if "tuning" in report:

@@ -62,6 +62,11 @@ def classifier_model(model):
     return keras.Model(rgb, scores, name=f"{model.name}_classifier")
 
 
+def gray_to_rgb(images):
+    """Grayscale images (last axis 1) as RGB with R = G = B, as a camera gives them; others unchanged."""
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
 def check_normalization(normalization):
     """`(mean, std)` as floats, with std > 0: model input = (pixel - mean) / std for 0-255 pixels."""
     try:

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill.data import as_arrays
-from kerasdistill.export.classifier import classifier_model
+from kerasdistill.export.classifier import classifier_model, gray_to_rgb
 from kerasdistill.export.metadata import find_metadata
 from kerasdistill.files import save_model
 from kerasdistill.metrics import class_indices, classification_report, keras_outputs
@@ -96,8 +96,8 @@ class TFLiteModel:
         """`x` as the file takes it: grayscale images repeated to RGB for a classifier file."""
         x = np.asarray(x, dtype=np.float32)
         rgb = self.metadata is not None and self.input_shape[-1] == 3
-        if rgb and x.ndim == 4 and x.shape[-1] == 1 and x.shape[1:-1] == self.input_shape[:-1]:
-            return np.repeat(x, 3, axis=-1)
+        if rgb and x.ndim == 4 and x.shape[1:-1] == self.input_shape[:-1]:
+            return gray_to_rgb(x)
         return x
 
     def __call__(self, x):

@@ -23,6 +23,7 @@ from kerasdistill.export.classifier import (
     check_pixel_range,
     classifier_metadata,
     classifier_model,
+    gray_to_rgb,
     uint8_input_quantization,
 )
 from kerasdistill.export.metadata import write_metadata
@@ -164,7 +165,7 @@ def to_tflite(
     if representative_data is not None and (quantization == "int8" or app is not None):
         samples = calibration_samples(representative_data, input_shape, input_dtype, calibration_steps)
     if app is not None and samples is not None:
-        samples = [_as_rgb(sample) for sample in samples]
+        samples = [gray_to_rgb(sample) for sample in samples]
         # A float file has no calibration, but its data still tells a wrong normalization.
         check_pixel_range(samples, app["normalization"])
     if quantization == "int8":
@@ -222,10 +223,6 @@ def _classifier_plan(model, class_names, input_normalization, model_info):
     names = check_class_names(class_names, int(app_model.outputs[0].shape[-1]))
     metadata = classifier_metadata(model, names, normalization, model_info)
     return {"model": app_model, "normalization": normalization, "metadata": metadata}
-
-
-def _as_rgb(sample):
-    return np.repeat(sample, 3, axis=-1) if sample.shape[-1] == 1 else sample
 
 
 def describe(content):
