@@ -35,6 +35,25 @@ else:
 from keras.src.losses.loss import scale_loss_for_distribution  # noqa: E402
 
 
+def update_compiled_metrics(model, y, y_pred, sample_weight):
+    """Updates every metric given to `model.compile` with per-sample weights.
+
+    Keras' own `compute_metrics` gives sample weights to `weighted_metrics`
+    only; a batch that mixes labeled and unlabeled samples must weigh every
+    metric by its labeled mask instead (a weight of 0 leaves a sample out
+    without changing the batch's shape, which a compiled JAX step needs).
+    The metrics' container is reached here, the one place that knows its
+    private name in Keras 3 (checked with Keras 3.10 to 3.15) and tf_keras.
+    """
+    container = model._compile_metrics if KERAS_3 else model.compiled_metrics
+    if container is None:
+        return
+    if not container.built:
+        container.build(y, y_pred) if KERAS_3 else container.build(y_pred, y)
+    for metric in container.metrics:
+        metric.update_state(y, y_pred, sample_weight=sample_weight)
+
+
 def backend_name():
     """The backend the package's Keras runs on: tensorflow, jax or torch."""
     return "tensorflow" if LEGACY else _keras3.backend.backend()
@@ -89,4 +108,5 @@ __all__ = [
     "require_tensorflow_backend",
     "scale_loss_for_distribution",
     "tf",
+    "update_compiled_metrics",
 ]

@@ -15,17 +15,24 @@ distill online (`Distiller(augmentation=...)`) or let the cache augment:
 views of each sample with the teacher's outputs on exactly those views.
 """
 
+import hashlib
+import json
 import os
 import warnings
 
 import numpy as np
 
-from kerasdistill.backend import keras, tf
+from kerasdistill.backend import keras, require_tensorflow_backend, tf
 from kerasdistill.data import dataset_to_arrays
 from kerasdistill.checks import check_augmentation, check_model, probe, resolve_output_kind
-from kerasdistill.distiller import CACHED_LOGITS, Distiller
-from kerasdistill.files import atomic_folder
+from kerasdistill.batch import TEACHER_LOGITS as CACHED_LOGITS
+from kerasdistill.defaults import MAX_TEACHER_VIEWS
+from kerasdistill.distiller import Distiller
+from kerasdistill.files import atomic_folder, recover_folder, write_json
 from kerasdistill.losses import logits_from
+
+# Written beside the tf.data files of a cache saved to a folder.
+TEACHER_RECORD = "teacher.json"
 
 
 def cache_teacher_outputs(
@@ -48,7 +55,8 @@ def cache_teacher_outputs(
         data: a `tf.data.Dataset` of batches `(x, y)`, `(x, y, sample_weight)`
             or `x`, or arrays `(x, y)` / `x` (batched by `batch_size`).
         path: a folder to save the cache to (`tf.data.Dataset.save`, written
-            atomically); None keeps it in memory.
+            atomically, with a fingerprint of the teachers that
+            `load_cached_teacher_outputs` checks); None keeps it in memory.
         batch_size: batch size of the returned dataset; default the batch
             size of `data` (32 for arrays).
         shuffle: reshuffle the cached samples every epoch.
@@ -61,9 +69,10 @@ def cache_teacher_outputs(
             applied to each batch before the teachers score it; the cache
             stores the augmented images with their teacher outputs, so the
             student later trains on exactly the views the teacher saw.
-        views: augmented views of each sample to store (needs
-            `augmentation` when above 1). One epoch over the cache is then
-            `views` passes over the data: divide the epochs by `views`.
+        views: augmented views of each sample to store, at most
+            `defaults.MAX_TEACHER_VIEWS` (needs `augmentation` when above 1).
+            One epoch over the cache is then `views` passes over the data:
+            divide the epochs by `views`.
 
     Returns:
         A `tf.data.Dataset` of batches `(x, {"labels": y, "teacher_logits":
@@ -77,9 +86,13 @@ def cache_teacher_outputs(
     distiller.fit(cached, epochs=10)  # the teacher does not run again
     ```
     """
+    require_tensorflow_backend("The teacher-output cache (cache_teacher_outputs, a tf.data dataset)")
     teachers, kinds = _teachers_and_kinds(teacher, teacher_outputs)
-    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
-        raise ValueError(f"views is the number of augmented views per sample, a whole number >= 1; got {views!r}.")
+    if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_TEACHER_VIEWS:
+        raise ValueError(
+            f"views is the number of augmented views per sample, a whole number in [1, {MAX_TEACHER_VIEWS}] (each "
+            f"view stores a whole copy of the data); got {views!r}."
+        )
     if views > 1 and augmentation is None:
         raise ValueError(
             f"views={views} stores {views} augmented views of each sample, but no augmentation was given; pass "
@@ -89,7 +102,7 @@ def cache_teacher_outputs(
     if path is not None and os.path.exists(path) and not overwrite:
         raise FileExistsError(
             f"A cache already exists at {os.path.abspath(path)}. Load it with "
-            "load_cached_teacher_outputs(path), pass overwrite=True to recompute it, or choose another path."
+            "load_cached_teacher_outputs(path, teacher=teacher), pass overwrite=True to recompute it, or choose another path."
         )
     data, batch_size = _as_batched_dataset(data, batch_size)
     _warn_if_random(data)
@@ -107,19 +120,20 @@ def cache_teacher_outputs(
         targets[CACHED_LOGITS] = teacher_logits(x)
         return (x, targets) if sample_weight is None else (x, targets, sample_weight)
 
-    cached = data.map(attach).unbatch()
-    for _ in range(views - 1):
-        cached = cached.concatenate(data.map(attach).unbatch())
+    # Each pass of the repeated data draws new augmentations: one view per pass.
+    cached = data.repeat(views).map(attach).unbatch()
     if path is None:
         cached = tf.data.Dataset.from_tensor_slices(dataset_to_arrays(cached, "The dataset to cache"))
     else:
         with atomic_folder(path, overwrite=overwrite) as temporary:
             cached.save(temporary)
+            record = {"teachers": [model.name for model in teachers], "fingerprint": teacher_fingerprint(teachers, kinds)}
+            write_json(os.path.join(temporary, TEACHER_RECORD), record)
         cached = tf.data.Dataset.load(os.fspath(path))
     return _batched(cached, batch_size, shuffle, seed)
 
 
-def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None):
+def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None, teacher=None, teacher_outputs="auto"):
     """Loads a cache written by `cache_teacher_outputs(..., path=...)`.
 
     Args:
@@ -127,6 +141,12 @@ def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None):
         batch_size: batch size of the returned dataset.
         shuffle: reshuffle the cached samples every epoch.
         seed: shuffling seed.
+        teacher: the teachers the cache must hold the outputs of (a
+            `Distiller`, a model or a list of them, as `cache_teacher_outputs`
+            takes them): a cache of other teachers, or of other weights, is
+            refused. None: not checked.
+        teacher_outputs: the teachers' output kind, as `cache_teacher_outputs`
+            took it, for models given directly.
 
     Returns:
         A `tf.data.Dataset` of batches for `Distiller.fit`.
@@ -134,9 +154,12 @@ def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None):
     Example:
 
     ```python
-    cached = load_cached_teacher_outputs("teacher-cache", batch_size=64, shuffle=True)
+    cached = load_cached_teacher_outputs("teacher-cache", batch_size=64, shuffle=True, teacher=teacher)
     ```
     """
+    require_tensorflow_backend("The teacher-output cache (load_cached_teacher_outputs, a tf.data dataset)")
+    # A writer killed between its two renames left the cache under another name.
+    recover_folder(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(
             f"No teacher-output cache at {os.path.abspath(path)}. Create one with "
@@ -155,7 +178,49 @@ def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None):
             f"{os.path.abspath(path)} is a saved tf.data dataset but not a teacher-output cache (its "
             f"elements have no '{CACHED_LOGITS}'). Create one with cache_teacher_outputs."
         )
+    if teacher is not None:
+        _check_cached_teacher(path, *_teachers_and_kinds(teacher, teacher_outputs))
     return _batched(dataset, batch_size, shuffle, seed)
+
+
+def teacher_fingerprint(teachers, kinds):
+    """A hash of the teachers' weights (shapes, dtypes, values) and output kinds: what a cache's outputs depend on.
+
+    Names are left out: the same teacher loaded again, or built again with
+    other automatic layer names, has the same fingerprint.
+    """
+    digest = hashlib.sha256()
+    for model, kind in zip(teachers, kinds):
+        digest.update(f"teacher {kind} {len(model.weights)}".encode())
+        for value in model.get_weights():
+            value = np.ascontiguousarray(value)
+            digest.update(f"{value.dtype.str}{value.shape}".encode())
+            digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _check_cached_teacher(path, teachers, kinds):
+    """Refuses a cache whose recorded teacher fingerprint is missing or differs from `teachers`'."""
+    record_path = os.path.join(path, TEACHER_RECORD)
+    recreate = "Recreate it with cache_teacher_outputs(teacher, data, path=..., overwrite=True)."
+    try:
+        with open(record_path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("fingerprint"), str):
+        raise ValueError(
+            f"The cache at {os.path.abspath(path)} records no readable teacher fingerprint ({TEACHER_RECORD}), so "
+            f"it cannot be checked against the teacher given. {recreate}"
+        )
+    expected = teacher_fingerprint(teachers, kinds)
+    if record["fingerprint"] != expected:
+        raise ValueError(
+            f"The cache at {os.path.abspath(path)} holds the outputs of another teacher: it was written with "
+            f"{', '.join(map(str, record.get('teachers', [])))} (fingerprint {record['fingerprint'][:16]}), whose "
+            f"weights or output kinds differ from the teacher given ({', '.join(model.name for model in teachers)}, "
+            f"fingerprint {expected[:16]}). {recreate}"
+        )
 
 
 def _teachers_and_kinds(teacher, teacher_outputs):

@@ -13,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from kerasdistill.backend import backend_name, is_tf_dataset, keras, tf
+from kerasdistill.batch import is_one_hot
 from kerasdistill.callbacks import StopOnNonFinite
 from kerasdistill.losses import check_weight
 from kerasdistill.ranges import in_range
@@ -360,8 +361,7 @@ def assert_labels_in_range(labels, classes):
     only: the check runs inside the compiled step there; JAX has no in-graph
     assertion, and the other backends rely on the first batch's check.
     """
-    one_hot = len(labels.shape) >= 2 and labels.shape[-1] == classes and classes != 1
-    if classes is None or one_hot or backend_name() != "tensorflow" or not labels.dtype.is_integer:
+    if classes is None or is_one_hot(labels.shape, classes) or backend_name() != "tensorflow" or not labels.dtype.is_integer:
         return labels
     message = (
         f"A batch holds labels outside [0, {classes}) (the student outputs {classes} scores); the first "
@@ -375,24 +375,6 @@ def assert_labels_in_range(labels, classes):
         ]
     ):
         return tf.identity(labels)
-
-
-def labeled_rows(labeled):
-    """The indices of the labeled samples of a batch, from its 0/1 mask.
-
-    Their number varies from batch to batch, which a jit-compiled JAX step
-    cannot hold; there the step must run eagerly.
-    """
-    if backend_name() == "jax":
-        import jax
-
-        if isinstance(labeled, jax.core.Tracer):
-            raise ValueError(
-                "Batches that mix labeled and unlabeled samples (a transfer set) score the compiled metrics on "
-                "their labeled rows, a number that varies per batch, which a jit-compiled JAX step cannot "
-                "hold. Pass run_eagerly=True to Distiller.compile on JAX, or use the TensorFlow or PyTorch backend."
-            )
-    return ops.nonzero(ops.reshape(labeled, (-1,)))[0]
 
 
 class CheckedFit:

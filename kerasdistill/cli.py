@@ -50,7 +50,8 @@ def _names(text):
 def _class_names(text):
     """Comma-separated names, or a text file with one name per line (a labels.txt)."""
     if os.path.isfile(text):
-        with open(text, encoding="utf-8") as handle:
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first name.
+        with open(text, encoding="utf-8-sig") as handle:
             return [line.strip() for line in handle if line.strip()]
     return _names(text)
 
@@ -149,7 +150,12 @@ def _add_run(commands):
     run.add_argument("--precision", choices=PRECISIONS, default=None, help=_schema_help("precision"))
     run.add_argument("--tune", action="store_true", help="search temperature, alpha and method with KerasTuner")
     run.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs into the run folder")
-    run.add_argument("--overwrite", action="store_true", help="allow writing into an existing run folder")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results in an existing run folder (as a whole: its earlier files are deleted once the "
+        "new run finishes, and put back if it fails before training anything)",
+    )
     run.add_argument("--quiet", action="store_true", help="print only errors")
     _add_verbose(run)
 
@@ -237,6 +243,7 @@ def _export(args):
         raise FileNotFoundError(f"No model file at {args.model}; pass the path of a saved .keras model.")
     if args.target == "plain" and (args.class_names or args.input_normalization):
         raise ValueError("--class-names and --input-normalization go into a classifier file's metadata; add --target classifier.")
+    class_names = None if args.class_names is None else data.check_class_names(args.class_names, "--class-names")
     folder = os.path.dirname(os.path.abspath(args.model))
     # The run the model belongs to (or that --calibration-data names): its data calibrates and names classes.
     run = next((path for path in (args.calibration_data, folder) if path and _is_run_folder(path)), None)
@@ -253,10 +260,12 @@ def _export(args):
         raise IsADirectoryError(f"--output {output} is a folder; give the .tflite file's path, e.g. {os.path.join(output, stem + '.tflite')}.")
     if os.path.exists(output) and not args.overwrite:
         raise FileExistsError(f"{output} already exists. Pass --overwrite to replace it, or choose --output.")
-    needs_run = args.quantization == "int8" or (args.target == "classifier" and args.class_names is None)
-    splits = _run_splits(run) if run is not None and needs_run else None
+    # What the run's data gives: the int8 calibration images, the classifier's class names.
+    calibrates = args.quantization == "int8" and args.calibration_data in (None, run)
+    parts = ["train"] * calibrates + ["class_names"] * (args.target == "classifier" and class_names is None)
+    splits = _run_splits(run, parts) if run is not None and parts else None
     calibration = None
-    if args.quantization == "int8" and splits is not None and args.calibration_data in (None, run):
+    if "train" in parts and splits is not None:
         # A model of a run: calibrate on that run's own training images.
         calibration = splits.train.x[: args.calibration_steps]
         print(f"Calibrating on {len(calibration)} training images of the run's data ({run}).")
@@ -266,7 +275,7 @@ def _export(args):
         )
     options = {}
     if args.target == "classifier":
-        names = args.class_names
+        names = class_names
         if names is None and splits is not None:
             names, named = data.label_names(splits)
             if not named:
@@ -292,41 +301,64 @@ def _export(args):
 
 
 def _evaluate(args):
+    import contextlib
     import json
 
-    from kerasdistill import data, files
-    from kerasdistill.export import evaluate_tflite
-
-    source = args.data or os.path.dirname(os.path.abspath(args.tflite))
-    if _is_run_folder(source):
-        # A file of a run: its own test split, which no training image is in.
-        x, y = _run_splits(source).test
-        print(f"Evaluating on the test split of the run's data ({source}).")
-    else:
-        x, y = data.load_arrays(args.data or "embedded", split="test")
-    keras_model = files.load_model(args.keras_model) if args.keras_model else None
-    report = evaluate_tflite(args.tflite, (x, y), keras_model=keras_model, num_threads=args.threads)
+    # With --json, stdout holds the JSON alone: every message, Keras' own too, goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        report, samples, keras_model = _measure(args)
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"{report['path']}: {report['size_bytes'] / 1024:.1f} KiB")
     if report.get("class_names"):
         print(f"  classifier file; labels {', '.join(report['class_names'])}")
-    print(f"  accuracy {report['accuracy']:.4f} on {len(x)} samples; latency {report['latency_ms']:.3f} ms/image")
+    print(f"  accuracy {report['accuracy']:.4f} on {samples} samples; latency {report['latency_ms']:.3f} ms/image")
     if keras_model is not None:
         print(f"  agreement with the Keras model {report['agreement']:.4f}; max |diff| {report['max_abs_diff']:.3g}")
+
+
+def _measure(args):
+    """`evaluate`'s report on its data; returns `(report, samples, keras_model)`."""
+    from kerasdistill import data, files
+    from kerasdistill.export import evaluate_tflite
+
+    source = args.data or os.path.dirname(os.path.abspath(args.tflite))
+    if _is_run_folder(source):
+        # A file of a run: its own test split, which no training image is in.
+        x, y = _run_splits(source, ("test",)).test
+        print(f"Evaluating on the test split of the run's data ({source}).")
+    else:
+        x, y = data.load_arrays(args.data or "embedded", split="test")
+    keras_model = files.load_model(args.keras_model) if args.keras_model else None
+    report = evaluate_tflite(args.tflite, (x, y), keras_model=keras_model, num_threads=args.threads)
+    return report, len(x), keras_model
 
 
 def _is_run_folder(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.yaml"))
 
 
-def _run_splits(folder):
-    """The `Splits` of the data a run folder's config.yaml names, split as the run split them."""
-    from kerasdistill import config, pipeline
+def _run_splits(folder, parts):
+    """The `Splits` of the data a run folder's config.yaml names, split as the run split them.
+
+    Args:
+        folder: the run folder.
+        parts: what the caller uses (`"train"`, `"test"`, `"class_names"`):
+            each must be what the run recorded, else this refuses, naming
+            what changed in the data.
+    """
+    from kerasdistill import config, pipeline, runs
 
     settings = config.load(os.path.join(folder, "config.yaml"))
-    return pipeline.load_data(settings["data"], settings["training"]["seed"])
+    splits = pipeline.load_data(settings["data"], settings["training"]["seed"])
+    if not runs.check_split_record(folder, splits, settings["data"], parts):
+        print(
+            f"Warning: the run in {folder} recorded no splits (an older kerasdistill made it): its "
+            f"{', '.join(parts)} are derived again from today's data, right only if that data has not changed.",
+            file=sys.stderr,
+        )
+    return splits
 
 
 def _run_config(args):
@@ -360,7 +392,10 @@ def _clean(args):
         print(f"{entry['name'] or '?':24s} {owner:40s} {entry['state']}")
     if args.remove:
         removed = runs.remove_abandoned(args.output)
-        print(f"Removed {len(removed)} abandoned resume state(s); their run folders are left as they are.")
+        print(
+            f"Removed {len(removed)} abandoned resume state(s); their run folders are left as they are (the results an "
+            "abandoned --overwrite run was replacing go back into its folder if that is empty)."
+        )
 
 
 def _init(args):

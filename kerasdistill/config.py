@@ -12,6 +12,7 @@ from kerasdistill.defaults import (
     ALPHA,
     BATCH_SIZE,
     LEARNING_RATE,
+    MAX_TEACHER_VIEWS,
     MAX_TEMPERATURE,
     PRECISIONS,
     QUANTIZATIONS,
@@ -19,7 +20,7 @@ from kerasdistill.defaults import (
     TARGETS,
     TEMPERATURE,
 )
-from kerasdistill.ranges import describe, in_range
+from kerasdistill.ranges import batch_split, describe, in_range
 
 DATA_SOURCES = ("embedded", "npz", "image_folder", "tfds", "idx")
 BACKBONE_PREFIX = "backbone:"
@@ -182,7 +183,7 @@ def _optional_side(key, value):
 
 
 def _optional_views(key, value):
-    return value if value is None else _number(1, whole=True)(key, value)
+    return value if value is None else _number(1, MAX_TEACHER_VIEWS, whole=True)(key, value)
 
 
 def _choices(options):
@@ -204,12 +205,12 @@ def _choices(options):
 def _class_names(key, value):
     if value is None:
         return None
-    names = value if isinstance(value, list) else None
-    if not names or len(names) < 2 or not all(isinstance(n, (str, int)) and str(n).strip() and "\n" not in str(n) for n in names):
+    # Imported here: the data module loads Keras, which `kerasdistill --help` must not wait for.
+    from kerasdistill.data import check_class_names
+
+    if not isinstance(value, list) or len(value) < 2:
         raise ValueError(f"{key} must be a list of at least 2 one-line class names, in label order, or null; got {_shown(value)}.")
-    if len({str(n).strip() for n in names}) != len(names):
-        raise ValueError(f"{key} must not repeat a name; got {_shown(value)}.")
-    return [str(n).strip() for n in names]
+    return list(check_class_names(value, key))
 
 
 SCHEMA = {
@@ -278,8 +279,8 @@ SCHEMA = {
         "teacher_views": (
             None,
             _optional_views,
-            "null: the teacher runs in every step (fresh views); K: its outputs are cached once on K "
-            "augmented views of each image (for a costly teacher)",
+            f"null: the teacher runs in every step (fresh views); K (at most {MAX_TEACHER_VIEWS}): its outputs are "
+            "cached once on K augmented views of each image (for a costly teacher)",
         ),
     },
     "training": {
@@ -343,11 +344,13 @@ def validate(config):
     if resolved["tune"]["enabled"] and resolved["training"]["strategy"] == "multi_worker":
         raise ValueError("tune.enabled (--tune) runs in one process; use training.strategy none or mirrored with it.")
     for role in ("teacher", "student"):
-        if model_spec(resolved[role]["model"]).kind != "backbone":
-            # Weights name ImageNet files of backbones; a built-in or saved
-            # model has its own, and the resolved config must not say otherwise.
-            resolved[role]["weights"] = None
+        _check_backbone_keys(role, resolved[role])
     data, distillation = resolved["data"], resolved["distillation"]
+    if data["labeled_size"] is not None or data["unlabeled_path"] is not None:
+        try:
+            batch_split(resolved["training"]["batch_size"], distillation["labeled_share"])
+        except ValueError as error:
+            raise ValueError(f"training.batch_size and distillation.labeled_share (the transfer set's batches): {error}") from None
     mixing = [name for name in distillation["augmentation"] if name in ("mixup", "cutmix")]
     if mixing and distillation["alpha"] > 0:
         raise ValueError(
@@ -365,6 +368,22 @@ def validate(config):
     if data["source"] == "tfds" and data["name"] is None:
         raise ValueError("data.source is tfds but data.name is missing; give a tfds dataset name, e.g. mnist.")
     return resolved
+
+
+def _check_backbone_keys(role, section):
+    """Refuses backbone settings on a model that is no backbone; clears its default ImageNet weights."""
+    if model_spec(section["model"]).kind == "backbone":
+        return
+    given = [key for key in ("backbone_size", "fine_tune_layers") if section.get(key)]
+    if given:
+        raise ValueError(
+            f"{', '.join(f'{role}.{key}' for key in given)} set for {role}.model {_shown(section['model'])}, which is "
+            f"not a backbone: {' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to backbone:NAME models only. Remove "
+            f"{'it' if len(given) == 1 else 'them'}, or use a backbone (backbone:mobilenet_v2, ...)."
+        )
+    # Weights name ImageNet files of backbones; a built-in or saved model has
+    # its own, and the resolved config must not say otherwise.
+    section["weights"] = None
 
 
 def load(path):

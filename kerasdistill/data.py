@@ -13,6 +13,8 @@ import os
 import numpy as np
 
 from kerasdistill.backend import is_tf_dataset, tf
+from kerasdistill.batch import LABELED, LABELS, placeholder_labels
+from kerasdistill.ranges import batch_split
 
 Split = collections.namedtuple("Split", ["x", "y"])
 # `unlabeled`: inputs without labels (a transfer set for distillation), or None.
@@ -29,8 +31,12 @@ IDX_FILES = {
 }
 
 MNIST_5K = os.path.join("data", "data", "mnist_5k.csv.gz")
-# The key of the labeled-sample mask in transfer-set batches (read by the Distiller).
-LABELED = "labeled"
+# Unlabeled inputs whose value span differs from the labeled ones' by more
+# than this factor are on another scale (0-1 against 0-255 is 255); real
+# sets of one scale (a few dark images beside bright ones) stay well under it.
+MAX_SCALE_RATIO = 100
+# The image files `keras.utils.image_dataset_from_directory` reads.
+IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
 def mnist_5k_path():
@@ -99,6 +105,47 @@ def label_names(splits):
     if splits.class_names is not None:
         return tuple(splits.class_names), True
     return tuple(str(index) for index in range(splits.num_classes)), False
+
+
+def check_class_names(names, what="class_names"):
+    """`names` as a tuple of distinct, non-empty, one-line class names, each stripped of surrounding blanks.
+
+    Every way class names enter (the data sources, `data.class_names` in a
+    config, `--class-names`, `to_tflite(class_names=...)`) passes here: a
+    labels file holds one name per line, so a name holding a line break
+    (any character `str.splitlines` breaks on: `\\r`, `\\x85`, `\\u2028`, ...)
+    would be read back as two and shift every later name.
+
+    Args:
+        names: the class names (text), e.g. a list or tuple.
+        what: how the error messages name `names` (a key, a flag, a file).
+
+    Returns:
+        A tuple of the stripped names.
+    """
+    if isinstance(names, (str, bytes, dict)) or not hasattr(names, "__iter__"):
+        raise ValueError(f"{what} must be a list of class names (text), one per class; got {names!r}.")
+    names = list(names)
+    if not names:
+        raise ValueError(f"{what} is empty; give one class name per class.")
+    wrong = [name for name in names if not isinstance(name, str)]
+    if wrong:
+        raise ValueError(
+            f"{what} must hold text, one name per class; {wrong[0]!r} is a {type(wrong[0]).__name__}. Give every "
+            "name as text (in a YAML config, quote names such as yes, no, on, off or numbers: YAML reads them as "
+            "booleans and numbers)."
+        )
+    stripped = tuple(name.strip() for name in names)
+    broken = [name for name in stripped if not name or len(name.splitlines()) != 1]
+    if broken:
+        raise ValueError(
+            f"{what} must be non-empty names of one line each; {broken[0]!r} is "
+            f"{'empty' if not broken[0] else 'broken by a line character'}. A labels file holds one name per line."
+        )
+    if len(set(stripped)) != len(stripped):
+        repeated = sorted({name for name in stripped if stripped.count(name) > 1})
+        raise ValueError(f"{what} must not repeat a name; {', '.join(map(repr, repeated))} appear more than once.")
+    return stripped
 
 
 def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
@@ -175,7 +222,8 @@ def load_unlabeled(path, input_shape):
     """Unlabeled images for a transfer set, shaped like the labeled ones.
 
     Args:
-        path: a folder of images (any sub-folders; their names are ignored),
+        path: a folder of images (any sub-folders; their names are ignored,
+            and hidden ones such as `.ipynb_checkpoints/` are skipped),
             an `.npz` file holding array `x`, or an IDX images file.
         input_shape: `(height, width, channels)` of the labeled images:
             folder images are resized to it, and files must match it.
@@ -189,19 +237,11 @@ def load_unlabeled(path, input_shape):
     extra = load_unlabeled("unlabeled_photos/", (96, 96, 3))
     ```
     """
-    from kerasdistill.backend import keras
     from kerasdistill.idx import read_idx
 
     shape = tuple(input_shape)
     if os.path.isdir(path):
-        try:
-            images = keras.utils.image_dataset_from_directory(
-                path, labels=None, image_size=shape[:2], batch_size=None, shuffle=False,
-                color_mode={1: "grayscale", 3: "rgb", 4: "rgba"}.get(shape[2], "rgb"),
-            )
-        except ValueError as error:
-            raise ValueError(f"Cannot read unlabeled images from {path}: {error}") from None
-        x = dataset_to_arrays(images.map(lambda image: tf.cast(image, tf.float32)), f"The unlabeled folder {path}")
+        x = _unlabeled_folder(path, shape)
     elif str(path).endswith(".npz"):
         with np.load(path, allow_pickle=False) as arrays:
             if "x" not in arrays.files:
@@ -220,6 +260,26 @@ def load_unlabeled(path, input_shape):
             "give images of the same size and channels."
         )
     return x
+
+
+def _unlabeled_folder(path, shape):
+    """The images under `path`, decoded and resized as `image_dataset_from_directory` does, float32."""
+    files = _image_files(path)
+    if not files:
+        raise ValueError(
+            f"Cannot read unlabeled images from {path}: it holds no images ({', '.join(IMAGE_FORMATS)}) outside "
+            "hidden folders."
+        )
+    channels = shape[2] if shape[2] in (1, 3, 4) else 3
+
+    def load(file):
+        image = tf.io.decode_image(tf.io.read_file(file), channels=channels, expand_animations=False)
+        return tf.image.resize(image, shape[:2], method="bilinear")
+
+    try:
+        return dataset_to_arrays(tf.data.Dataset.from_tensor_slices(files).map(load), f"The unlabeled folder {path}")
+    except tf.errors.InvalidArgumentError:
+        raise _undecodable(path) from None
 
 
 def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=True, seed=0):
@@ -262,14 +322,14 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
             f"unlabeled must be a non-empty array of inputs shaped like the labeled ones ({x.shape[1:]} per "
             f"sample); got {unlabeled.shape}."
         )
+    _check_same_scale(x, unlabeled)
     if isinstance(labeled_share, bool) or not isinstance(labeled_share, (int, float)) or not 0 <= labeled_share < 1:
         raise ValueError(f"labeled_share is the share of each batch with labels, in [0, 1); got {labeled_share!r}.")
     if not isinstance(batch_size, int) or batch_size < 2:
         raise ValueError(f"batch_size must be a whole number >= 2; got {batch_size!r}.")
-    n_labeled = int(round(batch_size * labeled_share))
-    n_unlabeled = batch_size - n_labeled
+    n_labeled, n_unlabeled = batch_split(batch_size, labeled_share)
     steps = -(-len(unlabeled) // n_unlabeled)
-    placeholder = np.zeros((len(unlabeled),) + y.shape[1:], y.dtype)
+    placeholder = placeholder_labels(len(unlabeled), y)
     parts = [(unlabeled, placeholder, 0.0, n_unlabeled, seed)]
     if n_labeled:
         parts.append((x, y, 1.0, n_labeled, seed + 1))
@@ -283,9 +343,31 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
 
     def merge(*batches):
         inputs, labels, masks = (tf.concat(parts, axis=0) for parts in zip(*batches))
-        return inputs, {"labels": labels, LABELED: masks}
+        return inputs, {LABELS: labels, LABELED: masks}
 
     return tf.data.Dataset.zip(tuple(streams)).map(merge).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_same_scale(x, unlabeled):
+    """Refuses inputs holding NaN or inf, and unlabeled inputs on another scale than the labeled ones.
+
+    The teacher scores the unlabeled inputs as it scores the labeled ones:
+    0-1 images beside 0-255 ones (a 255-fold difference) or a NaN would
+    train the student on meaningless targets without any error.
+    """
+    ranges = {}
+    for what, values in (("labeled", x), ("unlabeled", unlabeled)):
+        low, high = float(np.min(values)), float(np.max(values))
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError(f"The {what} inputs hold NaN or infinite values (range [{low}, {high}]); remove or repair them.")
+        ranges[what] = (low, high)
+    spans = sorted(high - low for low, high in ranges.values())
+    if spans[0] > 0 and spans[1] / spans[0] > MAX_SCALE_RATIO:
+        (low, high), (u_low, u_high) = ranges["labeled"], ranges["unlabeled"]
+        raise ValueError(
+            f"The unlabeled inputs span [{u_low:g}, {u_high:g}] but the labeled ones [{low:g}, {high:g}]: give both "
+            "on the same scale (e.g. both raw 0-255 pixels, or both divided by 255)."
+        )
 
 
 def load_arrays(source, split="test", need_labels=True, limit=None):
@@ -425,12 +507,24 @@ def load_npz_splits(path, validation_size=500, seed=0):
         if missing:
             raise ValueError(f"{path} lacks arrays {', '.join(missing)}; it must hold {', '.join(wanted)} (it holds {sorted(arrays.files)}).")
         x, y, x_test, y_test = (arrays[k] for k in wanted)
-        names = tuple(str(name) for name in arrays["class_names"]) if "class_names" in arrays.files else None
+        names = _npz_class_names(arrays["class_names"], path) if "class_names" in arrays.files else None
     if len(x) != len(y) or len(x_test) != len(y_test):
         raise ValueError(f"{path}: x_train/y_train or x_test/y_test differ in length; give one label per sample.")
     if x.ndim == 3:
         x, x_test = x[..., None], x_test[..., None]
     return _with_validation(x, y, x_test, y_test, validation_size, seed, len(names) if names else None, names)
+
+
+def _npz_class_names(array, path):
+    """The `class_names` array of an `.npz` file as text; bytes (from h5 or TF pipelines) are UTF-8."""
+    what = f"The class_names array of {path}"
+    if array.ndim != 1 or array.dtype.kind not in "US":
+        raise ValueError(f"{what} must be a 1-D array of text, one name per class; got dtype {array.dtype}, shape {array.shape}.")
+    try:
+        names = [name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in array.tolist()]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} holds bytes that are not UTF-8 text ({error}); store the names as text.") from None
+    return check_class_names(names, what)
 
 
 def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=0.2, seed=0):
@@ -440,7 +534,9 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
     those are used; otherwise `test_fraction` of the images is held out for
     testing. Reading, decoding and resizing go through
     `keras.utils.image_dataset_from_directory` (a `tf.data` pipeline); the
-    decoded images are kept in memory as float32 in [0, 255].
+    decoded images are kept in memory as float32 in [0, 255]. Hidden
+    sub-folders (a name starting with a dot, e.g. `.ipynb_checkpoints/`)
+    are no class, as in Keras.
 
     Args:
         path: the folder.
@@ -494,37 +590,65 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
         x, y = dataset_to_arrays(train.map(lambda image, label: (tf.cast(image, tf.float32), label)))
         x_test, y_test = dataset_to_arrays(test.map(lambda image, label: (tf.cast(image, tf.float32), label)))
     except tf.errors.InvalidArgumentError:
-        raise ValueError(
-            f"An image under {path} cannot be decoded: {_first_undecodable(path) or 'unknown file'}. Remove or "
-            "replace it (a truncated download, or another format with an image extension)."
-        ) from None
+        raise _undecodable(path) from None
     if split_folders:
         # test/ may hold fewer classes: its labels are renumbered by class name.
         y_test = np.asarray([train_classes.index(name) for name in test_classes], np.int32)[y_test]
     return _with_validation(x, y, x_test, y_test, validation_size, seed, len(train_classes), tuple(train_classes))
 
 
-def _first_undecodable(folder):
-    for root, _, names in sorted(os.walk(folder)):
-        for name in sorted(names):
-            if name.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
-                try:
-                    tf.io.decode_image(tf.io.read_file(os.path.join(root, name)))
-                except tf.errors.InvalidArgumentError:
-                    return os.path.join(root, name)
-    return None
+def _undecodable(folder):
+    """The error for an image under `folder` that cannot be decoded, naming the first such file."""
+    bad = None
+    for path in _image_files(folder):
+        try:
+            tf.io.decode_image(tf.io.read_file(path))
+        except tf.errors.InvalidArgumentError:
+            bad = path
+            break
+    return ValueError(
+        f"An image under {folder} cannot be decoded: {bad or 'unknown file'}. Remove or replace it (a truncated "
+        "download, or another format with an image extension)."
+    )
+
+
+def _hidden(name):
+    """Whether `image_dataset_from_directory` skips a sub-folder: its name starts with a dot.
+
+    Jupyter's `.ipynb_checkpoints/`, `.git/` or a `.Trash-1000/` are no
+    class; counting one would shift every class index after it.
+    """
+    return name.startswith(".")
+
+
+def _image_files(folder):
+    """The image files under `folder` and its sub-folders, sorted, leaving out the hidden entries of `folder`
+    itself, as Keras leaves out hidden class folders."""
+    found = []
+    for entry in sorted(os.listdir(folder)):
+        path = os.path.join(folder, entry)
+        if _hidden(entry):
+            continue
+        if os.path.isdir(path):
+            for root, _, names in sorted(os.walk(path)):
+                found.extend(os.path.join(root, name) for name in sorted(names) if name.lower().endswith(IMAGE_FORMATS))
+        elif entry.lower().endswith(IMAGE_FORMATS):
+            found.append(path)
+    return found
 
 
 def _class_folders(folder):
     """The class sub-folders of an image folder, sorted (Keras' label order); at least 2."""
-    classes = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
+    classes = sorted(
+        name for name in os.listdir(folder) if not _hidden(name) and os.path.isdir(os.path.join(folder, name))
+    )
     if len(classes) < 2:
         raise ValueError(
             f"{folder} holds {len(classes)} class folder{'' if len(classes) == 1 else 's'} "
             f"({', '.join(classes) or 'none'}); a classifier needs at least 2. Put the images of each class in "
             "a sub-folder of its own (e.g. cats/, dogs/)."
         )
-    return classes
+    return check_class_names(classes, f"The class folders of {folder}")
 
 
 def load_tfds(name, data_dir=None, train_split="train", test_split="test", image_size=None, validation_size=0.1, seed=0):
@@ -574,18 +698,16 @@ def load_tfds(name, data_dir=None, train_split="train", test_split="test", image
     x_test, y_test = dataset_to_arrays(test.map(prepare))
     label = info.features["label"] if "label" in info.features else None
     classes = getattr(label, "num_classes", None)
-    names = tuple(label.names) if classes and getattr(label, "names", None) else None
+    names = check_class_names(list(label.names), f"The label names of {name}") if classes and getattr(label, "names", None) else None
     return _with_validation(x, y, x_test, y_test, validation_size, seed, classes, names)
 
 
 def _first_image_size(path):
     from kerasdistill.backend import keras
 
-    for root, _, names in sorted(os.walk(path)):
-        for name in sorted(names):
-            if name.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
-                image = keras.utils.load_img(os.path.join(root, name))
-                return (image.height, image.width)
+    for file in _image_files(path):
+        image = keras.utils.load_img(file)
+        return (image.height, image.width)
     raise FileNotFoundError(f"No images (png, jpg, bmp, gif) under {path}; put them in one sub-folder per class.")
 
 

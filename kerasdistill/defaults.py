@@ -19,6 +19,11 @@ BATCH_SIZE = 64
 # (soft-target KL is off by 8% at T = 1e4, and meaningless at 1e6).
 MAX_TEMPERATURE = 100.0
 
+# Augmented views of each image a teacher-output cache stores (the API's
+# `views`, the config's distillation.teacher_views): each view is a whole
+# copy of the training images in the cache.
+MAX_TEACHER_VIEWS = 32
+
 STRATEGIES = ("none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")

@@ -5,16 +5,14 @@ from keras import ops
 from kerasdistill import checks, defaults
 from kerasdistill.checks import CheckedFit
 from kerasdistill import losses as losses_lib
-from kerasdistill.backend import keras, register_serializable, scale_loss_for_distribution
-from kerasdistill.data import LABELED
+from kerasdistill.backend import keras, register_serializable, scale_loss_for_distribution, update_compiled_metrics
+from kerasdistill.batch import LABELED, LABELS, TEACHER_LOGITS
 from kerasdistill.distribute import MultiWorkerFit, multi_worker_logs
 from kerasdistill.losses import Outputs, logits_from
 from kerasdistill.steps import TrainStep
 from kerasdistill.taps import Taps
 
 TEACHER_COMBINATIONS = ("probabilities", "logits")
-# The key that marks a batch of cached teacher outputs (see kerasdistill.cache).
-CACHED_LOGITS = "teacher_logits"
 
 
 @register_serializable
@@ -198,10 +196,14 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
         self.student_loss_fn = losses_lib.get_label_loss(student_loss_fn, self.student_output_kind)
         distillation_losses = losses_lib.as_distillation_losses(distillation_loss_fn, self.temperature)
         self._taps = Taps.build(self.teachers, self.student, distillation_losses)
-        self.adapters = list(self._taps.adapters.values())
         self.distillation_losses = distillation_losses
         terms = [name for loss in distillation_losses for name in loss.term_names()]
-        self.term_trackers = [keras.metrics.Mean(name=name) for name in terms] if len(terms) > 1 else []
+        # A recompile replaces the previous adapters and term logs: cleared in
+        # place, so that Keras stops tracking (training, saving, logging) them.
+        self.adapters.clear()
+        self.adapters.extend(self._taps.adapters.values())
+        self.term_trackers.clear()
+        self.term_trackers.extend(keras.metrics.Mean(name=name) for name in terms if len(terms) > 1)
         self._compile_args = dict(
             optimizer=optimizer,
             metrics=metrics,
@@ -232,14 +234,17 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
 
     @property
     def non_trainable_weights(self):
-        # Everything else, the teachers' weights included: on JAX these are
-        # the values a stateless step is given and hands back.
+        # Everything else, the teachers' weights included.
         trainable = {id(w) for w in self.trainable_weights}
         return [w for w in self.weights if id(w) not in trainable]
 
     @property
     def non_trainable_variables(self):
-        return self.non_trainable_weights
+        # The weights above plus the random seeds' states (augmentation,
+        # Dropout): on JAX these are the values a stateless step is given and
+        # hands back, so every step draws anew.
+        trainable = {id(w) for w in self.trainable_weights}
+        return [v for v in self.variables if id(v) not in trainable]
 
     @property
     def metrics(self):
@@ -308,7 +313,7 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
         checks.check_same_classes(teacher.logits.shape[-1], student.logits.shape[-1], "teacher")
         terms = {}
         for loss in self.distillation_losses:
-            terms.update(loss.terms(teacher, student, y))
+            terms.update(loss.terms(teacher, student, y, labeled))
         student_values = None if y is None else losses_lib.per_sample_label_loss(self.student_loss_fn, y, student.raw)
         result = losses_lib.mix_losses(terms, student_values, self.alpha, sample_weight, labeled)
         regularization = self.student.losses + [r for adapter in self.adapters for r in adapter.losses]
@@ -321,7 +326,7 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
         `y` is the step's targets, `{"labels", "labeled", "teacher"}` (the
         teachers' `Outputs`), and `y_pred` the student's `Outputs`.
         """
-        losses = self.compute_losses(y["labels"], y_pred, y["teacher"], sample_weight, y[LABELED])
+        losses = self.compute_losses(y[LABELS], y_pred, y["teacher"], sample_weight, y[LABELED])
         batch = ops.cast(ops.shape(y_pred.logits)[0], "float32")
         for tracker in [self.loss_tracker, self.distillation_loss_tracker, *self.term_trackers]:
             tracker.update_state(losses[tracker.name], sample_weight=batch)
@@ -330,42 +335,50 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
             self.student_loss_tracker.update_state(losses["student_loss"], sample_weight=labeled)
         return scale_loss_for_distribution(losses["loss"])
 
-    def _step_logs(self, x, y, y_pred, sample_weight):
-        """The logs of a step: the loss terms, and Keras' `compute_metrics` on the labeled samples."""
-        labels, labeled, outputs = y["labels"], y[LABELED], y_pred.raw
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras' compiled metrics on the labeled samples of a batch.
+
+        `y` is the labels, or a batch's targets (`kerasdistill.batch`):
+        with a labeled mask, every compiled metric weighs each sample by it
+        (times `sample_weight`), so the transfer set's rows count for nothing
+        and the batch keeps its shape.
+        """
+        labels, labeled = (y.get(LABELS), y.get(LABELED)) if isinstance(y, dict) else (y, None)
         if labels is None:
-            # No labels: only the distillation terms mean something, and the
-            # compiled metrics have nothing to measure.
+            # No labels: only the distillation terms mean something.
             trackers = [self.loss_tracker, self.distillation_loss_tracker, *self.term_trackers]
-            return multi_worker_logs({tracker.name: tracker.result() for tracker in trackers})
-        if labeled is not None:
-            # Keras' compiled `metrics` ignore sample weights: give them the
-            # labeled samples alone.
-            rows = checks.labeled_rows(labeled)
-            labels, outputs = ops.take(labels, rows, axis=0), ops.take(outputs, rows, axis=0)
-            if sample_weight is not None:
-                sample_weight = ops.take(ops.reshape(sample_weight, (-1,)), rows, axis=0)
-        return multi_worker_logs(self.compute_metrics(x, labels, outputs, sample_weight))
+            return {tracker.name: tracker.result() for tracker in trackers}
+        if labeled is None:
+            return super().compute_metrics(x, labels, y_pred, sample_weight)
+        weights = ops.reshape(ops.cast(labeled, "float32"), (-1,))
+        if sample_weight is not None:
+            weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        update_compiled_metrics(self, labels, y_pred, weights)
+        return self.get_metrics_result()
+
+    def _step_logs(self, x, y, y_pred, sample_weight):
+        """The logs of a step: the loss terms, and the compiled metrics on the labeled samples."""
+        return multi_worker_logs(self.compute_metrics(x, y, y_pred.raw, sample_weight))
 
     def _prepare(self, data, training):
         """`(x, targets, sample_weight)` of a batch: augmented inputs, labels and the teachers' `Outputs`.
 
-        Labels come as `y`, or as a dict `{"labels", "labeled",
-        "teacher_logits"}` (transfer sets and caches; each key optional).
+        Labels come as `y`, or as a dict of `kerasdistill.batch.KEYS`
+        (transfer sets and caches; each key optional).
         """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y = dict(y) if isinstance(y, dict) else {"labels": y}
-        cached = y.get(CACHED_LOGITS)
+        y = dict(y) if isinstance(y, dict) else {LABELS: y}
+        cached = y.get(TEACHER_LOGITS)
         if cached is not None:
             checks.check_cached_batch(self.distillation_losses, self.augmentation if training else None)
         if training and self.augmentation is not None:
             # Consistent teaching: teachers and student see the same view.
             x = self.augmentation(x, training=True)
         teacher = self.run_teachers(x) if cached is None else Outputs(ops.stop_gradient(self.combine_teachers(cached)))
-        labels = y.get("labels")
+        labels = y.get(LABELS)
         if training and labels is not None:
             labels = checks.assert_labels_in_range(labels, self.classes)
-        return x, {"labels": labels, LABELED: y.get(LABELED), "teacher": teacher}, sample_weight
+        return x, {LABELS: labels, LABELED: y.get(LABELED), "teacher": teacher}, sample_weight
 
     def get_metrics_result(self):
         # Training on unlabeled data alone never builds the compiled metrics

@@ -65,6 +65,7 @@ def atomic_path(path, overwrite=True):
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        fsync_folder(folder)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -117,54 +118,111 @@ class RunInProgressError(OSError):
     """Another live process holds the lock of a run."""
 
 
-def lock_holder(path):
-    """The pid holding the lock file `path` (a live run), or None when no live process holds it."""
+def _take_lock(path, create=True):
+    """Opens the lock file `path` and takes its lock without waiting.
+
+    A lock file is unlinked by its holder while still held, so a process
+    that opened it just before may lock a file no path names any more; the
+    lock counts only when `path` still names the locked file, else it is
+    taken again on the file `path` names now.
+
+    Returns:
+        `(handle, None)` holding the lock, `(None, holder)` naming the pid
+        of the live process holding it, or `(None, None)` when `path` does
+        not exist and `create` is False.
+    """
     import fcntl
 
-    if not os.path.exists(path):
-        return None
-    with open(path, "a+", encoding="utf-8") as handle:
+    # A lock file that is a symbolic link is refused (ELOOP): writing the pid must not reach another file.
+    flags = (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY) | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        try:
+            handle = os.fdopen(os.open(path, flags, 0o644), "r+" if create else "r", encoding="utf-8")
+        except FileNotFoundError:
+            if create:
+                raise
+            return None, None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except BlockingIOError:
+            locked = False
+        try:
+            current = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current and locked:
+            return handle, None
+        if current:
             handle.seek(0)
-            return handle.read().strip() or "unknown"
-        return None
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            return None, holder
+        handle.close()
+
+
+def lock_holder(path):
+    """The pid holding the lock file `path` (a live run), or None when no live process holds it."""
+    handle, holder = _take_lock(path, create=False)
+    if handle is not None:
+        handle.close()
+    return holder
 
 
 @contextlib.contextmanager
-def exclusive_lock(path, what):
+def exclusive_lock(path, what, remove=False):
     """Holds an exclusive lock on `path` (a lock file) while the block runs.
 
     The kernel drops the lock when the holder dies, even by SIGKILL, so a
     stale lock file of a dead run is simply taken over. The holder's pid is
     written in the file, for the message a second process gets.
 
+    Args:
+        path: the lock file (created if missing).
+        what: what the lock guards, for the message.
+        remove: delete the lock file on exit, while still holding it (a
+            process that opened it meanwhile then locks the next one).
+
     Raises:
         RunInProgressError: naming the live process, when another holds it.
     """
-    import fcntl
-
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")
+    handle, holder = _take_lock(path)
+    if handle is None:
+        raise RunInProgressError(
+            errno.EBUSY,
+            f"{what} is in use by another kerasdistill process (pid {holder}, still running). Wait for it "
+            "to finish, stop it, or start this one with another --name or --output.",
+        )
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise RunInProgressError(
-                errno.EBUSY,
-                f"{what} is in use by another kerasdistill process (pid {holder}, still running). Wait for it "
-                "to finish, stop it, or start this one with another --name or --output.",
-            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
         yield
     finally:
+        if remove:
+            with contextlib.suppress(OSError):
+                os.remove(path)
         handle.close()
+
+
+def fsync_folder(folder):
+    """Makes the renames and deletions in `folder` durable (a crash cannot undo them).
+
+    POSIX only: Windows has no folder handle to flush.
+    """
+    if os.name == "nt":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        # Some file systems cannot flush a folder; their renames are as durable as they get.
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -173,7 +231,12 @@ def atomic_folder(path, overwrite=False):
 
     Used for artifacts that are folders (`tf.data.Dataset.save`). An existing
     folder at `path` is replaced only with `overwrite=True`, and only after
-    the new one is complete.
+    the new one is complete. A folder cannot be swapped in one rename, so
+    the complete new folder is first renamed `.<name>.<pid>-<id>.new`, the
+    old one `.<name>.<pid>-<id>.old`, then the new one into place: a kill at
+    any instant leaves the old or the new folder under `path` or under one
+    of those names, and `recover_folder` (called here before writing) puts
+    it back.
 
     Example:
 
@@ -183,24 +246,67 @@ def atomic_folder(path, overwrite=False):
     ```
     """
     path = os.path.abspath(os.fspath(path))
+    parent = check_writable_folder(os.path.dirname(path))
+    recover_folder(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists. Pass overwrite=True to replace it, or choose another path.")
-    parent = check_writable_folder(os.path.dirname(path))
-    stem = f".{os.path.basename(path)}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    temporary = os.path.join(parent, stem + ".tmp")
+    stem = os.path.join(parent, f".{os.path.basename(path)}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    temporary, complete, retired = stem + ".tmp", stem + ".new", stem + ".old"
     os.makedirs(temporary)
     try:
         yield temporary
+        _fsync_tree(temporary)
+        os.replace(temporary, complete)
+        fsync_folder(parent)
         if os.path.exists(path):
-            retired = os.path.join(parent, stem + ".old")
             os.replace(path, retired)
-            os.replace(temporary, path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(temporary, path)
+            fsync_folder(parent)
+        os.replace(complete, path)
+        fsync_folder(parent)
+        shutil.rmtree(retired, ignore_errors=True)
     finally:
-        if os.path.exists(temporary):
-            shutil.rmtree(temporary, ignore_errors=True)
+        if not os.path.exists(path) and os.path.isdir(retired):
+            os.replace(retired, path)  # the new folder failed to take its place: the old one goes back
+        for leftover in (temporary, complete):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def recover_folder(path):
+    """Puts back, or deletes, what `atomic_folder` writers that were killed left beside `path`.
+
+    When `path` is missing, a complete new folder (else the old one) takes
+    its name again; every other leftover of a writer whose process is gone
+    is deleted.
+
+    Returns:
+        The leftovers' names, each restored or deleted.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    leftovers = {"new": [], "old": [], "tmp": []}
+    for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        if not entry.startswith(f".{name}."):
+            continue
+        writer, _, kind = entry[len(name) + 2 :].partition(".")
+        pid, _, tag = writer.partition("-")
+        if kind in leftovers and pid.isdigit() and len(tag) == 8 and int(pid) != os.getpid() and not _alive(int(pid)):
+            leftovers[kind].append(entry)
+    for kind in ("new", "old", "tmp"):
+        for entry in leftovers[kind]:
+            if kind != "tmp" and not os.path.exists(path):
+                os.replace(os.path.join(parent, entry), path)
+                fsync_folder(parent)
+            else:
+                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+    return leftovers["new"] + leftovers["old"] + leftovers["tmp"]
+
+
+def _fsync_tree(folder):
+    """Flushes every file under `folder` to disk (before a rename publishes them)."""
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(root, name), "rb+") as handle:
+                os.fsync(handle.fileno())
 
 
 def write_bytes(path, data, overwrite=True):

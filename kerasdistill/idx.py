@@ -6,12 +6,15 @@ values in big-endian order. Files are often gzipped; both forms are read.
 """
 
 import gzip
+import math
 import os
+import zlib
 
 import numpy as np
 
 # Type code of the magic number -> big-endian numpy dtype.
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+CHUNK_BYTES = 1 << 24
 
 
 def read_idx(path):
@@ -37,29 +40,55 @@ def read_idx(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No IDX file at {path}.")
-    opener = gzip.open if _is_gzip(path) else open
+    gzipped = _is_gzip(path)
     try:
-        with opener(path, "rb") as handle:
-            content = handle.read()
-    except (OSError, EOFError) as error:
+        with (gzip.open if gzipped else open)(path, "rb") as handle:
+            dtype, shape, header = _read_header(handle, path)
+            declared = header + math.prod(shape) * dtype.itemsize
+            # A plain file's size is known before reading it; a gzip is
+            # inflated no further than one byte past the size its header declares.
+            if gzipped:
+                content = _read_at_most(handle, declared - header + 1)
+                held = header + len(content)
+            else:
+                held = os.path.getsize(path)
+                content = handle.read(declared - header) if held == declared else None
+    except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{path} cannot be read ({error}); it is truncated or not a gzip/IDX file. Copy it again.") from None
-    if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] not in IDX_TYPES:
+    if held != declared:
         raise ValueError(
-            f"{path} is not an IDX file: its magic number is {content[:4].hex() or 'missing'}, expected 0000 then a "
+            f"{path} is not a valid IDX file: its header says shape {shape} ({declared} bytes with the header) but "
+            f"it holds {f'more than {declared}' if gzipped and held > declared else held} bytes. The file is truncated or "
+            "corrupt; copy it again."
+        )
+    return np.frombuffer(content, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _read_header(handle, path):
+    """`(dtype, shape, header bytes)` from the magic number and sizes at the start of an open IDX file."""
+    magic = handle.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_TYPES:
+        raise ValueError(
+            f"{path} is not an IDX file: its magic number is {magic.hex() or 'missing'}, expected 0000 then a "
             f"type code ({', '.join(f'{code:02x}' for code in IDX_TYPES)}) and the number of dimensions."
         )
-    dtype, ndim = np.dtype(IDX_TYPES[content[2]]), content[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(content) < header:
+    ndim = magic[3]
+    sizes = handle.read(4 * ndim)
+    if ndim == 0 or len(sizes) < 4 * ndim:
         raise ValueError(f"{path} is not a valid IDX file: its header announces {ndim} dimensions but is cut short.")
-    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(content) != expected:
-        raise ValueError(
-            f"{path} is not a valid IDX file: its header says shape {shape} ({expected} bytes with the header) but it "
-            f"holds {len(content)} bytes. The file is truncated or corrupt; copy it again."
-        )
-    return np.frombuffer(content, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    shape = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    return np.dtype(IDX_TYPES[magic[2]]), shape, 4 + 4 * ndim
+
+
+def _read_at_most(handle, limit):
+    """Up to `limit` bytes of `handle`, read in chunks (a huge `read(n)` would allocate `n` bytes up front)."""
+    content = bytearray()
+    while len(content) < limit:
+        chunk = handle.read(min(CHUNK_BYTES, limit - len(content)))
+        if not chunk:
+            break
+        content += chunk
+    return content
 
 
 def _is_gzip(path):

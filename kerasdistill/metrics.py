@@ -3,11 +3,12 @@
 import numpy as np
 from keras import ops
 
+from kerasdistill.batch import label_indices_numpy
+
 
 def class_indices(y):
     """Class indices from sparse labels or one-hot rows."""
-    y = np.asarray(y)
-    return np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
+    return label_indices_numpy(y)
 
 
 def classification_report(y_true, y_pred, num_classes=None):

@@ -23,8 +23,10 @@ from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
 from kerasdistill import losses as losses_lib
 from kerasdistill import report as report_lib
-from kerasdistill.backend import keras
+from kerasdistill.backend import keras, require_tensorflow_backend
+from kerasdistill.batch import label_indices_numpy
 from kerasdistill.cache import cache_teacher_outputs
+from kerasdistill.checks import output_width
 from kerasdistill.distiller import Distiller
 from kerasdistill.distribute import multi_worker_ready
 from kerasdistill.losses import CrossEntropy
@@ -107,6 +109,7 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     print(report["table"])
     ```
     """
+    require_tensorflow_backend("The kerasdistill run pipeline (tf.data batches, tf.distribute, TFLite export)")
     config = config_lib.validate(config)
     if config["training"]["strategy"] == "multi_worker" and not name:
         raise ValueError(
@@ -124,10 +127,10 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
         trained = [
             ("teacher", teacher, teacher_record, "teacher.keras"),
             ("student (scratch)", scratch, scratch_record, "student_scratch.keras"),
-            ("student (distilled)", student, student_record, "student.keras"),
+            (report_lib.student_label(student_record), student, student_record, "student.keras"),
         ]
         rows, confusion = report_lib.model_rows(trained, state.folder, inputs.splits)
-        exported = export_and_measure(state, inputs, student, rows[-1]["path"])
+        exported = export_and_measure(state, inputs, student, rows[-1]["path"], rows[-1]["model"])
         report = report_lib.build(state, inputs.splits, rows, confusion, trained, exported, cautions)
         state.say(report_lib.summary(report))
     return report
@@ -140,7 +143,10 @@ def prepare_inputs(state):
     """Loads the data, checks the layer pairs and makes the batches every stage trains on."""
     config, training = state.config, state.config["training"]
     splits = load_data(config["data"], training["seed"])
+    state.record_splits(splits)
     shape, classes = splits.train.x.shape[1:], splits.num_classes
+    _check_classes(splits)
+    _check_models(config, shape, classes)
     _check_layer_pairs(config, shape, classes)
     batch_size = training["batch_size"]
     plan = _training_data(splits, batch_size, config["distillation"]["labeled_share"], training["seed"])
@@ -281,6 +287,7 @@ def _search(state, inputs, teacher, scratch):
         verbose=state.fit_verbose,
         scratch=baseline,
         steps_per_epoch=inputs.plan.steps,
+        scratch_data=inputs.plan.labeled,
     )
     state.say(f"{result.table()}\n{result.verdict}")
     tuned = {"trials": result.trials, "best": result.best, "verdict": result.verdict, "gain": result.gain}
@@ -319,19 +326,20 @@ def train_scratch(state, inputs):
     return state.stage("scratch", "[2/3] Same student from scratch", _fit_alone(state, inputs, "student"))
 
 
-def export_and_measure(state, inputs, student, keras_path):
+def export_and_measure(state, inputs, student, keras_path, label=report_lib.DISTILLED):
     """The export stage: the student as `.tflite` files, each measured through the interpreter on the test set.
 
     For each quantization: the plain file (`student_<quantization>.tflite`)
     and the app-ready classifier file (`student_<quantization>_classifier.tflite`:
     RGB in, probabilities out, metadata and labels), as `export.targets` asks.
+    `label` names the student in the comparison, as the report's rows do.
 
     Returns:
         `(files, comparison)`: the `TFLiteResult`s and `export.compare`'s report.
     """
     settings, splits = state.config["export"], inputs.splits
     targets = settings["targets"]
-    state.say(f"\nExport: the distilled student to {', '.join(settings['quantizations'])} .tflite files ({', '.join(targets)})")
+    state.say(f"\nExport: the {label} to {', '.join(settings['quantizations'])} .tflite files ({', '.join(targets)})")
     names = None
     if "classifier" in targets:
         names, named = data_lib.label_names(splits)
@@ -362,7 +370,7 @@ def export_and_measure(state, inputs, student, keras_path):
     state.say(f"  measuring each file through the LiteRT interpreter on {len(splits.test.x)} test samples")
     comparison = export.compare(
         student, [result.path for result in exported], splits.test, keras_path=keras_path, num_threads=1,
-        keras_name="student (distilled)",
+        keras_name=label,
     )
     return exported, comparison
 
@@ -387,6 +395,41 @@ def build_model(spec, shape, classes, weights=None, role="student", backbone_siz
         backbone = transfer.load_backbone(name, backbone_shape, weights=weights, freeze=role == "teacher" and weights is not None)
         return transfer.build_classifier(backbone, classes, name=f"{name}_{role}", input_shape=shape)
     return models.build(spec.name, shape, classes)
+
+
+def _check_classes(splits):
+    """Refuses, before anything trains, training labels of fewer than two classes (nothing to tell apart)."""
+    present = np.unique(label_indices_numpy(splits.train.y, splits.num_classes))
+    if splits.num_classes < 2 or len(present) < 2:
+        raise ValueError(
+            f"The training split's labels hold {len(present)} class ({', '.join(map(str, present[:1]))}) out of "
+            f"{splits.num_classes}: a classifier needs at least two classes to learn. Check the data (is the file "
+            "sorted by class and cut short?), or give images of every class."
+        )
+
+
+def _check_models(config, shape, classes):
+    """Refuses, before anything trains, a saved model whose output width is not the data's class count,
+    and a teacher.fine_tune_layers above its backbone's depth."""
+    for role in ("teacher", "student"):
+        spec = config_lib.model_spec(config[role]["model"])
+        if spec.kind != "file":
+            continue
+        width = output_width(files.load_model(spec.name), None)
+        if width != classes:
+            raise ValueError(
+                f"{role}.model {spec.name} outputs {width} class scores but the data has {classes} classes: the "
+                f"models must score the data's classes. Give a {role} with {classes} outputs, or the data it was "
+                "trained for."
+            )
+    spec, layers = config_lib.model_spec(config["teacher"]["model"]), config["teacher"]["fine_tune_layers"]
+    if spec.kind == "backbone" and layers:
+        depth = transfer.depth(spec.name)
+        if layers > depth:
+            raise ValueError(
+                f"teacher.fine_tune_layers is {layers} but backbone {spec.name} has {depth} layers; give at most "
+                f"{depth} (all of them), or fewer to fine-tune its top only."
+            )
 
 
 def _check_layer_pairs(config, shape, classes):

@@ -35,5 +35,27 @@ def describe(low=None, high=None, low_open=False):
     return f"in {'(' if low_open else '['}{_text(low)}, {_text(high)}]"
 
 
+def batch_split(batch_size, labeled_share):
+    """The labeled and unlabeled rows of each transfer-set batch, `(labeled, unlabeled)`.
+
+    Raises:
+        ValueError: naming both values, when the rounding leaves a batch no
+            unlabeled row, or no labeled row for a `labeled_share` above 0.
+    """
+    labeled = int(round(batch_size * labeled_share))
+    if labeled < batch_size and (labeled or not labeled_share):
+        return labeled, batch_size - labeled
+    missing = "unlabeled" if labeled == batch_size else "labeled"
+    fix = (
+        f"a labeled_share from 1/{batch_size} to {batch_size - 1}/{batch_size} (0 for no labels), or a larger batch_size"
+        if batch_size > 1
+        else "a batch_size of at least 2 (a labeled and an unlabeled row), or labeled_share 0"
+    )
+    raise ValueError(
+        f"batch_size {batch_size} with labeled_share {labeled_share:g} gives {labeled} labeled and "
+        f"{batch_size - labeled} unlabeled rows per batch: no {missing} rows. Give {fix}."
+    )
+
+
 def _text(number):
     return str(number) if isinstance(number, numbers.Integral) else f"{number:g}"

@@ -9,6 +9,10 @@ from kerasdistill import files, plots
 from kerasdistill.metrics import classification_report, keras_outputs
 from kerasdistill.tables import format_table
 
+DISTILLED = "student (distilled)"
+# The search's answer when no trial beat the scratch student: that student, trained on the labels alone.
+LABELS_ONLY = "student (labels only)"
+
 TABLE_COLUMNS = [
     ("model", "model", None),
     ("params", "params", ",d"),
@@ -22,6 +26,12 @@ TABLE_COLUMNS = [
 def file_size_kib(path):
     """Size of the file at `path` in KiB."""
     return os.path.getsize(path) / 1024.0
+
+
+def student_label(record):
+    """The label of the run's student: `LABELS_ONLY` when the search kept the scratch student, else `DISTILLED`."""
+    best = record.get("tuning", {}).get("best", {})
+    return LABELS_ONLY if best.get("method") == "labels only" else DISTILLED
 
 
 def model_rows(trained, folder, splits):
@@ -66,11 +76,17 @@ def build(state, splits, rows, confusion, trained, exported, cautions=()):
     """
     results, comparison = exported
     gain = 100 * (rows[2]["test_accuracy"] - rows[1]["test_accuracy"])
-    verdict = (
-        f"The distilled student is {abs(gain):.2f} points {'above' if gain >= 0 else 'below'} the same student "
-        f"trained alone on the labels ({rows[2]['test_accuracy']:.4f} vs {rows[1]['test_accuracy']:.4f}, test set)"
-        + ("." if splits.unlabeled is None else f", with {len(splits.unlabeled)} unlabeled images in the transfer set.")
-    )
+    if rows[2]["model"] == LABELS_ONLY:
+        verdict = (
+            "No distillation setting the search tried beat the same student trained alone on the labels (validation "
+            f"split): the run's student is that scratch student ({rows[2]['test_accuracy']:.4f}, test set)"
+        )
+    else:
+        verdict = (
+            f"The distilled student is {abs(gain):.2f} points {'above' if gain >= 0 else 'below'} the same student "
+            f"trained alone on the labels ({rows[2]['test_accuracy']:.4f} vs {rows[1]['test_accuracy']:.4f}, test set)"
+        )
+    verdict += "." if splits.unlabeled is None else f", with {len(splits.unlabeled)} unlabeled images in the transfer set."
     for row in comparison["rows"]:
         confusion[row["model"]] = row.pop("confusion_matrix")
     records = {"teacher": trained[0][2], "scratch": trained[1][2], "distilled": trained[2][2]}
@@ -105,14 +121,14 @@ def build(state, splits, rows, confusion, trained, exported, cautions=()):
 def summary(report):
     """What the run prints at its end: the tables, the verdict and where the files are."""
     lines = [
-        f"\n{report['table']}\n\nThe distilled student as a Keras model and as .tflite files (test set; latency per "
+        f"\n{report['table']}\n\nThe {report['models'][2]['model']} as a Keras model and as .tflite files (test set; latency per "
         "image, batch of one, after warm-up, on the runtime and threads listed):",
         report["export"]["table"],
         f"\n{report['verdict']}",
     ]
     if "tuning" in report:
         trials = len(report["tuning"]["trials"]) - 1
-        lines.append(f"{report['tuning']['verdict']} The distilled student's train time is the whole search ({trials} trials).")
+        lines.append(f"{report['tuning']['verdict']} The {report['models'][2]['model']}'s train time is the whole search ({trials} trials).")
     lines += [f"Warning: {caution}" for caution in report["warnings"]]
     lines.append(f"\nSaved the models, the .tflite files, plots, config.yaml and report.json in {report['run_folder']}")
     return "\n".join(lines)

@@ -1,11 +1,13 @@
 """A run's folder, its resume state and its lock: what `kerasdistill run` owns on disk.
 
 A run writes its results into `OUTPUT/NAME/` and keeps what it needs to
-resume under `OUTPUT/.resume/<key>/`, the key being the resolved config and
-the name given. `RunState` takes the lock, makes the folder, reloads
-finished stages and, on a clean exit, removes the resume state;
-`resume_states` and `remove_abandoned` are what `kerasdistill clean` shows
-and deletes.
+resume under `OUTPUT/.resume/<key>/`, the key being the resolved config,
+the name given, the data's files and the package version. `RunState` takes
+the locks, makes the folder, records the splits, reloads finished stages
+and, on a clean exit, removes the resume state; `resume_states` and
+`remove_abandoned` are what `kerasdistill clean` shows and deletes;
+`check_split_record` is how later commands on a run's files know they see
+the data the run saw.
 """
 
 import contextlib
@@ -14,12 +16,42 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 
+import numpy as np
+
 from kerasdistill import files
+from kerasdistill import version
 from kerasdistill.backend import keras
 from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distribute import is_chief, make_strategy, set_precision
+
+# In a run folder: which samples each split held, for the later commands on its files.
+SPLITS_FILE = "splits.json"
+# In a resume state: the results of the run an overwriting run replaces, kept until it finishes.
+REPLACED = "replaced"
+
+
+def check_run_name(name, source=None):
+    """Returns `name` if it is a plain folder name (a run's folder in the output folder), else raises.
+
+    Args:
+        name: the run name.
+        source: where a stored name was read (a resume state); None for `--name`.
+    """
+    plain = isinstance(name, str) and name not in ("", ".", "..") and not name.startswith(".") and "\0" not in name
+    if plain and os.sep not in name and not (os.altsep and os.altsep in name):
+        return name
+    if source:
+        raise ValueError(
+            f"The resume state {source} names the run {name!r}, which is not a plain folder name: kerasdistill "
+            "did not write it. Delete that state (kerasdistill clean --remove), then run again."
+        )
+    raise ValueError(
+        f"A run name is a plain folder name, not starting with '.' (those hold kerasdistill's own state, "
+        f"e.g. .resume); got {name!r}. Pick another --name, e.g. run-1."
+    )
 
 
 def prepare_run_folder(output, name=None, overwrite=False):
@@ -30,12 +62,7 @@ def prepare_run_folder(output, name=None, overwrite=False):
         name: run name; default `run-YYYYmmdd-HHMMSS` (UTC).
         overwrite: allow writing into an existing non-empty run folder.
     """
-    name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
-    if os.sep in name or name in ("", ".", "..") or name.startswith("."):
-        raise ValueError(
-            f"A run name is a plain folder name, not starting with '.' (those hold kerasdistill's own state, "
-            f"e.g. .resume); got {name!r}. Pick another --name, e.g. run-1."
-        )
+    name = check_run_name(name or _timestamp())
     folder = os.path.join(files.check_writable_folder(output), name)
     if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
         raise FileExistsError(
@@ -45,30 +72,192 @@ def prepare_run_folder(output, name=None, overwrite=False):
     return files.check_writable_folder(folder)
 
 
+def _timestamp():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
+
+
 def config_key(value):
     """A short, stable hash of a JSON-able value (the resume state's folder name)."""
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def _data_paths(data_config):
+    paths = [data_config["path"], data_config["unlabeled_path"]]
+    if data_config["source"] == "tfds":
+        root = data_config["data_dir"] or os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
+        paths.append(os.path.join(os.path.expanduser(root), data_config["name"]))
+    return [path for path in paths if path]
+
+
+def data_files(data_config):
+    """The files a config's data section names, each with its size and modification time.
+
+    The embedded digits are not listed: they ship with the package (its
+    version stands for them).
+
+    Returns:
+        `{path: {name: [size, mtime_ns]}}`, the names relative to the path
+        (a file is its own one entry).
+    """
+    listing = {}
+    for path in _data_paths(data_config):
+        found = [path] if os.path.isfile(path) else []
+        for root, folders, names in os.walk(path):
+            folders.sort()
+            found += [os.path.join(root, name) for name in sorted(names)]
+        entries = {}
+        for full in found:
+            with contextlib.suppress(OSError):
+                info = os.stat(full)
+                name = os.path.basename(full) if full == path else os.path.relpath(full, path)
+                entries[name.replace(os.sep, "/")] = [info.st_size, info.st_mtime_ns]
+        listing[path] = entries
+    return listing
+
+
+def _digest(*arrays):
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode("utf-8"))
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def split_record(splits, data_config):
+    """What a run records of its data: each split's size and a hash of its samples, the class names, the files."""
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    record = {part: {"samples": len(x), "sha256": _digest(x, y)} for part, (x, y) in parts.items()}
+    if splits.unlabeled is not None:
+        record["unlabeled"] = {"samples": len(splits.unlabeled), "sha256": _digest(splits.unlabeled)}
+    record["class_names"] = list(splits.class_names) if splits.class_names else None
+    record["files"] = data_files(data_config)
+    return record
+
+
+def check_split_record(folder, splits, data_config, parts):
+    """Refuses splits re-derived from today's data when they differ from the ones the run in `folder` used.
+
+    Args:
+        folder: the run folder.
+        splits: the `Splits` derived now from the data its config names.
+        data_config: that config's data section.
+        parts: what the caller uses: any of `"train"`, `"val"`, `"test"`,
+            `"unlabeled"`, `"class_names"`.
+
+    Returns:
+        Whether the run recorded its splits (runs made before runs recorded
+        them did not).
+
+    Raises:
+        ValueError: naming what changed, when a part differs.
+    """
+    path = os.path.join(folder, SPLITS_FILE)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as handle:
+            recorded = json.load(handle)
+        before = {part: recorded.get(part) for part in parts}
+    except (ValueError, AttributeError) as error:
+        raise ValueError(
+            f"The run's split record {path} is damaged ({error}). Name the data to use explicitly (evaluate "
+            "--data, export --calibration-data and --class-names)."
+        ) from None
+    now = split_record(splits, data_config)
+    changed = [
+        f"{'the class names' if part == 'class_names' else f'the {part} split'}: {_described(part, now.get(part))} now, "
+        f"{_described(part, before[part])} when it ran"
+        for part in parts
+        if before[part] != now.get(part)
+    ]
+    if changed:
+        files_changed = _file_changes(recorded.get("files") or {}, now["files"]) or (
+            "its files are unchanged, so they are read differently now (another kerasdistill or TensorFlow version)"
+        )
+        raise ValueError(
+            f"The data of the run in {folder} is not the data it ran on: {'; '.join(changed)}. {files_changed}. "
+            "Its splits cannot be derived again: restore that data, or name the data to use explicitly "
+            "(evaluate --data, export --calibration-data and --class-names)."
+        )
+    return True
+
+
+def _described(part, value):
+    if value is None:
+        return "none"
+    if part == "class_names":
+        return ", ".join(value)
+    return f"{value['samples']} samples (hash {value['sha256'][:12]})"
+
+
+def _file_changes(before, now):
+    """The files added, removed and changed between two `data_files` listings, in words."""
+    said = []
+    for path in sorted(set(before) | set(now)):
+        old, new = before.get(path, {}), now.get(path, {})
+        for word, names in (
+            ("added to", sorted(set(new) - set(old))),
+            ("removed from", sorted(set(old) - set(new))),
+            ("changed in", sorted(name for name in set(old) & set(new) if old[name] != new[name])),
+        ):
+            if names:
+                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                said.append(f"{len(names)} file(s) {word} {path}: {shown}")
+    return "; ".join(said)
+
+
+def _key_lock(state):
+    # Run names never start with '.', so no run's own lock file has this name.
+    return os.path.join(os.path.dirname(state), f".{os.path.basename(state)}.lock")
+
+
+def _stored_name(state_file):
+    """The run name a resume state holds, checked as `--name` is."""
+    try:
+        with open(state_file, encoding="utf-8") as handle:
+            stored = json.load(handle)
+    except ValueError:
+        stored = None
+    return check_run_name(stored.get("name") if isinstance(stored, dict) else None, state_file)
+
+
+def _put_back(replaced, folder):
+    """Moves an overwritten run's results back into `folder` when that is empty; returns whether it did."""
+    if not os.path.isdir(replaced):
+        return False
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)  # only when empty: results of the run that replaces them stay
+    if os.path.lexists(folder):
+        return False
+    os.replace(replaced, folder)
+    files.fsync_folder(os.path.dirname(folder))
+    return True
+
+
 class RunState:
     """One run's folder, its resume state, its lock, and the writes only the chief makes.
 
     The resume state lives in `OUTPUT/.resume/<key>/`, the key being the
-    resolved config and the run name the user gave (none: the name stored
-    at the start), so the same command finds its own state. One process
-    per run folder: a second one is refused, and a resume adopts only a run
-    whose process is gone. Workers of one multi-worker run share the folder
-    on purpose (only the chief writes results). Used as a context manager:
-    on entry it takes the lock, makes the run folder and sets the dtype
-    policy and strategy; on a clean exit it removes the resume state.
+    resolved config, the run name the user gave (none: the name stored at
+    the start), the data's files and the package version, so the same
+    command on the same data finds its own state, and edited data starts
+    afresh. One process per resume state and per run folder: a second one
+    is refused (the state is read only under its lock), and a resume
+    adopts only a run whose process is gone. Workers of one multi-worker
+    run share the folder on purpose (only the chief writes results). Used
+    as a context manager: on entry it takes the locks, sets the dtype
+    policy and strategy and makes the run folder (with `overwrite`, the
+    earlier results leave it as a whole, and are deleted when this run
+    finishes); on a clean exit it removes the resume state.
 
     Args:
         config: the validated config.
         output: the folder under which the run's folder is made.
         name: the run's name (default: a UTC timestamp; a resumed run keeps
             the name it started with).
-        overwrite: allow reusing a non-empty run folder.
+        overwrite: allow replacing the results in a non-empty run folder.
         verbose: print progress (one line per epoch) and the tables.
     """
 
@@ -77,13 +266,11 @@ class RunState:
         self.say = print if verbose else (lambda *args, **kwargs: None)
         self.fit_verbose = 2 if verbose else 0
         self.output = files.check_writable_folder(output)
-        self.resume = os.path.join(self.output, ".resume", config_key({"config": config, "name": name}))
-        self.resumed = os.path.exists(self._state_path)
-        if self.resumed:
-            with open(self._state_path, encoding="utf-8") as handle:
-                name = json.load(handle)["name"]
-        self.name = name or datetime.datetime.now(datetime.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
+        self.name = check_run_name(name) if name else None
+        key = {"config": config, "name": self.name, "data": data_files(config["data"]), "version": version.__version__}
+        self.resume = os.path.join(self.output, ".resume", config_key(key))
         self.overwrite = overwrite
+        self.resumed = self._owned = False
         self.folder = self.strategy = None
         self._exit = contextlib.ExitStack()
 
@@ -100,35 +287,65 @@ class RunState:
         return is_chief(self.strategy)
 
     def __enter__(self):
-        if self.config["training"]["strategy"] != "multi_worker":
-            self._exit.enter_context(files.exclusive_lock(self._lock_path, f"The run '{self.name}' in {self.output}"))
+        try:
+            self._enter()
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def _enter(self):
+        locking = self.config["training"]["strategy"] != "multi_worker"
+        if locking:
+            self._exit.enter_context(files.exclusive_lock(_key_lock(self.resume), f"The resume state {self.resume}", remove=True))
+        self.resumed = os.path.exists(self._state_path)
+        if self.resumed:
+            self.name = _stored_name(self._state_path)
+        self.name = self.name or _timestamp()
+        if locking:
+            self._exit.enter_context(files.exclusive_lock(self._lock_path, f"The run '{self.name}' in {self.output}", remove=True))
+        self._owned = True
         if self.resumed:
             self.say(f"Resuming the unfinished run '{self.name}' (state in {self.resume}).")
-        self.folder = prepare_run_folder(self.output, self.name, self.overwrite or self.resumed)
-        files.write_json(self._state_path, {"name": self.name})
         previous_policy = keras.mixed_precision.global_policy().name
         self._exit.callback(keras.mixed_precision.set_global_policy, previous_policy)
         set_precision(self.config["training"]["precision"])
         self.strategy = make_strategy(self.config["training"]["strategy"])
-        return self
+        folder = os.path.join(self.output, self.name)
+        if not (self.overwrite or self.resumed):
+            prepare_run_folder(self.output, self.name)  # refuses a folder holding results before any state is written
+        files.write_json(self._state_path, {"name": self.name})
+        if self.overwrite and not self.resumed and self.is_chief and os.path.isdir(folder) and os.listdir(folder):
+            # The earlier results leave as a whole (none stays beside the new
+            # ones) and are deleted only once this run has finished.
+            shutil.rmtree(os.path.join(self.resume, REPLACED), ignore_errors=True)
+            os.replace(folder, os.path.join(self.resume, REPLACED))
+            files.fsync_folder(self.output)
+        self.folder = prepare_run_folder(self.output, self.name, overwrite=True)
 
     def __exit__(self, error_type, error, traceback):
         # Only the chief removes the state: a worker that finishes first must
         # not delete the backup the chief is still writing. A run that failed
-        # before finishing or backing up any epoch leaves nothing behind; one
-        # that did keeps its state, to resume from.
-        finished = error_type is None and self.is_chief
-        if finished or (error_type is not None and self.is_chief and not self._has_progress()):
+        # before finishing or backing up any epoch leaves nothing behind (the
+        # results it was replacing go back); one that did keeps its state, to
+        # resume from. A run refused its locks touches nothing.
+        finished = error_type is None
+        if self._owned and self.is_chief and (finished or not self._has_progress()):
+            if not finished:
+                if self.folder is not None:
+                    # It holds this run's files only: a folder holding results was refused, or they were moved aside.
+                    shutil.rmtree(self.folder, ignore_errors=True)
+                _put_back(os.path.join(self.resume, REPLACED), os.path.join(self.output, self.name))
             shutil.rmtree(self.resume, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.remove(self._lock_path)
-            if not finished and self.folder is not None:
-                with contextlib.suppress(OSError):
-                    os.rmdir(self.folder)  # only when empty: results of an earlier run stay
         self._exit.close()
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(self.resume))  # .resume, once no other run needs it
         return False
+
+    def record_splits(self, splits):
+        """Writes what each split of the run holds into the run folder (`evaluate` and `export` check it)."""
+        if self.is_chief:
+            files.write_json(os.path.join(self.folder, SPLITS_FILE), split_record(splits, self.config["data"]))
 
     def _has_progress(self):
         """Whether the resume state holds a finished stage or a backed-up epoch."""
@@ -176,9 +393,10 @@ def resume_states(output="export"):
     """The resume states under `output/.resume`: one dict per unfinished run.
 
     Returns:
-        A list of `{"name", "state", "pid"}`; `pid` is the live process that
-        owns the run, or None for a run that was abandoned (killed, or
-        failed) and will resume when its command is given again.
+        A list of `{"name", "state", "pid"}`; `name` is None when the state
+        holds no plain run name; `pid` is the live process that owns the
+        run, or None for a run that was abandoned (killed, or failed) and
+        will resume when its command is given again.
     """
     root = os.path.join(output, ".resume")
     states = []
@@ -187,24 +405,36 @@ def resume_states(output="export"):
         if not os.path.isfile(state):
             continue
         try:
-            with open(state, encoding="utf-8") as handle:
-                name = json.load(handle)["name"]
-        except (ValueError, KeyError, OSError):
+            name = _stored_name(state)
+        except (ValueError, OSError):
             name = None
-        pid = files.lock_holder(os.path.join(root, f"{name}.lock")) if name else None
+        pid = files.lock_holder(_key_lock(os.path.dirname(state)))
+        if pid is None and name:
+            pid = files.lock_holder(os.path.join(root, f"{name}.lock"))
         states.append({"name": name, "state": os.path.dirname(state), "pid": pid})
     return states
 
 
 def remove_abandoned(output="export"):
-    """Deletes the resume states of runs no live process owns; returns what was removed."""
+    """Deletes the resume states of runs no live process owns; returns what was removed.
+
+    Each state is deleted under its locks (a run starting meanwhile keeps
+    its own). The results an abandoned overwriting run was replacing go
+    back into its folder when that is empty; nothing outside `output` is
+    touched.
+    """
+    root = os.path.join(output, ".resume")
     removed = []
     for entry in resume_states(output):
-        if entry["pid"] is None:
+        if entry["pid"] is not None:
+            continue
+        with contextlib.ExitStack() as held, contextlib.suppress(files.RunInProgressError):
+            held.enter_context(files.exclusive_lock(_key_lock(entry["state"]), entry["state"], remove=True))
+            if entry["name"]:
+                held.enter_context(files.exclusive_lock(os.path.join(root, f"{entry['name']}.lock"), entry["name"], remove=True))
+                _put_back(os.path.join(entry["state"], REPLACED), os.path.join(output, entry["name"]))
             shutil.rmtree(entry["state"], ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(output, ".resume", f"{entry['name']}.lock"))
             removed.append(entry)
     with contextlib.suppress(OSError):
-        os.rmdir(os.path.join(output, ".resume"))
+        os.rmdir(root)
     return removed

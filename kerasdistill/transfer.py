@@ -80,6 +80,28 @@ _EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
 
 _ALPHA_V2 = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
+# The published hashes of the no-top files (md5, or sha256 when 64 digits long), as keras.applications
+# checks its own downloads with them; a download that does not match is refused. Keras publishes none for
+# MobileNetV2.
+WEIGHTS_HASHES = {
+    "weights_mobilenet_v3_small_224_0.75_float_no_top_v2.h5": "ebdb5cc8e0b497cd13a7c275d475c819",
+    "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5": "d3e8ec802a04aa4fc771ee12a9a9b836",
+    "weights_mobilenet_v3_small_minimalistic_224_1.0_float_no_top_v2.h5": "cde8136e733e811080d9fcd8a252f7e4",
+    "weights_mobilenet_v3_large_224_0.75_float_no_top_v2.h5": "40af19a13ebea4e2ee0c676887f69a2e",
+    "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5": "07fb09a5933dd0c8eaafa16978110389",
+    "weights_mobilenet_v3_large_minimalistic_224_1.0_float_no_top_v2.h5": "ec5221f64a2f6d1ef965a614bdae7973",
+    "efficientnetb0_notop.h5": "50bc09e76180e00e4465e1a485ddc09d",
+    "efficientnetb1_notop.h5": "74c4e6b3e1f6a1eea24c589628592432",
+    "efficientnetb2_notop.h5": "111f8e2ac8aa800a7a99e3239f7bfb39",
+    "efficientnetb3_notop.h5": "af6d107764bb5b1abb91932881670226",
+    "efficientnetv2-b0_notop.h5": "893217f2bb855e2983157299931e43ff",
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5": "4d473c1dd8becc155b73f8504c6f6626",
+    "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5": "fac2f116257151a9d068a22e544a4917",
+    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5": "bcbd6486424b2319ff4ef7d526e38f63",
+    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5": "30ee3e1110167f948a6b9946edeeb738",
+    "convnext_tiny_notop.h5": "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
+}
+
 BACKBONES = {
     "mobilenet_v2": BackboneSpec("MobileNetV2", "tf", 224, 32, {"alpha": _ALPHA_V2}, _mobilenet_v2_url),
     "mobilenet_v3_small": BackboneSpec(
@@ -239,10 +261,24 @@ def find_imagenet_weights(name, input_shape=None, download=True, timeout=15.0, *
         return found
     reason = "downloading is off (download=False)"
     if download:
+        expected = WEIGHTS_HASHES.get(file_name)
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(timeout)
         try:
-            return keras.utils.get_file(file_name, url, cache_subdir="models")
+            # Into the Keras cache folder searched above (Keras reads KERAS_HOME once, at import, and
+            # falls back to /tmp for a folder that does not exist yet).
+            os.makedirs(folders[-1], exist_ok=True)
+            cache = os.path.dirname(folders[-1])
+            return keras.utils.get_file(file_name, url, cache_dir=cache, cache_subdir="models", file_hash=expected)
+        except ValueError:  # The hash check: Keras leaves the file, which the next lookup would take.
+            damaged = os.path.join(folders[-1], file_name)
+            if os.path.isfile(damaged):
+                os.remove(damaged)
+            raise ValueError(
+                f"The file downloaded from {url} does not match the published hash of {file_name} ({expected}): it "
+                "is damaged or not the published file, and was removed. Try again, or copy the file from a "
+                f"trusted machine into {WEIGHTS_DIR_ENV}."
+            ) from None
         except Exception as error:  # Keras wraps every network failure in a bare Exception.
             reason = f"the download from {url} failed ({error})"
         finally:
@@ -261,6 +297,19 @@ def _first_file(folders, file_name):
         if os.path.isfile(path):
             return path
     return None
+
+
+def depth(name, **options):
+    """The number of layers of a backbone's `keras.applications` model: the most `unfreeze(top=...)` reopens.
+
+    Builds the architecture at its smallest input, without weights.
+    """
+    spec = get_spec(name)
+    side = spec.min_size
+    application = getattr(keras.applications, spec.constructor)(
+        include_top=False, weights=None, input_shape=(side, side, 3), **_check_options(name, spec, options)
+    )
+    return len(application.layers)
 
 
 def load_backbone(

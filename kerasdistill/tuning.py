@@ -131,6 +131,7 @@ def tune(
     verbose=0,
     scratch=None,
     steps_per_epoch=None,
+    scratch_data=None,
 ):
     """Searches distillation settings with KerasTuner and compares with scratch.
 
@@ -162,7 +163,14 @@ def tune(
         scratch: the baseline already trained on the labels alone with the
             same budget, as `(student, history)` (`history`: its fit logs with
             `val_accuracy` per epoch), so that a caller that reports a
-            scratch student compares with that one; None trains one here.
+            scratch student compares with that one. It is scored at its last
+            epoch, the weights it holds; None trains one here, scored and
+            returned at its best epoch, as the trials are.
+        scratch_data: the `(x, y)` batches the scratch baseline trains on
+            (`steps_per_epoch` steps an epoch: repeat them when needed);
+            None: `train_data`. Needed when `train_data` is a transfer set
+            (`data.transfer_set`) or cached teacher outputs: the baseline
+            learns from the labeled samples alone.
 
     Returns:
         A `TuneResult`.
@@ -178,6 +186,7 @@ def tune(
     import keras_tuner
 
     temperature, alpha, methods = _check_arguments(student_fn, temperature, alpha, methods, max_trials, epochs)
+    scratch_data = _scratch_data(train_data, scratch_data, scratch)
 
     def new_student():
         keras.utils.set_random_seed(seed)
@@ -209,9 +218,9 @@ def tune(
         best_student = tuner.get_best_models(1)[0].student
         best_history = _trial_history(tuner.oracle.get_best_trials(1)[0])
 
-    if scratch is None:
-        scratch = _train_scratch(new_student(), train_data, validation_data, epochs, steps_per_epoch, learning_rate, verbose)
-    scratch_accuracy = float(max(scratch[1]["val_accuracy"]))
+    scratch, scratch_accuracy = _baseline(
+        scratch, lambda: _train_scratch(new_student(), scratch_data, validation_data, epochs, steps_per_epoch, learning_rate, verbose)
+    )
     rows.append({"trial": "scratch", "method": "labels only", "temperature": None, "alpha": 1.0, "val_accuracy": scratch_accuracy})
     best = {name: best_hp.get(name) for name in ("method", "temperature", "alpha")}
     best_accuracy = max(r["val_accuracy"] for r in rows[:-1])
@@ -270,11 +279,43 @@ def _checked_student(student):
     return student
 
 
+def _scratch_data(train_data, scratch_data, scratch):
+    """The batches the scratch baseline trains on (none when it is given), refused before any trial trains
+    when their targets are not labels alone."""
+    if scratch is not None:
+        return None
+    data = train_data if scratch_data is None else scratch_data
+    spec = getattr(data, "element_spec", None)
+    if isinstance(spec, tuple) and len(spec) > 1 and isinstance(spec[1], dict):
+        given = "train_data" if scratch_data is None else "scratch_data"
+        raise ValueError(
+            f"{given} holds batches whose targets are {{{', '.join(sorted(spec[1]))}}} (a transfer set or cached "
+            "teacher outputs), but the scratch baseline trains on the labels alone. Pass "
+            "scratch_data=<a dataset of (x, y) batches of the labeled samples>, e.g. "
+            "data.to_dataset(x_labeled, y_labeled, shuffle=True).repeat() with steps_per_epoch."
+        )
+    return data
+
+
+def _baseline(scratch, train):
+    """`(scratch, validation accuracy)`: a given baseline at its last epoch (the weights it holds), or one
+    `train()` returns, restored to its best epoch and scored there."""
+    if scratch is not None:
+        return scratch, float(scratch[1]["val_accuracy"][-1])
+    scratch = train()
+    return scratch, float(max(scratch[1]["val_accuracy"]))
+
+
 def _train_scratch(model, train_data, validation_data, epochs, steps_per_epoch, learning_rate, verbose):
-    """The baseline: `model` trained on the labels alone with the trials' budget; `(model, history)`."""
+    """The baseline: `model` trained on the labels alone with the trials' budget; `(model, history)`.
+
+    The model returned holds its best epoch's weights (validation accuracy),
+    the epoch it is scored at, as KerasTuner keeps each trial's best epoch.
+    """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses_lib.CrossEntropy(), metrics=["accuracy"])
+    best_epoch = keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=epochs, restore_best_weights=True)
     history = model.fit(
         train_data, validation_data=validation_data, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
-        shuffle=False,
+        shuffle=False, callbacks=[best_epoch],
     )
     return model, history.history

@@ -2,6 +2,7 @@
 loaded by MediaPipe Tasks' ImageClassifier as a phone app would."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -261,3 +262,18 @@ def test_class_names_come_from_the_data_or_the_config(digits, tmp_path):
         pipeline.load_data(config.validate({"data": {"class_names": ["a", "b", "c"]}})["data"], 0)
     with pytest.raises(ValueError, match="must not repeat a name"):
         config.validate({"data": {"class_names": ["a", "a"]}})
+
+
+def test_the_export_readme_python_snippet_runs_on_a_grayscale_file(app_files, digits, tmp_path):
+    pytest.importorskip("mediapipe", reason=MEDIAPIPE_MISSING)
+    from PIL import Image
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "export" / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    # A grayscale PNG, as a phone gallery or a scanner gives it (MediaPipe refuses gray images).
+    Image.fromarray(digits.test.x[0, :, :, 0].astype(np.uint8), mode="L").save(tmp_path / "photo.png")
+    (tmp_path / "student_int8_classifier.tflite").write_bytes(pathlib.Path(app_files["int8"].path).read_bytes())
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[0].split()[0] in DIGIT_NAMES, result.stdout

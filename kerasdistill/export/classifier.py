@@ -15,6 +15,7 @@ import numpy as np
 
 from kerasdistill.backend import keras
 from kerasdistill.checks import input_shape, probe, resolve_output_kind
+from kerasdistill.data import check_class_names as check_names
 from kerasdistill.export.metadata import ClassifierMetadata
 from kerasdistill.version import __version__
 
@@ -98,27 +99,33 @@ def check_pixel_range(samples, normalization):
 
 
 def uint8_input_quantization(normalization):
-    """`(scale, zero_point)` of a uint8 input that holds the pixel itself: real = (pixel - mean) / std."""
+    """`(scale, zero_point)` of a uint8 input that holds the pixel itself: real = (pixel - mean) / std.
+
+    TFLite's zero point is a whole number, so the mean must be one: a mean
+    of 127.5 rounded to 128 would shift every pixel by half a step.
+    """
     mean, std = normalization
-    zero_point = int(round(mean))
-    if not 0 <= zero_point <= 255:
-        raise ValueError(f"A uint8 input needs 0 <= mean <= 255 in input_normalization; got mean {mean:g}.")
-    return 1.0 / std, zero_point
+    if not (float(mean).is_integer() and 0 <= mean <= 255):
+        raise ValueError(
+            f"An int8 classifier file takes uint8 pixels with the mean as its zero point, which TFLite stores as a "
+            f"whole number in 0-255; input_normalization has mean {mean:g}, which as {round(mean)} would shift every "
+            f"pixel by {abs(round(mean) - mean):g}. Scale the pixels inside the model (a Rescaling layer) and "
+            "export with input_normalization=(0, 1), give a whole mean the model was trained with, or export "
+            "float32, float16 or dynamic."
+        )
+    return 1.0 / std, int(mean)
 
 
 def check_class_names(class_names, classes):
-    """`class_names` as a tuple of `classes` distinct, one-line names."""
+    """`class_names` as a tuple of `classes` distinct, one-line names (`data.check_class_names`)."""
     if class_names is None:
         raise ValueError(
             f"target='classifier' needs class_names: {classes} names in output order (the labels an app shows), "
             "e.g. the folder names of an image-folder dataset or tfds' info.features['label'].names."
         )
-    names = tuple(str(name).strip() for name in class_names)
+    names = check_names(class_names, "class_names")
     if len(names) != classes:
         raise ValueError(f"class_names has {len(names)} names but the model outputs {classes} class scores; give one per class.")
-    bad = [name for name in names if not name or "\n" in name]
-    if bad or len(set(names)) != len(names):
-        raise ValueError(f"class_names must be distinct, non-empty, one-line names; got {list(names)}.")
     return names
 
 

@@ -20,11 +20,14 @@ import io
 import os
 import struct
 import zipfile
+import zlib
 
 import flatbuffers
 import numpy as np
 from flatbuffers import number_types
 from flatbuffers.table import Table
+
+from kerasdistill.data import check_class_names
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -39,10 +42,20 @@ COLOR_SPACES = {"UNKNOWN": 0, "RGB": 1, "GRAYSCALE": 2}
 _TENSOR_AXIS_LABELS = 2
 _FEATURE_PROPERTIES, _IMAGE_PROPERTIES = 1, 2
 _NORMALIZATION_OPTIONS = 1
-# Field slots of tflite's schema.fbs `Model`, `Metadata` and `Buffer` tables.
-_MODEL_BUFFERS, _MODEL_METADATA = 4, 6
+# Field slots of tflite's schema.fbs `Model`, `SubGraph`, `Tensor`, `Metadata` and `Buffer` tables.
+_MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA = 2, 4, 6
+_SUBGRAPH_TENSORS, _SUBGRAPH_OUTPUTS = 0, 2
+_TENSOR_SHAPE = 0
 _METADATA_NAME, _METADATA_BUFFER = 0, 1
 _BUFFER_DATA = 0
+
+
+# What reading a damaged flatbuffer or packed zip raises (flatbuffers,
+# struct and zipfile check little; a wrong offset surfaces as any of these).
+_DAMAGED = (
+    struct.error, IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError, EOFError,
+    NotImplementedError, RuntimeError, zlib.error, zipfile.BadZipFile,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +96,7 @@ class ClassifierMetadata:
     def __post_init__(self):
         if self.color_space not in COLOR_SPACES:
             raise ValueError(f"color_space must be one of {tuple(COLOR_SPACES)}; got {self.color_space!r}.")
-        if not self.labels or any(not isinstance(label, str) or not label.strip() or "\n" in label for label in self.labels):
-            raise ValueError(
-                f"labels must be a non-empty list of class names, each a non-empty line of text; got {self.labels!r}."
-            )
+        check_class_names(self.labels, "labels")
         if len(self.mean) != len(self.std) or not self.mean or any(s <= 0 for s in self.std):
             raise ValueError(f"mean and std must be equally long, with every std > 0; got {self.mean} and {self.std}.")
 
@@ -111,9 +121,14 @@ def write_metadata(content, metadata, overwrite_input_quantization=None):
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    subgraph = model.subgraphs[0]
-    if len(model.subgraphs) != 1 or len(subgraph.inputs) != 1 or len(subgraph.outputs) != 1:
-        raise ValueError("Classifier metadata describes one subgraph with one input and one output; this model has more.")
+    subgraphs = model.subgraphs or []
+    ends = [(len(g.inputs if g.inputs is not None else ()), len(g.outputs if g.outputs is not None else ())) for g in subgraphs]
+    if ends != [(1, 1)]:
+        raise ValueError(
+            "Classifier metadata describes one subgraph with one input and one output; this model has "
+            f"{len(subgraphs)} subgraph(s) with (inputs, outputs) {ends}."
+        )
+    subgraph = subgraphs[0]
     if overwrite_input_quantization is not None:
         quantization = subgraph.tensors[subgraph.inputs[0]].quantization
         quantization.scale = [float(overwrite_input_quantization[0])]
@@ -173,22 +188,29 @@ def find_metadata(model):
         raise ValueError(f"{source} is not a .tflite model (no TFL3 identifier); give a file exported with to_tflite.")
     try:
         buffer = _metadata_buffer(content)
-    except (struct.error, IndexError, UnicodeDecodeError) as error:
-        raise ValueError(f"{source} is a damaged .tflite model ({error}); export it again.") from None
+        width = _output_width(content) if buffer is not None else None
+    except _DAMAGED as error:
+        raise ValueError(f"{source} is a damaged .tflite model ({type(error).__name__}: {error}); export it again.") from None
     if buffer is None:
         return None
     if buffer[4:8] != METADATA_IDENTIFIER:
         raise ValueError(f"The metadata of {source} is damaged (no M001 identifier); export the file again.")
     try:
         fields = _read_model_metadata(buffer)
-    except (struct.error, IndexError, UnicodeDecodeError, TypeError) as error:
-        raise ValueError(f"The metadata of {source} is damaged ({error}); export the file again.") from None
+    except _DAMAGED as error:
+        raise ValueError(f"The metadata of {source} is damaged ({type(error).__name__}: {error}); export the file again.") from None
     if fields is None:
         raise ValueError(
             f"The metadata of {source} describes a model that is not an image classifier (one subgraph, one "
             "input, one output); read_metadata reads the classifier files to_tflite(..., target='classifier') writes."
         )
     fields["labels"] = _labels(content, fields.pop("labels_file"), source)
+    if width is not None and len(fields["labels"]) != width:
+        raise ValueError(
+            f"The labels file of {source} holds {len(fields['labels'])} labels but the model outputs {width} class "
+            "scores: every name after a mismatch would name the wrong class. Export the file again with one "
+            "one-line name per class."
+        )
     try:
         return ClassifierMetadata(**fields)
     except ValueError as error:
@@ -208,10 +230,10 @@ def _labels(content, name, source):
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             text = archive.read(name).decode("utf-8")
-    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError) as error:
+    except _DAMAGED as error:
         raise ValueError(
-            f"The labels file {name} that the metadata of {source} names is missing or damaged ({error}); "
-            "export the file again."
+            f"The labels file {name} that the metadata of {source} names is missing or damaged "
+            f"({type(error).__name__}: {error}); export the file again."
         ) from None
     return tuple(line for line in text.splitlines() if line)
 
@@ -346,6 +368,13 @@ class _Reader:
         start, count = self.table.Vector(offset), self.table.VectorLen(offset)
         return tuple(float(self.table.Get(number_types.Float32Flags, start + 4 * i)) for i in range(count))
 
+    def ints(self, slot):
+        offset = self._offset(slot)
+        if not offset:
+            return ()
+        start, count = self.table.Vector(offset), self.table.VectorLen(offset)
+        return tuple(int(self.table.Get(number_types.Int32Flags, start + 4 * i)) for i in range(count))
+
     def data(self, slot):
         offset = self._offset(slot)
         if not offset:
@@ -356,6 +385,16 @@ class _Reader:
 
 def _root(buffer):
     return _Reader(buffer, struct.unpack_from("<I", buffer, 0)[0])
+
+
+def _output_width(content):
+    """The last dimension of the model's one output (its class scores), or None for other models."""
+    subgraphs = _root(bytearray(content)).children(_MODEL_SUBGRAPHS)
+    outputs = subgraphs[0].ints(_SUBGRAPH_OUTPUTS) if len(subgraphs) == 1 else ()
+    if len(outputs) != 1:
+        return None
+    shape = subgraphs[0].children(_SUBGRAPH_TENSORS)[outputs[0]].ints(_TENSOR_SHAPE)
+    return shape[-1] if shape else None
 
 
 def _metadata_buffer(content):

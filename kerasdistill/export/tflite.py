@@ -154,7 +154,7 @@ def to_tflite(
     input_shape, input_dtype = _model_input(model)
     app = None
     if target == "classifier":
-        app = _classifier_plan(model, class_names, input_normalization, model_info)
+        app = _classifier_plan(model, class_names, input_normalization, model_info, quantization)
         model = app["model"]
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantization != "float32":
@@ -177,9 +177,7 @@ def to_tflite(
         converter.inference_output_type = integer
     content = _convert(converter, quantization)
     if app is not None:
-        # The uint8 input is the camera pixel itself, whatever range calibration saw.
-        pixels = uint8_input_quantization(app["normalization"]) if quantization == "int8" else None
-        content = write_metadata(content, app["metadata"], overwrite_input_quantization=pixels)
+        content = write_metadata(content, app["metadata"], overwrite_input_quantization=app["pixels"])
     files.write_bytes(path, content, overwrite=overwrite)
     inputs, outputs = describe(content)
     names = () if app is None else app["metadata"].labels
@@ -216,13 +214,16 @@ def _check_arguments(model, path, quantization, representative_data, calibration
         )
 
 
-def _classifier_plan(model, class_names, input_normalization, model_info):
-    """The wrapped model, normalization and metadata of a `target="classifier"` export, checked up front."""
+def _classifier_plan(model, class_names, input_normalization, model_info, quantization):
+    """The wrapped model, normalization, metadata and uint8 input quantization of a `target="classifier"`
+    export, checked up front."""
     normalization = check_normalization(RAW_PIXELS if input_normalization is None else input_normalization)
+    # The uint8 input is the camera pixel itself, whatever range calibration saw.
+    pixels = uint8_input_quantization(normalization) if quantization == "int8" else None
     app_model = classifier_model(model)
     names = check_class_names(class_names, int(app_model.outputs[0].shape[-1]))
     metadata = classifier_metadata(model, names, normalization, model_info)
-    return {"model": app_model, "normalization": normalization, "metadata": metadata}
+    return {"model": app_model, "normalization": normalization, "metadata": metadata, "pixels": pixels}
 
 
 def describe(content):
@@ -309,14 +310,13 @@ _OP_PATTERNS = (
 
 
 @contextlib.contextmanager
-def _quiet():
-    """Sends everything written to stdout and stderr, C++ logs included, to a file.
+def _quiet(log):
+    """Sends everything written to stdout and stderr, C++ logs included, to a file, then into `log`.
 
     The converter prints its traced signature and pages of MLIR/absl logs;
     they are hidden from the user's terminal and shown only on failure.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush()
     saved = [os.dup(1), os.dup(2)]
     # In a notebook, Python's own prints and TensorFlow's logger go to the
     # kernel's streams, not to descriptors 1 and 2: they are captured too.
@@ -327,13 +327,11 @@ def _quiet():
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         tf_logger.setLevel(logging.ERROR)
-        log = io.BytesIO()
         try:
-            yield log
+            yield
         finally:
             tf_logger.setLevel(level)
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for descriptor in saved:
@@ -342,9 +340,17 @@ def _quiet():
             log.write(sink.read() + text.getvalue().encode())
 
 
+def _flush():
+    # sys.stdout and sys.stderr are None under pythonw and in some services.
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+
+
 def _convert(converter, quantization):
+    log = io.BytesIO()
     try:
-        with _quiet() as log, warnings.catch_warnings():
+        with _quiet(log), warnings.catch_warnings():
             # Emitted for every int8-input model; the input scale is read from the file instead.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             return converter.convert()

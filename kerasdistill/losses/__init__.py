@@ -3,8 +3,8 @@
 Every distillation loss is a `keras.losses.Loss` called as
 `loss(teacher, student)`: the teacher's output takes the place of `y_true`.
 Inside a `Distiller` every loss is called the same way,
-`loss.terms(teacher, student, labels)` with the two sides' `Outputs`
-(logits, tapped features): the teacher's and student's outputs are turned
+`loss.terms(teacher, student, labels, labeled)` with the two sides'
+`Outputs` (logits, tapped features) and the batch's labeled mask: the teacher's and student's outputs are turned
 into logits first (probabilities become log-probabilities), so a loss never
 has to guess what it was given. Written with `keras.ops`.
 
@@ -30,7 +30,7 @@ losses.names()  # every registered name
 ```
 """
 
-from kerasdistill.losses.base import DistillationLoss, Outputs, is_one_hot, label_indices, logits_from, per_sample
+from kerasdistill.losses.base import DistillationLoss, Outputs, logits_from, per_sample
 from kerasdistill.losses.decoupled import DecoupledKD
 from kerasdistill.losses.features import AttentionTransfer, FeatureLoss, Hint, check_pairs
 from kerasdistill.losses.labels import LABEL_LOSSES, CrossEntropy, get_label_loss, per_sample_label_loss
@@ -61,8 +61,6 @@ __all__ = [
     "check_weight",
     "get",
     "get_label_loss",
-    "is_one_hot",
-    "label_indices",
     "logits_from",
     "mix_losses",
     "names",

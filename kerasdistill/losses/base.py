@@ -66,13 +66,16 @@ class DistillationLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction)
         self.weight = check_weight(weight)
 
-    def terms(self, teacher, student, labels=None):
+    def terms(self, teacher, student, labels=None, labeled=None):
         """The weighted per-sample values of this loss, `{term name: values}`.
 
         Args:
             teacher: the teachers' `Outputs` (no gradient flows into them).
             student: the student's `Outputs`.
             labels: the batch's labels, or None on unlabeled batches.
+            labeled: the batch's 0/1 labeled mask (`kerasdistill.batch`), or
+                None when every sample with labels is labeled; the labels
+                of rows marked 0 are placeholders, never to be read.
 
         Returns:
             A dict with one entry per term: the loss's name, or with several
@@ -116,24 +119,6 @@ def per_sample(values):
     if len(values.shape) > 1:
         values = ops.mean(values, axis=tuple(range(1, len(values.shape))))
     return values
-
-
-def is_one_hot(labels, predictions):
-    """True when `labels` are one-hot rows (or soft labels) of `predictions`' width."""
-    return (
-        len(labels.shape) == len(predictions.shape)
-        and labels.shape[-1] is not None
-        and labels.shape[-1] == predictions.shape[-1]
-        and labels.shape[-1] != 1
-    )
-
-
-def label_indices(labels, predictions):
-    """Class indices (int32, one per sample) from sparse labels or one-hot rows."""
-    labels = ops.convert_to_tensor(labels)
-    if is_one_hot(labels, predictions):
-        return ops.cast(ops.argmax(labels, axis=-1), "int32")
-    return ops.reshape(ops.cast(labels, "int32"), (-1,))
 
 
 def logits_from(outputs, kind):

@@ -2,7 +2,8 @@
 
 from keras import ops
 
-from kerasdistill.losses.base import DistillationLoss, label_indices
+from kerasdistill.batch import target_classes
+from kerasdistill.losses.base import DistillationLoss
 from kerasdistill.losses.registry import check_temperature, check_weight, register
 from kerasdistill.losses.soft_targets import soften
 
@@ -53,21 +54,19 @@ class DecoupledKD(DistillationLoss):
         self.non_target_weight = check_weight(non_target_weight, "non_target_weight")
         self.temperature = check_temperature(temperature, allow_none=True)
 
-    def terms(self, teacher, student, labels=None):
-        return {self.name: self.weight * self.call(teacher.logits, student.logits, labels)}
+    def terms(self, teacher, student, labels=None, labeled=None):
+        return {self.name: self.weight * self.call(teacher.logits, student.logits, labels, labeled)}
 
-    def call(self, y_true, y_pred, labels=None):
+    def call(self, y_true, y_pred, labels=None, labeled=None):
         """Per-sample DKD of `y_pred` (student logits) from `y_true` (teacher logits).
 
-        The target class is `labels` (indices or one-hot rows) where given,
-        else the teacher's top class.
+        The target class is a sample's label (index or one-hot row) where it
+        has one, else the teacher's top class: rows of the transfer set
+        (`labeled` 0) carry placeholder labels, which are never used.
         """
         teacher = ops.cast(y_true, "float32")
         student = ops.cast(y_pred, "float32")
-        if labels is None:
-            target = ops.argmax(teacher, axis=-1)
-        else:
-            target = label_indices(labels, student)
+        target = target_classes(labels, labeled, teacher)
         temperature = self.temperature or 1.0
         is_target = ops.one_hot(target, student.shape[-1]) > 0.5
         tckd = _binary_kl(soften(teacher, temperature), soften(student, temperature), is_target)

@@ -8,7 +8,8 @@ for, and the reverse.
 from keras import ops
 
 from kerasdistill.backend import keras, register_serializable
-from kerasdistill.losses.base import is_one_hot, per_sample
+from kerasdistill.batch import is_one_hot
+from kerasdistill.losses.base import per_sample
 
 
 @register_serializable
@@ -42,7 +43,7 @@ class CrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_pred = ops.cast(y_pred, "float32")
-        if is_one_hot(y_true, y_pred):
+        if len(y_true.shape) == len(y_pred.shape) and is_one_hot(y_true.shape, y_pred.shape[-1]):
             return ops.categorical_crossentropy(ops.cast(y_true, "float32"), y_pred, from_logits=self.from_logits)
         if len(y_true.shape) == len(y_pred.shape):
             y_true = ops.squeeze(y_true, axis=-1)

@@ -17,7 +17,9 @@ class JaxStep:
         mapping = list(zip(self.trainable_variables, trainable))
         mapping += list(zip(self.non_trainable_variables, non_trainable))
         mapping += list(zip(self.metrics_variables, metrics))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
+        # collect_losses: the student's forward-pass losses (add_loss, activity
+        # regularizers) join the objective, as on the other backends.
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
             x, y, sample_weight = self._prepare(data, training=training)
             y_pred = self.run_student(x, training=training)
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=training)
