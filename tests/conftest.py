@@ -57,6 +57,18 @@ def accuracy(model, x, y):
     return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == y))
 
 
+def soft_target_kl(teacher_logits, student_logits, temperature):
+    """Hinton's T²·KL(softmax(t/T) || softmax(s/T)), averaged over the rows, in float64 NumPy."""
+
+    def log_softmax(logits):
+        z = np.asarray(logits, np.float64) / temperature
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    teacher, student = log_softmax(teacher_logits), log_softmax(student_logits)
+    return float(np.mean(np.sum(np.exp(teacher) * (teacher - student), axis=-1)) * temperature**2)
+
+
 def fashion_mnist_or_skip():
     """The folder of real Fashion-MNIST IDX files in ../shared, or a skip naming it."""
     if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
