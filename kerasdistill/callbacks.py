@@ -7,11 +7,16 @@ import math
 import os
 import time
 
+import numpy as np
+
 from kerasdistill.backend import keras
 from kerasdistill.distribute import is_chief
 from kerasdistill.files import atomic_path, write_json
 
 STATE_FILE = "training_state.json"
+# The best epoch's weights and score, beside a BackupAndRestore backup (BestEpoch).
+BEST_WEIGHTS = "best_epoch.npz"
+BEST_STATE = "best_epoch.json"
 
 
 class BackupAndRestore(keras.callbacks.Callback):
@@ -127,6 +132,111 @@ class BackupAndRestore(keras.callbacks.Callback):
                     os.remove(os.path.join(self.backup_dir, name))
             if not os.listdir(self.backup_dir):
                 os.rmdir(self.backup_dir)
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps the epoch with the best validation score: stops when it stops improving, then restores its weights.
+
+    Early stopping with the best weights restored, as
+    `keras.callbacks.EarlyStopping(restore_best_weights=True)`, with three
+    differences that a long run needs: the weights restored are those of
+    `keep` (the student, not a whole `Distiller` with its teachers); with
+    `backup_dir` the best weights and the epoch count are backed up at every
+    improvement, atomically, so a killed run resumed with `BackupAndRestore`
+    keeps the best epoch seen before the kill; and the epoch kept is recorded
+    (`best_epoch`, 1-based) for the report. A score must beat the best so far
+    to count as an improvement: on a tie the earlier epoch stays.
+
+    Args:
+        keep: the model whose weights are kept and restored; default: the
+            model being fitted.
+        monitor: the validation log to maximise.
+        patience: epochs without improvement before training stops; None
+            never stops early (the best epoch is still restored).
+        backup_dir: folder for the backup of the best weights (a resumed
+            training reads it); None keeps them in memory only.
+        baseline: the validation score of the weights `keep` starts from
+            (e.g. a head before its backbone is fine-tuned): an epoch must
+            beat it, else those starting weights are restored (`best_epoch`
+            0). None: the first epoch is the first best.
+
+    Returns:
+        A `keras.callbacks.Callback`.
+
+    Example:
+
+    ```python
+    best = BestEpoch(keep=student, patience=5)
+    distiller.fit(train_ds, epochs=50, validation_data=val_ds, callbacks=[best])
+    print(best.best_epoch, best.best)  # the student now holds that epoch's weights
+    ```
+    """
+
+    def __init__(self, keep=None, monitor="val_accuracy", patience=None, backup_dir=None, baseline=None):
+        super().__init__()
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ValueError(f"patience is a number of epochs, a whole number >= 1 (or None: never stop early); got {patience!r}.")
+        self.keep, self.monitor, self.patience = keep, monitor, patience
+        self.backup_dir = None if backup_dir is None else os.path.abspath(os.fspath(backup_dir))
+        self.baseline = None if baseline is None else float(baseline)
+        self.best = self.best_epoch = self.weights = None
+        self.stopped_epoch = None
+
+    def _target(self):
+        return self.keep if self.keep is not None else self.model
+
+    def on_train_begin(self, logs=None):
+        self.best = self.best_epoch = self.weights = self.stopped_epoch = None
+        state = self._read_backup()
+        if state is not None:
+            self.best, self.best_epoch = state["best"], state["best_epoch"]
+            with np.load(os.path.join(self.backup_dir, BEST_WEIGHTS)) as arrays:
+                self.weights = [arrays[f"w{index}"] for index in range(len(arrays.files))]
+        elif self.baseline is not None:
+            # Backed up at once: a run killed before its first improvement
+            # resumes with the weights it started from still on record.
+            self.best, self.best_epoch, self.weights = self.baseline, 0, self._target().get_weights()
+            self._write_backup()
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise ValueError(
+                f"BestEpoch monitors '{self.monitor}', which the epoch's logs lack ({', '.join(sorted(logs or {}))}). "
+                "Pass validation_data to fit, and a metric of that name to compile."
+            )
+        value = float(value)
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch, self.weights = value, epoch + 1, self._target().get_weights()
+            self._write_backup()
+        elif self.patience is not None and epoch + 1 - self.best_epoch >= self.patience:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self._target().set_weights(self.weights)
+        if self.backup_dir is not None and is_chief(self.model.distribute_strategy):
+            for name in (BEST_STATE, BEST_WEIGHTS):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(self.backup_dir, name))
+            with contextlib.suppress(OSError):
+                os.rmdir(self.backup_dir)  # only when empty: a BackupAndRestore backup may share it
+
+    def _write_backup(self):
+        if self.backup_dir is None or not is_chief(self.model.distribute_strategy):
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        with atomic_path(os.path.join(self.backup_dir, BEST_WEIGHTS)) as temporary:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **{f"w{index}": value for index, value in enumerate(self.weights)})
+        write_json(os.path.join(self.backup_dir, BEST_STATE), {"best": self.best, "best_epoch": self.best_epoch})
+
+    def _read_backup(self):
+        if self.backup_dir is None or not os.path.exists(os.path.join(self.backup_dir, BEST_STATE)):
+            return None
+        with open(os.path.join(self.backup_dir, BEST_STATE), encoding="utf-8") as handle:
+            return json.load(handle)
 
 
 def architecture_fingerprint(model):

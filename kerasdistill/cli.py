@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from kerasdistill.defaults import PRECISIONS, QUANTIZATIONS, STRATEGIES, TARGETS
+from kerasdistill.defaults import EMBEDDED_LABELED_SIZE, PRECISIONS, QUANTIZATIONS, STRATEGIES, TARGETS
 
 # Command-line flags of `run` and the config keys they override.
 RUN_OVERRIDES = {
@@ -64,9 +64,6 @@ def _normalization(text):
         raise argparse.ArgumentTypeError(f"must be MEAN,STD (e.g. 0,255 for a model that takes [0, 1]), got {text}") from None
     return mean, std
 
-
-# Labeled images of the embedded default (the other training digits are the transfer set).
-EMBEDDED_LABELED_SIZE = 500
 
 
 def _positive_int(text):
@@ -133,8 +130,8 @@ def _add_run(commands):
         type=_labeled_size,
         default=None,
         help="keep the labels of this many training images (count or fraction); the others become the "
-        "unlabeled transfer set the teacher scores; 'all' keeps every label (default without --config: "
-        f"{EMBEDDED_LABELED_SIZE} of the embedded digits' 3,500)",
+        "unlabeled transfer set the teacher scores; 'all' keeps every label (default: "
+        f"{EMBEDDED_LABELED_SIZE} of the embedded digits' 3,500; every label of other data)",
     )
     run.add_argument("--unlabeled", default=None, help=_schema_help("unlabeled"))
     run.add_argument(
@@ -365,10 +362,6 @@ def _run_config(args):
     from kerasdistill import config
 
     resolved = config.load(args.config) if args.config else config.defaults()
-    if not args.config:
-        # The embedded default shows where distillation pays: few labels and
-        # many unlabeled images.
-        resolved["data"]["labeled_size"] = EMBEDDED_LABELED_SIZE
     for flag, (section, key) in RUN_OVERRIDES.items():
         value = getattr(args, flag)
         if value is not None:

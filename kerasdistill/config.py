@@ -11,14 +11,19 @@ import os
 from kerasdistill.defaults import (
     ALPHA,
     BATCH_SIZE,
+    EMBEDDED_LABELED_SIZE,
+    EPOCHS,
     LEARNING_RATE,
     MAX_TEACHER_VIEWS,
     MAX_TEMPERATURE,
+    PATIENCE,
     PRECISIONS,
     QUANTIZATIONS,
+    SCHEDULES,
     STRATEGIES,
     TARGETS,
     TEMPERATURE,
+    VALIDATION_SIZE,
 )
 from kerasdistill.ranges import batch_split, describe, in_range
 
@@ -157,6 +162,14 @@ def _losses(key, value):
     return value
 
 
+def _labeled_size(key, value):
+    return value if value == "auto" else _optional_count(key, value)
+
+
+def _optional_patience(key, value):
+    return value if value is None else _number(1, whole=True)(key, value)
+
+
 def _optional_count(key, value):
     if value is None:
         return None
@@ -222,13 +235,18 @@ SCHEMA = {
         "train_split": ("train", _optional_text, "tfds: the training split"),
         "test_split": ("test", _optional_text, "tfds: the test split"),
         "image_size": (None, _image_size, "image_folder/tfds: resize to [height, width]; null keeps the size"),
-        "validation_size": (500, _number(0.0, low_open=True), "held out of training: a count, or a fraction below 1"),
+        "validation_size": (
+            VALIDATION_SIZE,
+            _number(0.0, low_open=True),
+            "held out of training to choose each model's best epoch: a count, or a fraction below 1",
+        ),
         "test_fraction": (0.2, _number(0.0, 0.9, low_open=True), "image_folder without train/ and test/ folders: test share"),
         "labeled_size": (
-            None,
-            _optional_count,
+            "auto",
+            _labeled_size,
             "few labels: keep the labels of this many training images (a count or a fraction below 1); "
-            "the other training images become the unlabeled transfer set. null keeps every label",
+            "the other training images become the unlabeled transfer set. null keeps every label; auto: "
+            f"{EMBEDDED_LABELED_SIZE} for the embedded digits (the few-labels demo), every label otherwise",
         ),
         "class_names": (
             None,
@@ -284,7 +302,22 @@ SCHEMA = {
         ),
     },
     "training": {
-        "epochs": (5, _number(1, whole=True), "epochs for each model"),
+        "epochs": (
+            EPOCHS,
+            _number(1, whole=True),
+            "the most epochs each model trains; each keeps its best epoch on the validation split",
+        ),
+        "patience": (
+            PATIENCE,
+            _optional_patience,
+            "epochs without a better validation accuracy before a model stops; null trains every epoch (the best is "
+            "still kept)",
+        ),
+        "schedule": (
+            "cosine",
+            _choice(SCHEDULES),
+            "learning rate: cosine (a short warm-up, then a cosine decay over the epochs) or constant",
+        ),
         "batch_size": (BATCH_SIZE, _number(1, whole=True), "global batch size"),
         "learning_rate": (LEARNING_RATE, _number(0.0, low_open=True), "Adam learning rate"),
         "seed": (0, _number(0, 2**32 - 1, whole=True), "seed of split, initial weights and shuffling, in [0, 2^32)"),
@@ -346,6 +379,8 @@ def validate(config):
     for role in ("teacher", "student"):
         _check_backbone_keys(role, resolved[role])
     data, distillation = resolved["data"], resolved["distillation"]
+    if data["labeled_size"] == "auto":
+        data["labeled_size"] = EMBEDDED_LABELED_SIZE if data["source"] == "embedded" else None
     if data["labeled_size"] is not None or data["unlabeled_path"] is not None:
         try:
             batch_split(resolved["training"]["batch_size"], distillation["labeled_share"])

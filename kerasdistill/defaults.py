@@ -25,6 +25,18 @@ MAX_TEMPERATURE = 100.0
 MAX_TEACHER_VIEWS = 32
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
+# Learning-rate schedules of a run's models (kerasdistill.schedules).
+SCHEDULES = ("cosine", "constant")
+# A run keeps each model's best epoch on the validation split and stops a
+# model this many epochs after its last improvement.
+EPOCHS = 15
+PATIENCE = 4
+# The share of the training data held out for validation (the embedded
+# digits: 500 of 4,000).
+VALIDATION_SIZE = 0.125
+# The embedded default job keeps the labels of this many of its training
+# digits (the others are the transfer set): where distillation pays.
+EMBEDDED_LABELED_SIZE = 500
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 # What an exported .tflite file is for: "plain" (the model as trained) or

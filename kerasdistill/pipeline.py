@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from kerasdistill import augment, export, files, models, transfer
+from kerasdistill import augment, export, files, models, schedules, transfer
 from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
 from kerasdistill import losses as losses_lib
@@ -26,6 +26,7 @@ from kerasdistill import report as report_lib
 from kerasdistill.backend import keras, require_tensorflow_backend
 from kerasdistill.batch import label_indices_numpy
 from kerasdistill.cache import cache_teacher_outputs
+from kerasdistill.callbacks import BestEpoch
 from kerasdistill.checks import output_width
 from kerasdistill.distiller import Distiller
 from kerasdistill.distribute import multi_worker_ready
@@ -130,8 +131,9 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
             (report_lib.student_label(student_record), student, student_record, "student.keras"),
         ]
         rows, confusion = report_lib.model_rows(trained, state.folder, inputs.splits)
-        exported = export_and_measure(state, inputs, student, rows[-1]["path"], rows[-1]["model"])
-        report = report_lib.build(state, inputs.splits, rows, confusion, trained, exported, cautions)
+        shipped = choose_student(state, inputs, trained[1:], rows[1:])
+        exported = export_and_measure(state, inputs, shipped["model"], shipped["row"]["path"], shipped["row"]["model"])
+        report = report_lib.build(state, inputs.splits, rows, confusion, trained, exported, cautions, shipped)
         state.say(report_lib.summary(report))
     return report
 
@@ -173,16 +175,42 @@ def new_model(state, inputs, section):
         return build_model(entry["model"], inputs.shape, inputs.classes, entry["weights"], section, entry["backbone_size"])
 
 
-def fit_on_labels(state, inputs, model, learning_rate, callbacks):
-    """Cross-entropy training of `model` on the labeled batches; returns `(model, history, {})`."""
+def optimizer(state, inputs, learning_rate):
+    """Adam on the run's schedule (a warm-up, then a cosine decay over `training.epochs`), for every model."""
+    training = state.config["training"]
+    # Without a transfer set an epoch is one pass over the labeled images.
+    steps = inputs.plan.steps or -(-len(inputs.splits.train.x) // training["batch_size"])
+    return keras.optimizers.Adam(schedules.learning_rate(learning_rate, training["schedule"], training["epochs"], steps))
+
+
+def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baseline=None):
+    """`trainer.fit` on `batches` until `model` stops improving on validation; `model` ends at its best epoch.
+
+    Every model of a run (teacher, its fine-tuning, scratch and distilled
+    students) follows this one selection rule, so that the students are
+    compared fairly. With `baseline` (the validation accuracy `model` starts
+    at), an epoch must beat it, else `model` keeps its starting weights.
+    Returns `(model, history, {"best_epoch", "val_accuracy"})`.
+    """
+    best = BestEpoch(
+        keep=model, patience=state.config["training"]["patience"], backup_dir=callbacks[0].backup_dir, baseline=baseline
+    )
+    history = trainer.fit(
+        batches, epochs=state.config["training"]["epochs"], steps_per_epoch=inputs.plan.steps,
+        validation_data=inputs.val, shuffle=False, verbose=state.fit_verbose, callbacks=[*callbacks, best],
+    )
+    kept = f"epoch {best.best_epoch}" if best.best_epoch else "the starting weights (no epoch beat them)"
+    stopped = f", stopped at epoch {best.stopped_epoch}" if best.stopped_epoch else ""
+    state.say(f"  kept {kept}: validation accuracy {best.best:.4f}{stopped}")
+    return model, history.history, {"best_epoch": best.best_epoch, "val_accuracy": best.best}
+
+
+def fit_on_labels(state, inputs, model, learning_rate, callbacks, baseline=None):
+    """Cross-entropy training of `model` on the labeled batches, to its best validation epoch."""
     with state.strategy.scope():
         trainer = multi_worker_ready(model, state.strategy)
-        trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=CrossEntropy(from_logits=True), metrics=["accuracy"])
-    history = trainer.fit(
-        inputs.plan.labeled, epochs=state.config["training"]["epochs"], steps_per_epoch=inputs.plan.steps,
-        validation_data=inputs.val, shuffle=False, verbose=state.fit_verbose, callbacks=callbacks,
-    )
-    return model, history.history, {}
+        trainer.compile(optimizer=optimizer(state, inputs, learning_rate), loss=CrossEntropy(from_logits=True), metrics=["accuracy"])
+    return fit_to_best_epoch(state, inputs, trainer, model, inputs.plan.labeled, callbacks, baseline)
 
 
 def _fit_alone(state, inputs, section):
@@ -212,13 +240,17 @@ def train_teacher(state, inputs):
         rate = settings["fine_tune_learning_rate"]
         opened = transfer.unfreeze(teacher, top=layers)  # BatchNorm stays frozen, in inference mode
         state.say(f"  {len(opened)} layers with weights reopened, learning rate {rate}")
-        return fit_on_labels(state, inputs, teacher, rate, callbacks)
+        # Fine-tuning must beat the head it starts from, else the head is kept.
+        return fit_on_labels(state, inputs, teacher, rate, callbacks, baseline=record.get("val_accuracy"))
 
     title = f"[1/3] Teacher: fine-tuning the top {layers} layers of its backbone"
     teacher, tuned = state.stage("teacher-finetune", title, fine_tune)
+    head_epochs = len(record["history"].get("loss", []))
     return teacher, {
         "seconds": record["seconds"] + tuned["seconds"],
         "history": {k: v + tuned["history"].get(k, []) for k, v in record["history"].items()},
+        "best_epoch": head_epochs + tuned["best_epoch"] if tuned.get("best_epoch") else record.get("best_epoch"),
+        "val_accuracy": tuned.get("val_accuracy", record.get("val_accuracy")),
     }
 
 
@@ -254,24 +286,22 @@ def _distill(state, inputs, teacher, callbacks):
     with state.strategy.scope():
         distiller = Distiller(teacher=teacher, student=student, augmentation=augmentation)
         distiller.compile(
-            optimizer=keras.optimizers.Adam(training["learning_rate"]),
+            optimizer=optimizer(state, inputs, training["learning_rate"]),
             metrics=["accuracy"],
             distillation_loss_fn=distillation["losses"],
             alpha=distillation["alpha"],
             temperature=distillation["temperature"],
         )
-    history = distiller.fit(
-        batches, epochs=training["epochs"], steps_per_epoch=inputs.plan.steps, validation_data=inputs.val,
-        shuffle=False, verbose=state.fit_verbose, callbacks=callbacks,
-    )
-    return student, history.history, {}
+    return fit_to_best_epoch(state, inputs, distiller, student, batches, callbacks)
 
 
 def _search(state, inputs, teacher, scratch):
     tuning, training, settings = state.config["tune"], state.config["training"], state.config["student"]
     epochs = tuning["epochs"] or training["epochs"]
-    # The report's scratch student is the baseline when it had the trials' budget.
-    baseline = (scratch[0], scratch[1]["history"]) if epochs == training["epochs"] else None
+    # The report's scratch student is the baseline when it had the trials' budget. It holds its best epoch's
+    # weights: `tune` scores a given baseline at the last epoch of its history, so the history ends there.
+    history = {key: values[: scratch[1]["best_epoch"]] for key, values in scratch[1]["history"].items()}
+    baseline = (scratch[0], history) if epochs == training["epochs"] else None
     result = tune(
         teacher,
         lambda: build_model(settings["model"], inputs.shape, inputs.classes, settings["weights"], "student", settings["backbone_size"]),
@@ -292,6 +322,31 @@ def _search(state, inputs, teacher, scratch):
     state.say(f"{result.table()}\n{result.verdict}")
     tuned = {"trials": result.trials, "best": result.best, "verdict": result.verdict, "gain": result.gain}
     return result.student, result.history, {"tuning": tuned}
+
+
+def choose_student(state, inputs, students, rows):
+    """The student the run exports: the distilled one, unless its scratch twin scores higher on validation.
+
+    Both were taken at their best validation epoch by the same rule; the
+    test split plays no part in the choice. Returns `{"model", "row",
+    "label", "validation", "reason"}`.
+    """
+    (_, scratch, _, _), (_, student, _, _) = students
+    val = inputs.splits.val
+    scores = {rows[0]["model"]: accuracy(scratch, *val), rows[1]["model"]: accuracy(student, *val)}
+    if scores[rows[1]["model"]] >= scores[rows[0]["model"]]:
+        model, row = student, rows[1]
+        reason = f"it scores {scores[row['model']]:.4f} on the validation split, the scratch twin {scores[rows[0]['model']]:.4f}"
+    else:
+        model, row = scratch, rows[0]
+        reason = (
+            f"the scratch twin scores {scores[row['model']]:.4f} on the validation split, the {rows[1]['model']} "
+            f"{scores[rows[1]['model']]:.4f}: the run ships the better one. A stronger teacher would help: more "
+            "labels for it, more epochs (training.epochs), a backbone teacher (teacher.model: backbone:NAME) or its "
+            "top layers fine-tuned (teacher.fine_tune_layers)"
+        )
+    state.say(f"\nShipped: the {row['model']}: {reason}.")
+    return {"model": model, "row": row, "label": row["model"], "validation": scores, "reason": reason}
 
 
 def check_teacher(state, inputs, teacher, scratch):

@@ -19,6 +19,7 @@ TABLE_COLUMNS = [
     ("size_kib", "size (KiB)", ".1f"),
     ("test_accuracy", "test accuracy", ".4f"),
     ("f1_macro", "F1 (macro)", ".4f"),
+    ("best_epoch", "epoch kept", "d"),
     ("train_seconds", "train time (s)", ".1f"),
 ]
 
@@ -61,18 +62,21 @@ def model_rows(trained, folder, splits):
                 "test_accuracy": scores.pop("accuracy"),
                 **scores,
                 "train_seconds": record["seconds"],
+                "best_epoch": record.get("best_epoch"),
                 "path": path,
             }
         )
     return rows, confusion
 
 
-def build(state, splits, rows, confusion, trained, exported, cautions=()):
+def build(state, splits, rows, confusion, trained, exported, cautions=(), shipped=None):
     """Assembles the run's report and writes report.json, config.yaml and the plots into the run folder.
 
     `rows` are teacher, scratch student and distilled student in that
     order; `exported` is `(files, comparison)` from the export stage;
-    `cautions` are the warnings the run gave (kept under `"warnings"`).
+    `cautions` are the warnings the run gave (kept under `"warnings"`);
+    `shipped` is the choice of the student the run exports
+    (`pipeline.choose_student`), kept under `"shipped"`.
     """
     results, comparison = exported
     gain = 100 * (rows[2]["test_accuracy"] - rows[1]["test_accuracy"])
@@ -100,6 +104,7 @@ def build(state, splits, rows, confusion, trained, exported, cautions=()):
         "gain_points": gain,
         "verdict": verdict,
         "warnings": list(cautions),
+        "shipped": None if shipped is None else {key: shipped[key] for key in ("label", "validation", "reason")},
         "confusion_matrices": confusion,
         "histories": {label: record["history"] for label, record in records.items()},
         "export": {
@@ -120,12 +125,15 @@ def build(state, splits, rows, confusion, trained, exported, cautions=()):
 
 def summary(report):
     """What the run prints at its end: the tables, the verdict and where the files are."""
+    shipped = (report.get("shipped") or {}).get("label", report["models"][2]["model"])
     lines = [
-        f"\n{report['table']}\n\nThe {report['models'][2]['model']} as a Keras model and as .tflite files (test set; latency per "
-        "image, batch of one, after warm-up, on the runtime and threads listed):",
+        f"\n{report['table']}\n\nThe shipped {shipped} as a Keras model and as .tflite files "
+        "(test set; latency per image, batch of one, after warm-up, on the runtime and threads listed):",
         report["export"]["table"],
         f"\n{report['verdict']}",
     ]
+    if report.get("shipped"):
+        lines.append(f"Shipped: the {shipped}: {report['shipped']['reason']}.")
     if "tuning" in report:
         trials = len(report["tuning"]["trials"]) - 1
         lines.append(f"{report['tuning']['verdict']} The {report['models'][2]['model']}'s train time is the whole search ({trials} trials).")

@@ -7,7 +7,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "kerasdistill"
 
 # The rooms of ARCHITECTURE.md, bottom-up: a module may import its own room and the rooms before it.
 ROOMS = [
-    {"backend", "batch", "defaults", "ranges", "version", "idx", "metrics", "tables", "logs"},
+    {"backend", "batch", "defaults", "ranges", "schedules", "version", "idx", "metrics", "tables", "logs"},
     {"losses"},
     {"adapters", "taps", "augment", "models", "callbacks", "distribute", "files", "data"},
     {"checks"},

@@ -125,7 +125,7 @@ def test_a_batch_size_and_labeled_share_that_round_to_an_empty_part_are_refused(
     with pytest.raises(ValueError, match=rf"training.batch_size and distillation.labeled_share.*batch_size 2 with labeled_share {share}.*{missing}"):
         config.validate(transfer)
     # Without a transfer set the share is unused.
-    config.validate({"training": {"batch_size": 2}, "distillation": {"labeled_share": share}})
+    config.validate({"data": {"labeled_size": None}, "training": {"batch_size": 2}, "distillation": {"labeled_share": share}})
 
 
 def test_teacher_views_are_bounded_in_configs_and_in_the_cache(trained_teacher):
