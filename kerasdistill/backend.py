@@ -35,23 +35,36 @@ else:
 from keras.src.losses.loss import scale_loss_for_distribution  # noqa: E402
 
 
-def update_compiled_metrics(model, y, y_pred, sample_weight):
-    """Updates every metric given to `model.compile` with per-sample weights.
+def update_compiled_metrics(model, y, y_pred, mask, sample_weight=None):
+    """Updates the metrics given to `model.compile` on the rows `mask` selects.
 
-    Keras' own `compute_metrics` gives sample weights to `weighted_metrics`
-    only; a batch that mixes labeled and unlabeled samples must weigh every
-    metric by its labeled mask instead (a weight of 0 leaves a sample out
-    without changing the batch's shape, which a compiled JAX step needs).
-    The metrics' container is reached here, the one place that knows its
-    private name in Keras 3 (checked with Keras 3.10 to 3.15) and tf_keras.
+    As Keras' own `compute_metrics` does, `metrics=` ignore `sample_weight`
+    and `weighted_metrics=` use it; here every metric is also weighted by
+    the 0/1 `mask` (the labeled rows of a transfer-set batch): a weight of 0
+    leaves a row out without changing the batch's shape, which a compiled
+    JAX step needs. The metrics' container is reached here, the one place
+    that knows its private names in Keras 3 (checked with Keras 3.10 to
+    3.15); under tf_keras every metric takes `mask * sample_weight`.
     """
-    container = model._compile_metrics if KERAS_3 else model.compiled_metrics
+    weighted = mask if sample_weight is None else mask * sample_weight
+    if not KERAS_3:
+        container = model.compiled_metrics
+        if container is not None:
+            if not container.built:
+                container.build(y_pred, y)
+            for metric in container.metrics:
+                metric.update_state(y, y_pred, sample_weight=weighted)
+        return
+    container = model._compile_metrics
     if container is None:
         return
     if not container.built:
-        container.build(y, y_pred) if KERAS_3 else container.build(y_pred, y)
-    for metric in container.metrics:
-        metric.update_state(y, y_pred, sample_weight=sample_weight)
+        container.build(y, y_pred)
+    # One output: the containers' flat lists hold one entry each (a list of metrics, or None).
+    for entries, weights in ((container._flat_metrics, mask), (container._flat_weighted_metrics, weighted)):
+        for entry in entries:
+            if entry:
+                entry.update_state(y, y_pred, sample_weight=weights)
 
 
 def backend_name():
@@ -84,10 +97,14 @@ def is_tf_dataset(value):
     return sys.modules.get("tensorflow") is not None and isinstance(value, sys.modules["tensorflow"].data.Dataset)
 
 
+class UnsupportedBackendError(RuntimeError):
+    """A TensorFlow-only feature used on another Keras backend (the command line prints it as a plain error)."""
+
+
 def require_tensorflow_backend(feature):
     """Raises a clear error when `feature` (TensorFlow-only) is used on another Keras backend."""
     if backend_name() != "tensorflow":
-        raise RuntimeError(
+        raise UnsupportedBackendError(
             f"{feature} works on Keras' TensorFlow backend only; this process runs Keras on "
             f"'{backend_name()}'. Run it with KERAS_BACKEND=tensorflow (a model saved as .keras loads there)."
         )
@@ -108,5 +125,6 @@ __all__ = [
     "require_tensorflow_backend",
     "scale_loss_for_distribution",
     "tf",
+    "UnsupportedBackendError",
     "update_compiled_metrics",
 ]

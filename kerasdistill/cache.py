@@ -25,7 +25,7 @@ import numpy as np
 from kerasdistill.backend import keras, require_tensorflow_backend, tf
 from kerasdistill.data import dataset_to_arrays
 from kerasdistill.checks import check_augmentation, check_model, probe, resolve_output_kind
-from kerasdistill.batch import TEACHER_LOGITS as CACHED_LOGITS
+from kerasdistill.batch import TEACHER_LOGITS
 from kerasdistill.defaults import MAX_TEACHER_VIEWS
 from kerasdistill.distiller import Distiller
 from kerasdistill.files import atomic_folder, recover_folder, write_json
@@ -117,7 +117,7 @@ def cache_teacher_outputs(
             x = augment(x, training=True)
         # Transfer-set batches carry {"labels", "labeled"}: kept as they are.
         targets = dict(y) if isinstance(y, dict) else ({} if y is None else {"labels": y})
-        targets[CACHED_LOGITS] = teacher_logits(x)
+        targets[TEACHER_LOGITS] = teacher_logits(x)
         return (x, targets) if sample_weight is None else (x, targets, sample_weight)
 
     # Each pass of the repeated data draws new augmentations: one view per pass.
@@ -173,10 +173,10 @@ def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None, t
             "Recreate it with cache_teacher_outputs(teacher, data, path=..., overwrite=True)."
         ) from None
     spec = dataset.element_spec
-    if not (isinstance(spec, tuple) and len(spec) >= 2 and isinstance(spec[1], dict) and CACHED_LOGITS in spec[1]):
+    if not (isinstance(spec, tuple) and len(spec) >= 2 and isinstance(spec[1], dict) and TEACHER_LOGITS in spec[1]):
         raise ValueError(
             f"{os.path.abspath(path)} is a saved tf.data dataset but not a teacher-output cache (its "
-            f"elements have no '{CACHED_LOGITS}'). Create one with cache_teacher_outputs."
+            f"elements have no '{TEACHER_LOGITS}'). Create one with cache_teacher_outputs."
         )
     if teacher is not None:
         _check_cached_teacher(path, *_teachers_and_kinds(teacher, teacher_outputs))

@@ -79,7 +79,7 @@ def check_labels(y, classes, purpose):
         )
     if classes is None or y.size == 0:
         return
-    if y.ndim == 2 and y.shape[1] == classes and classes != 1:
+    if y.ndim == 2 and is_one_hot(y.shape, classes):
         return
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise ValueError(

@@ -154,7 +154,7 @@ def _add_run(commands):
         "--overwrite",
         action="store_true",
         help="replace the results in an existing run folder (as a whole: its earlier files are deleted once the "
-        "new run finishes, and put back if it fails before training anything)",
+        "new run finishes, and put back if it fails; a folder no run wrote is refused)",
     )
     run.add_argument("--quiet", action="store_true", help="print only errors")
     _add_verbose(run)
@@ -454,6 +454,7 @@ def main(argv=None):
 def _command(args):
     import kerasdistill
     from kerasdistill import pipeline
+    from kerasdistill.backend import UnsupportedBackendError
 
     kerasdistill.register_serializables()
 
@@ -468,7 +469,7 @@ def _command(args):
             _clean(args)
         elif args.command == "run":
             pipeline.run(_run_config(args), output=args.output, name=args.name, overwrite=args.overwrite, verbose=not args.quiet)
-    except (ValueError, TypeError, OSError, ArithmeticError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, ArithmeticError, UnsupportedBackendError) as error:
         print(f"kerasdistill {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -623,7 +623,8 @@ def _split_layout(path):
     found = {}
     for name in folders:
         for split, names in SPLIT_FOLDERS.items():
-            if name.lower() in names:
+            # A split folder holds class folders, no images: a class of trains (vehicles) stays a class.
+            if name.lower() in names and _holds_class_folders(os.path.join(path, name)):
                 found.setdefault(split, []).append(name)
     if not found:
         return None
@@ -637,6 +638,13 @@ def _split_layout(path):
             "or valid/, each holding one sub-folder per class."
         )
     return {split: os.path.join(path, names[0]) for split, names in found.items()}
+
+
+def _holds_class_folders(folder):
+    """Whether `folder` holds visible sub-folders and no image at its top."""
+    entries = [name for name in os.listdir(folder) if not _hidden(name)]
+    has_folders = any(os.path.isdir(os.path.join(folder, name)) for name in entries)
+    return has_folders and not any(name.lower().endswith(IMAGE_FORMATS) for name in entries)
 
 
 def _undecodable(folder):

@@ -340,8 +340,8 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
 
         `y` is the labels, or a batch's targets (`kerasdistill.batch`):
         with a labeled mask, every compiled metric weighs each sample by it
-        (times `sample_weight`), so the transfer set's rows count for nothing
-        and the batch keeps its shape.
+        (`weighted_metrics` also by `sample_weight`, as in Keras), so the
+        transfer set's rows count for nothing and the batch keeps its shape.
         """
         labels, labeled = (y.get(LABELS), y.get(LABELED)) if isinstance(y, dict) else (y, None)
         if labels is None:
@@ -350,10 +350,9 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
             return {tracker.name: tracker.result() for tracker in trackers}
         if labeled is None:
             return super().compute_metrics(x, labels, y_pred, sample_weight)
-        weights = ops.reshape(ops.cast(labeled, "float32"), (-1,))
-        if sample_weight is not None:
-            weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-        update_compiled_metrics(self, labels, y_pred, weights)
+        mask = ops.reshape(ops.cast(labeled, "float32"), (-1,))
+        weights = None if sample_weight is None else ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        update_compiled_metrics(self, labels, y_pred, mask, weights)
         return self.get_metrics_result()
 
     def _step_logs(self, x, y, y_pred, sample_weight):

@@ -32,7 +32,7 @@ from kerasdistill.distiller import Distiller
 from kerasdistill.distribute import multi_worker_ready
 from kerasdistill.losses import CrossEntropy
 from kerasdistill.metrics import accuracy
-from kerasdistill.runs import RunState
+from kerasdistill.runs import RunState, check_transfer_set
 from kerasdistill.tuning import tune
 
 
@@ -52,6 +52,8 @@ def load_data(data_config, seed):
         splits = data_lib.hold_out_labels(splits, data_config["labeled_size"], seed)
     if data_config["unlabeled_path"] is not None:
         extra = data_lib.load_unlabeled(data_config["unlabeled_path"], splits.train.x.shape[1:])
+        # The user's unlabeled folder must not hold the images the models are measured on.
+        check_transfer_set(splits._replace(unlabeled=extra))
         splits = splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))
     return splits
 
@@ -229,8 +231,10 @@ def prepare_inputs(state):
 def new_model(state, inputs, section):
     """The config's teacher or student, built right after the run's seed (same initial weights each time)."""
     keras.utils.set_random_seed(state.config["training"]["seed"])
+    entry = state.config[section]
+    if section == "student" and config_lib.model_spec(entry["model"]).kind == "file":
+        state.say(f"  {entry['model']}: its architecture, with weights drawn afresh (the same for both students)")
     with state.strategy.scope():
-        entry = state.config[section]
         return build_model(entry["model"], inputs.shape, inputs.classes, entry["weights"], section, entry["backbone_size"])
 
 
@@ -256,7 +260,9 @@ def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baselin
     )
     history = trainer.fit(
         batches, epochs=state.config["training"]["epochs"], steps_per_epoch=inputs.plan.steps,
-        validation_data=inputs.val, shuffle=False, verbose=state.fit_verbose, callbacks=[*callbacks, best],
+        validation_data=inputs.val, shuffle=False, verbose=state.fit_verbose,
+        # Before the backup: an epoch's best weights are on disk before the epoch counts as done.
+        callbacks=[best, *callbacks],
     )
     kept = f"epoch {best.best_epoch}" if best.best_epoch else "the starting weights (no epoch beat them)"
     stopped = f", stopped at epoch {best.stopped_epoch}" if best.stopped_epoch else ""

@@ -261,15 +261,30 @@ def _stored_name(state_file):
 
 
 def _check_replaceable(folder):
-    """Refuses to overwrite a non-empty folder that holds no run (none of a run's records, models or files)."""
+    """Refuses to overwrite a non-empty folder that no run wrote.
+
+    A run writes its `splits.json` first; only a folder holding it (or a
+    run's `report.json`) is a run's: a folder of the user's own models or
+    configs is never taken for one.
+    """
     names = sorted(os.listdir(folder))
-    if not any(name in RUN_RECORDS or name.endswith((".keras", ".tflite")) for name in names):
+    if SPLITS_FILE not in names and not _is_report(os.path.join(folder, "report.json")):
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise FileExistsError(
-            f"--overwrite replaces a run's results, but {folder} holds no run (no {', '.join(RUN_RECORDS)}, .keras "
-            f"or .tflite file): it holds {shown}. Choose another --name or --output; kerasdistill does not delete "
+            f"--overwrite replaces a run's results, but {folder} holds no run (no {SPLITS_FILE} or report.json of "
+            f"kerasdistill): it holds {shown}. Choose another --name or --output; kerasdistill does not delete "
             "folders it did not write."
         )
+
+
+def _is_report(path):
+    """Whether `path` is a kerasdistill run's report.json."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            report = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"run_folder", "models"} <= set(report)
 
 
 def _put_back(replaced, folder):
@@ -410,9 +425,8 @@ class RunState:
         """Writes what each split of the run holds into the run folder (`evaluate` and `export` check it).
 
         A transfer set holding validation or test images is refused first
-        (`check_transfer_set`), before anything trains.
+        before anything trains.
         """
-        check_transfer_set(splits)
         if self.is_chief:
             files.write_json(os.path.join(self.folder, SPLITS_FILE), split_record(splits, self.config["data"]))
 

@@ -14,6 +14,7 @@ from kerasdistill.backend import keras
 from kerasdistill.distiller import Distiller
 from kerasdistill.ranges import describe, in_range
 from kerasdistill.tables import format_table
+from kerasdistill.callbacks import BestEpoch
 
 TRIAL_COLUMNS = [
     ("trial", "trial", None),
@@ -313,7 +314,7 @@ def _train_scratch(model, train_data, validation_data, epochs, steps_per_epoch, 
     the epoch it is scored at, as KerasTuner keeps each trial's best epoch.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses_lib.CrossEntropy(), metrics=["accuracy"])
-    best_epoch = keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=epochs, restore_best_weights=True)
+    best_epoch = BestEpoch(keep=model)
     history = model.fit(
         train_data, validation_data=validation_data, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
         shuffle=False, callbacks=[best_epoch],

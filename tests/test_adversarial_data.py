@@ -181,3 +181,11 @@ def test_images_scaled_to_0_1_are_a_caution_of_the_run(tmp_path):
     inputs = pipeline.prepare_inputs(state)
     assert len(inputs.cautions) == 1 and "raw 0-255 pixels" in inputs.cautions[0]
     assert any("Warning: The training images reach at most 0.5" in line for line in said)
+
+
+def test_a_class_named_like_a_split_is_a_class_when_it_holds_images(tmp_path):
+    # Vehicles: bus/, car/, train/ hold images, not class folders.
+    for name, value in (("bus", 0), ("car", 100), ("train", 200)):
+        save_images(tmp_path / name, value, 8)
+    splits = data.load_image_folder(str(tmp_path), validation_size=2, test_fraction=0.25)
+    assert splits.class_names == ("bus", "car", "train")

@@ -8,7 +8,7 @@ import pytest
 
 from kerasdistill import cache, cli, data, files, pipeline, runs
 from kerasdistill import config as config_lib
-from kerasdistill.backend import keras
+from kerasdistill.backend import UnsupportedBackendError, keras
 from kerasdistill.export import to_tflite
 
 
@@ -32,16 +32,17 @@ def test_transfer_set_holding_test_or_validation_images_is_refused(tmp_path, dig
     unlabeled = np.concatenate(
         [rng.uniform(0, 255, (5, 28, 28, 1)), digits.test.x[:3], digits.val.x[:2].astype(np.float64)]
     ).astype(np.float32)
-    splits = digits._replace(unlabeled=unlabeled)
+    np.savez(tmp_path / "more.npz", x=unlabeled)
+    settings = config_lib.validate({"data": {"unlabeled_path": str(tmp_path / "more.npz")}})
     with pytest.raises(ValueError) as caught:
-        with runs.RunState(_config(), tmp_path, "r", verbose=False) as state:
-            state.record_splits(splits)
+        pipeline.load_data(settings["data"], seed=0)
     message = str(caught.value)
     assert "3 of the 1000 test images" in message and "2 of the 500 validation images" in message
     assert "unlabeled folder" in message
-    assert not os.path.exists(tmp_path / "r"), "a refused run leaves no folder"
-    # Unlabeled images of other pictures pass.
+    # Unlabeled images of other pictures pass; so do duplicates inside the user's own training images.
     runs.check_transfer_set(digits._replace(unlabeled=unlabeled[:5]))
+    np.savez(tmp_path / "more.npz", x=unlabeled[:5])
+    assert len(pipeline.load_data(settings["data"], seed=0).unlabeled) == 3000 + 5
 
 
 # 2. A teacher-output cache of another teacher with the same weights.
@@ -91,7 +92,7 @@ def test_saved_student_starts_from_fresh_weights_each_time(tmp_path):
 
 def _finished_run(folder):
     os.makedirs(folder)
-    for name, text in (("report.json", '{"old": true}'), ("config.yaml", "old: true\n"), ("student.keras", "old")):
+    for name, text in (("report.json", '{"old": true}'), ("splits.json", "{}"), ("student.keras", "old")):
         (folder / name).write_text(text)
 
 
@@ -104,7 +105,7 @@ def test_failed_overwrite_after_training_puts_the_old_results_back(tmp_path):
             files.write_bytes(os.path.join(state.resume, "teacher.keras"), b"stage")  # training started
             raise RuntimeError("crash")
     assert json.loads((tmp_path / "r" / "report.json").read_text()) == {"old": True}
-    assert sorted(os.listdir(tmp_path / "r")) == ["config.yaml", "report.json", "student.keras"]
+    assert sorted(os.listdir(tmp_path / "r")) == ["report.json", "splits.json", "student.keras"]
     # The failed run can resume (its stage is kept), and moves the old results aside again.
     with runs.RunState(_config(), tmp_path, "r", verbose=False) as state:
         assert state.resumed and os.listdir(state.folder) == []
@@ -180,9 +181,9 @@ def test_evaluate_outside_a_run_says_which_data_it_measured(tmp_path, saved_mode
     assert "not in a run folder" in capsys.readouterr().err
 
 
-def test_cli_prints_runtime_errors_as_other_errors(monkeypatch, capsys):
+def test_cli_prints_backend_refusals_as_other_errors(monkeypatch, capsys):
     def refuse(*args, **kwargs):
-        raise RuntimeError("The kerasdistill run pipeline works on Keras' TensorFlow backend only")
+        raise UnsupportedBackendError("The kerasdistill run pipeline works on Keras' TensorFlow backend only")
 
     monkeypatch.setattr(pipeline, "run", refuse)
     assert cli.main(["run", "--output", "unused"]) == 2

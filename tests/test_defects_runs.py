@@ -96,6 +96,7 @@ def test_overwrite_replaces_the_whole_run_folder(tmp_path):
     settings = npz_config(tmp_path)
     (tmp_path / "out" / "r").mkdir(parents=True)
     (tmp_path / "out" / "r" / "student_float16.tflite").write_bytes(b"an earlier run's file")
+    (tmp_path / "out" / "r" / runs.SPLITS_FILE).write_text("{}")  # what marks a run's folder
     with runs.RunState(settings, str(tmp_path / "out"), "r", overwrite=True, verbose=False) as state:
         assert os.listdir(state.folder) == [], "the new run starts in an empty folder"
         files.write_bytes(os.path.join(state.folder, "report.json"), b"{}")
@@ -107,11 +108,12 @@ def test_a_failed_overwriting_run_puts_the_earlier_results_back(tmp_path):
     settings = npz_config(tmp_path)
     (tmp_path / "out" / "r").mkdir(parents=True)
     (tmp_path / "out" / "r" / "report.json").write_text("earlier")
+    (tmp_path / "out" / "r" / runs.SPLITS_FILE).write_text("{}")
     with pytest.raises(RuntimeError, match="data broke"):
         with runs.RunState(settings, str(tmp_path / "out"), "r", overwrite=True, verbose=False) as state:
             files.write_bytes(os.path.join(state.folder, "partial.txt"), b"half")
             raise RuntimeError("data broke")
-    assert os.listdir(tmp_path / "out" / "r") == ["report.json"]
+    assert sorted(os.listdir(tmp_path / "out" / "r")) == ["report.json", runs.SPLITS_FILE]
     assert (tmp_path / "out" / "r" / "report.json").read_text() == "earlier"
     assert sorted(os.listdir(tmp_path / "out")) == ["r"]
 

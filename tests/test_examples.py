@@ -28,8 +28,9 @@ def test_every_example_script_is_run_by_a_test():
     assert scripts == set(SCRIPTS) | {"multi_worker.py"}
 
 
-# The two longest (about a minute each on 2 cores) run with `-m slow`, which .ci/run runs too.
-SLOW = {"transfer_then_distill.py", "methods_and_tuning.ipynb"}
+# The longest (about a minute each on 2 cores) and every notebook (a fresh kernel each) run with
+# `-m slow`, which .ci/run runs too.
+SLOW = {"transfer_then_distill.py", "methods_and_tuning.ipynb", "few_labels.ipynb", "quickstart.ipynb"}
 
 
 def marked(names):

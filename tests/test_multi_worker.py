@@ -128,6 +128,7 @@ def test_killed_worker_resumes_from_the_last_finished_epoch(tmp_path, teacher_fi
     assert_identical_students(tmp_path)
 
 
+@pytest.mark.slow
 def test_kerasdistill_run_on_two_workers_writes_one_run_folder(tmp_path):
     command = ["-m", "kerasdistill_cli", "run", "--strategy", "multi_worker", "--epochs", "1", "--name", "mw",
                "--output", str(tmp_path / "out"), "--quiet"]  # fmt: skip

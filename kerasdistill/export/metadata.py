@@ -362,18 +362,18 @@ class _Reader:
         return [_Reader(self.table.Bytes, self.table.Indirect(start + 4 * i)) for i in range(count)]
 
     def floats(self, slot):
-        offset = self._offset(slot)
-        if not offset:
-            return ()
-        start, count = self.table.Vector(offset), self.table.VectorLen(offset)
-        return tuple(float(self.table.Get(number_types.Float32Flags, start + 4 * i)) for i in range(count))
+        return tuple(float(value) for value in self._numbers(slot, number_types.Float32Flags))
 
     def ints(self, slot):
+        return tuple(int(value) for value in self._numbers(slot, number_types.Int32Flags))
+
+    def _numbers(self, slot, flags):
+        """The 4-byte numbers of the vector in `slot` (none when it is absent)."""
         offset = self._offset(slot)
         if not offset:
             return ()
         start, count = self.table.Vector(offset), self.table.VectorLen(offset)
-        return tuple(int(self.table.Get(number_types.Int32Flags, start + 4 * i)) for i in range(count))
+        return [self.table.Get(flags, start + 4 * i) for i in range(count)]
 
     def data(self, slot):
         offset = self._offset(slot)
