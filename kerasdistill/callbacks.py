@@ -159,6 +159,10 @@ class BestEpoch(keras.callbacks.Callback):
             (e.g. a head before its backbone is fine-tuned): an epoch must
             beat it, else those starting weights are restored (`best_epoch`
             0). None: the first epoch is the first best.
+        delete_on_success: remove the backup of the best weights once
+            training completes. A caller that resumes a whole job (and
+            removes its backups itself) passes False: a kill right after
+            training then still finds the best epoch on record.
 
     Returns:
         A `keras.callbacks.Callback`.
@@ -172,13 +176,14 @@ class BestEpoch(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, keep=None, monitor="val_accuracy", patience=None, backup_dir=None, baseline=None):
+    def __init__(self, keep=None, monitor="val_accuracy", patience=None, backup_dir=None, baseline=None, delete_on_success=True):
         super().__init__()
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
             raise ValueError(f"patience is a number of epochs, a whole number >= 1 (or None: never stop early); got {patience!r}.")
         self.keep, self.monitor, self.patience = keep, monitor, patience
         self.backup_dir = None if backup_dir is None else os.path.abspath(os.fspath(backup_dir))
         self.baseline = None if baseline is None else float(baseline)
+        self.delete_on_success = delete_on_success
         self.best = self.best_epoch = self.weights = None
         self.stopped_epoch = None
 
@@ -216,7 +221,7 @@ class BestEpoch(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.weights is not None:
             self._target().set_weights(self.weights)
-        if self.backup_dir is not None and is_chief(self.model.distribute_strategy):
+        if self.delete_on_success and self.backup_dir is not None and is_chief(self.model.distribute_strategy):
             for name in (BEST_STATE, BEST_WEIGHTS):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(self.backup_dir, name))

@@ -235,6 +235,18 @@ def _add_export(commands):
     _add_verbose(export)
 
 
+def _export_output(args, output, stem):
+    """The export's file path, refused when it names a folder, a file that is no .tflite file, or one that exists."""
+    if os.path.isdir(output):
+        raise IsADirectoryError(f"--output {output} is a folder; give the .tflite file's path, e.g. {os.path.join(output, stem + '.tflite')}.")
+    if not output.endswith(".tflite") or os.path.abspath(output) == os.path.abspath(args.model):
+        # Never a model (or any other file) replaced by the export's bytes.
+        raise ValueError(f"--output {output} must be a new .tflite file's path, not the model's own or another kind of file; e.g. {stem}.tflite.")
+    if os.path.exists(output) and not args.overwrite:
+        raise FileExistsError(f"{output} already exists. Pass --overwrite to replace it, or choose --output.")
+    return output
+
+
 def _export(args):
     from kerasdistill import data, files
     from kerasdistill.export import to_tflite
@@ -255,11 +267,7 @@ def _export(args):
         )
     stem = os.path.splitext(os.path.basename(args.model))[0]
     suffix = "" if args.target == "plain" else f"_{args.target}"
-    output = args.output or os.path.join("export", f"{stem}_{args.quantization}{suffix}.tflite")
-    if os.path.isdir(output):
-        raise IsADirectoryError(f"--output {output} is a folder; give the .tflite file's path, e.g. {os.path.join(output, stem + '.tflite')}.")
-    if os.path.exists(output) and not args.overwrite:
-        raise FileExistsError(f"{output} already exists. Pass --overwrite to replace it, or choose --output.")
+    output = _export_output(args, args.output or os.path.join("export", f"{stem}_{args.quantization}{suffix}.tflite"), stem)
     # What the run's data gives: the int8 calibration images, the classifier's class names.
     calibrates = args.quantization == "int8" and args.calibration_data in (None, run)
     parts = ["train"] * calibrates + ["class_names"] * (args.target == "classifier" and class_names is None)

@@ -163,6 +163,8 @@ def _losses(key, value):
 
 
 def _labeled_size(key, value):
+    if value == "all":  # as the command line's --labeled-size all
+        return None
     return value if value == "auto" else _optional_count(key, value)
 
 
@@ -246,7 +248,7 @@ SCHEMA = {
             "auto",
             _labeled_size,
             "few labels: keep the labels of this many training images (a count or a fraction below 1); "
-            "the other training images become the unlabeled transfer set. null keeps every label; auto: "
+            "the other training images become the unlabeled transfer set. null (or all) keeps every label; auto: "
             f"{EMBEDDED_LABELED_SIZE} for the embedded digits (the few-labels demo), every label otherwise",
         ),
         "class_names": (

@@ -190,16 +190,23 @@ def _check_output_outside_data(data_config, output):
 def _pixel_cautions(state, splits):
     """Warns when the training images look scaled to [0, 1]: the built-in and backbone models (and their
     exported files) take raw [0, 255] pixels and rescale inside themselves."""
-    high = float(np.max(splits.train.x))
-    if high > 1.0:
-        return []
-    caution = (
-        f"The training images reach at most {high:g}: they look scaled to [0, 1], but the built-in and backbone "
-        "models (and their .tflite files) take raw 0-255 pixels and divide by 255 themselves. Pass the raw "
-        "0-255 pixels (unless your .keras models expect [0, 1])."
-    )
-    state.say(f"  Warning: {caution}")
-    return [caution]
+    highs = {name: float(np.max(split.x)) for name, split in (("training", splits.train), ("test", splits.test))}
+    cautions = []
+    if highs["training"] <= 1.0:
+        cautions.append(
+            f"The training images reach at most {highs['training']:g}: they look scaled to [0, 1], but the built-in "
+            "and backbone models (and their .tflite files) take raw 0-255 pixels and divide by 255 themselves. Pass "
+            "the raw 0-255 pixels (unless your .keras models expect [0, 1])."
+        )
+    if (highs["training"] <= 1.0) != (highs["test"] <= 1.0):
+        cautions.append(
+            f"The training images reach at most {highs['training']:g} and the test images {highs['test']:g}: one "
+            "split looks scaled to [0, 1] and the other not, so the test accuracy measures another scale. Give both "
+            "splits as raw 0-255 pixels."
+        )
+    for caution in cautions:
+        state.say(f"  Warning: {caution}")
+    return cautions
 
 
 def prepare_inputs(state):
@@ -241,9 +248,14 @@ def new_model(state, inputs, section):
 def optimizer(state, inputs, learning_rate):
     """Adam on the run's schedule (a warm-up, then a cosine decay over `training.epochs`), for every model."""
     training = state.config["training"]
-    # Without a transfer set an epoch is one pass over the labeled images.
-    steps = inputs.plan.steps or -(-len(inputs.splits.train.x) // training["batch_size"])
-    return keras.optimizers.Adam(schedules.learning_rate(learning_rate, training["schedule"], training["epochs"], steps))
+    return keras.optimizers.Adam(
+        schedules.learning_rate(learning_rate, training["schedule"], training["epochs"], _steps(state, inputs))
+    )
+
+
+def _steps(state, inputs):
+    """Optimizer steps per epoch; without a transfer set an epoch is one pass over the labeled images."""
+    return inputs.plan.steps or -(-len(inputs.splits.train.x) // state.config["training"]["batch_size"])
 
 
 def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baseline=None):
@@ -255,8 +267,11 @@ def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baselin
     at), an epoch must beat it, else `model` keeps its starting weights.
     Returns `(model, history, {"best_epoch", "val_accuracy"})`.
     """
+    # The record of the best epoch stays until the run's resume state goes: a kill between the end of
+    # training and the stage's save resumes with it.
     best = BestEpoch(
-        keep=model, patience=state.config["training"]["patience"], backup_dir=callbacks[0].backup_dir, baseline=baseline
+        keep=model, patience=state.config["training"]["patience"], backup_dir=os.path.join(callbacks[0].backup_dir, "best"),
+        baseline=baseline, delete_on_success=False,
     )
     history = trainer.fit(
         batches, epochs=state.config["training"]["epochs"], steps_per_epoch=inputs.plan.steps,
@@ -377,7 +392,9 @@ def _search(state, inputs, teacher, scratch):
         methods=tuning["methods"],
         max_trials=tuning["max_trials"],
         epochs=epochs,
-        learning_rate=training["learning_rate"],
+        # The run's own schedule over the trials' epochs: the search, the report and a rerun of the saved
+        # config.yaml (which trains with it) describe the same training.
+        learning_rate=schedules.learning_rate(training["learning_rate"], training["schedule"], epochs, _steps(state, inputs)),
         seed=training["seed"],
         verbose=state.fit_verbose,
         scratch=baseline,
@@ -386,7 +403,9 @@ def _search(state, inputs, teacher, scratch):
     )
     state.say(f"{result.table()}\n{result.verdict}")
     tuned = {"trials": result.trials, "best": result.best, "verdict": result.verdict, "gain": result.gain}
-    return result.student, result.history, {"tuning": tuned}
+    curve = result.history.get("val_accuracy") or []
+    best_epoch = int(np.argmax(curve)) + 1 if curve else None
+    return result.student, result.history, {"tuning": tuned, "best_epoch": best_epoch}
 
 
 def choose_student(state, inputs, students, rows):
@@ -552,7 +571,14 @@ def _check_models(config, shape, classes):
         spec = config_lib.model_spec(config[role]["model"])
         if spec.kind != "file":
             continue
-        width = output_width(files.load_model(spec.name), None)
+        model = files.load_model(spec.name)
+        takes = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+        if takes is not None and takes != tuple(shape):
+            raise ValueError(
+                f"{role}.model {spec.name} takes inputs of shape {takes} but the data's images are {tuple(shape)}: "
+                f"give a {role} built for {tuple(shape)}, or set data.image_size to the size it takes."
+            )
+        width = output_width(model, None)
         if width != classes:
             raise ValueError(
                 f"{role}.model {spec.name} outputs {width} class scores but the data has {classes} classes: the "

@@ -92,6 +92,21 @@ def _data_paths(data_config):
     return [path for path in paths if path]
 
 
+def model_files(config):
+    """The saved models and weights files a config names, each with its size and modification time.
+
+    A stage finished with a teacher or student file must not be resumed
+    after that file was replaced: the resume key holds these.
+    """
+    listing = {}
+    for section in ("teacher", "student"):
+        for value in (config[section]["model"], config[section]["weights"]):
+            if isinstance(value, str) and os.path.isfile(value):
+                info = os.stat(value)
+                listing[os.path.abspath(value)] = [info.st_size, info.st_mtime_ns]
+    return listing
+
+
 def data_files(data_config):
     """The files a config's data section names, each with its size and modification time.
 
@@ -336,7 +351,10 @@ class RunState:
         self.fit_verbose = 2 if verbose else 0
         self.output = files.check_writable_folder(output)
         self.name = check_run_name(name) if name else None
-        key = {"config": config, "name": self.name, "data": data_files(config["data"]), "version": version.__version__}
+        key = {
+            "config": config, "name": self.name, "data": data_files(config["data"]), "models": model_files(config),
+            "version": version.__version__,
+        }
         self.resume = os.path.join(self.output, ".resume", config_key(key))
         self.overwrite = overwrite
         self.resumed = self._owned = False

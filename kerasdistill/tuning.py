@@ -154,7 +154,10 @@ def tune(
             soft_target_kl, logit_mse, dkd, rkd).
         max_trials: the number of settings tried.
         epochs: epochs per trial, and for the scratch baseline.
-        learning_rate: Adam learning rate, for trials and scratch alike.
+        learning_rate: Adam learning rate, for trials and scratch alike: a
+            float, or a `keras.optimizers.schedules.LearningRateSchedule`
+            (e.g. the run's warm-up and cosine decay,
+            `kerasdistill.schedules.learning_rate`).
         seed: seed of the initial weights and of the search.
         directory: where KerasTuner keeps its trials (default: a temporary
             folder, deleted afterwards).

@@ -9,6 +9,7 @@ import pytest
 from kerasdistill import cache, cli, data, files, pipeline, runs
 from kerasdistill import config as config_lib
 from kerasdistill.backend import UnsupportedBackendError, keras
+from kerasdistill.callbacks import BackupAndRestore, BestEpoch
 from kerasdistill.export import to_tflite
 
 
@@ -203,3 +204,85 @@ def test_init_on_an_existing_file_names_the_flag(tmp_path, capsys):
 def test_run_name_with_control_characters_is_refused(name):
     with pytest.raises(ValueError, match="printable"):
         runs.check_run_name(name)
+
+
+# A second trial: resumes, tuning schedules, saved models of another input, export targets.
+
+
+def test_a_replaced_model_file_is_not_resumed_with_stages_of_the_old_one(tmp_path):
+    student = tmp_path / "student.keras"
+    student.write_bytes(b"first")
+    settings = config_lib.validate({"student": {"model": str(student)}})
+    key = runs.RunState(settings, str(tmp_path / "out"), "r", verbose=False).resume
+    student.write_bytes(b"another architecture")
+    assert runs.RunState(settings, str(tmp_path / "out"), "r", verbose=False).resume != key
+
+
+def test_a_kill_between_the_end_of_training_and_the_backups_end_keeps_the_best_epoch(tmp_path):
+    class KilledAtTheEnd(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            raise KeyboardInterrupt
+
+    class Scores(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.weights = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_accuracy"] = [0.5, 0.9, 0.6][epoch]
+            self.weights.append(self.model.get_weights())
+
+    def model():
+        keras.utils.set_random_seed(0)
+        built = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="scores")], name="tiny")
+        built.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        return built
+
+    x, y = np.random.default_rng(0).normal(size=(16, 4)).astype("float32"), np.arange(16) % 3
+    backup = tmp_path / "backup"
+    scores = Scores()
+    first = BestEpoch(backup_dir=backup / "best", delete_on_success=False)
+    with pytest.raises(KeyboardInterrupt):
+        model().fit(x, y, epochs=3, verbose=0, callbacks=[scores, first, KilledAtTheEnd(), BackupAndRestore(backup)])
+    resumed, second = model(), BestEpoch(backup_dir=backup / "best", delete_on_success=False)
+    resumed.fit(x, y, epochs=3, verbose=0, callbacks=[second, BackupAndRestore(backup)])
+    assert second.best_epoch == 2
+    for kept, expected in zip(resumed.get_weights(), scores.weights[1]):
+        np.testing.assert_array_equal(kept, expected)
+
+
+def test_a_saved_model_of_another_input_size_is_refused_before_anything_trains(tmp_path):
+    from kerasdistill import models
+
+    teacher = files.save_model(models.build("convnet_teacher", (32, 32, 1), 10), str(tmp_path / "t32.keras"))
+    settings = {"teacher": {"model": teacher}, "training": {"epochs": 1}}
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(32, 32, 1\) but the data's images are \(28, 28, 1\)"):
+        pipeline.run(settings, output=str(tmp_path / "out"), name="r", verbose=False)
+    assert not os.path.exists(tmp_path / "out" / "r")
+
+
+def test_the_search_trains_on_the_runs_schedule(tmp_path, monkeypatch):
+    seen = {}
+
+    def search(*args, learning_rate, **kwargs):
+        seen["learning_rate"] = learning_rate
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "tune", search)
+    settings = {"tune": {"enabled": True, "max_trials": 1}, "training": {"epochs": 1}}
+    monkeypatch.setattr(pipeline, "train_teacher", lambda state, inputs: (None, {}))
+    monkeypatch.setattr(pipeline, "train_scratch", lambda state, inputs: (None, {"best_epoch": 1, "history": {}}))
+    monkeypatch.setattr(pipeline, "check_teacher", lambda *args: [])
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(settings, output=str(tmp_path / "out"), name="r", verbose=False)
+    assert isinstance(seen["learning_rate"], keras.optimizers.schedules.LearningRateSchedule)
+
+
+def test_export_never_writes_over_its_model_or_another_kind_of_file(saved_model, tmp_path):
+    for output in (saved_model, str(tmp_path / "notes.txt")):
+        assert cli.main(["export", saved_model, "--output", output, "--overwrite"]) == 2
+    assert files.load_model(saved_model) is not None
+
+
+def test_labeled_size_all_in_a_config_keeps_every_label():
+    assert config_lib.validate({"data": {"labeled_size": "all"}})["data"]["labeled_size"] is None

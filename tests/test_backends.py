@@ -98,6 +98,8 @@ def on_tensorflow():
     return parse(output, "LOSSES"), parse(output, "TRAINING")
 
 
+# A whole training per backend (the step matrix checks each step in the default layer): `-m slow`.
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_losses_and_training_agree_with_tensorflow(backend, on_tensorflow):
     if not installed(backend):

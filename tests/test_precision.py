@@ -21,10 +21,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from conftest import soft_target_kl
-from keras import ops
-
-import kerasdistill as kd
+    import kerasdistill as kd
     from kerasdistill import data, models
     from kerasdistill.backend import keras
 

@@ -24,6 +24,8 @@ def test_classification_report_equals_a_hand_count():
     assert metrics.classification_report(np.eye(3)[y_true], scores) == report
 
 
+# A whole search: in the long layer (`-m slow`).
+@pytest.mark.slow
 def test_a_tiny_search_runs_end_to_end_and_reports_scratch(digits, trained_teacher, tmp_path):
     # Seeded: the trials drawn (and the students' initial weights) must not
     # depend on which tests ran before. Unseeded, some orders drew three DKD
@@ -61,6 +63,8 @@ def test_a_tiny_search_runs_end_to_end_and_reports_scratch(digits, trained_teach
     assert "scratch" in result.table()
 
 
+# A whole search: in the long layer (`-m slow`).
+@pytest.mark.slow
 def test_a_search_that_loses_to_scratch_returns_the_scratch_student(digits, tmp_path):
     # An untrained teacher teaches noise: no trial can beat the labels alone.
     teacher = models.build("convnet_teacher", (28, 28, 1), 10)
