@@ -171,16 +171,22 @@ def test_transfer_set_takes_uint8_unlabeled_beside_float32_labeled_images(digits
 
 
 def test_images_scaled_to_0_1_are_a_caution_of_the_run(tmp_path):
-    path = write_npz(tmp_path / "unit.npz", np.arange(20) % 2, np.arange(8) % 2, x_train=np.full((20, 6, 6, 1), 0.5, "float32"))
-    said = []
-    state = types.SimpleNamespace(
-        config=config.validate({"data": {"source": "npz", "path": path, "validation_size": 4}, "training": {"batch_size": 4}}),
-        record_splits=lambda splits: None,
-        say=said.append,
-    )
-    inputs = pipeline.prepare_inputs(state)
-    assert len(inputs.cautions) == 1 and "raw 0-255 pixels" in inputs.cautions[0]
+    def cautions(x_test):
+        path = write_npz(tmp_path / "unit.npz", np.arange(20) % 2, np.arange(8) % 2, x_train=np.full((20, 6, 6, 1), 0.5, "float32"), x_test=x_test)
+        said = []
+        state = types.SimpleNamespace(
+            config=config.validate({"data": {"source": "npz", "path": path, "validation_size": 4}, "training": {"batch_size": 4}}),
+            record_splits=lambda splits: None,
+            say=said.append,
+        )
+        return pipeline.prepare_inputs(state).cautions, said
+
+    found, said = cautions(np.full((8, 6, 6, 1), 0.25, "float32"))
+    assert len(found) == 1 and "raw 0-255 pixels" in found[0]
     assert any("Warning: The training images reach at most 0.5" in line for line in said)
+    # A test split of raw pixels beside training images in [0, 1]: the test accuracy measures another scale.
+    found, _ = cautions(np.full((8, 6, 6, 1), 200.0, "float32"))
+    assert len(found) == 2 and "the test images 200" in found[1]
 
 
 def test_a_class_named_like_a_split_is_a_class_when_it_holds_images(tmp_path):

@@ -278,10 +278,13 @@ def test_the_search_trains_on_the_runs_schedule(tmp_path, monkeypatch):
     assert isinstance(seen["learning_rate"], keras.optimizers.schedules.LearningRateSchedule)
 
 
-def test_export_never_writes_over_its_model_or_another_kind_of_file(saved_model, tmp_path):
-    for output in (saved_model, str(tmp_path / "notes.txt")):
-        assert cli.main(["export", saved_model, "--output", output, "--overwrite"]) == 2
-    assert files.load_model(saved_model) is not None
+def test_export_never_writes_over_its_model_or_another_kind_of_file(saved_model, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for output in (saved_model, str(notes)):
+        assert cli.main(["export", saved_model, "--quantization", "float32", "--output", output, "--overwrite"]) == 2
+        assert "must be a new .tflite file's path" in capsys.readouterr().err
+    assert files.load_model(saved_model) is not None and notes.read_text() == "mine"
 
 
 def test_labeled_size_all_in_a_config_keeps_every_label():
