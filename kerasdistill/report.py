@@ -8,6 +8,7 @@ import sys
 from kerasdistill import files, plots
 from kerasdistill.metrics import classification_report, keras_outputs
 from kerasdistill.tables import format_table
+from kerasdistill.tuning import LABELS_ONLY_METHOD
 
 DISTILLED = "student (distilled)"
 # The search's answer when no trial beat the scratch student: that student, trained on the labels alone.
@@ -32,7 +33,7 @@ def file_size_kib(path):
 def student_label(record):
     """The label of the run's student: `LABELS_ONLY` when the search kept the scratch student, else `DISTILLED`."""
     best = record.get("tuning", {}).get("best", {})
-    return LABELS_ONLY if best.get("method") == "labels only" else DISTILLED
+    return LABELS_ONLY if best.get("method") == LABELS_ONLY_METHOD else DISTILLED
 
 
 def model_rows(trained, folder, splits):
@@ -178,7 +179,7 @@ def _tuned_config(config, best):
     tuned = {section: dict(values) for section, values in config.items()}
     tuned["tune"]["enabled"] = False
     tuned["distillation"]["alpha"] = float(best["alpha"])
-    if best["method"] != "labels only":
+    if best["method"] != LABELS_ONLY_METHOD:
         tuned["distillation"]["losses"] = [best["method"]]
         tuned["distillation"]["temperature"] = float(best["temperature"])
     return tuned

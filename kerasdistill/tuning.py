@@ -16,6 +16,9 @@ from kerasdistill.ranges import describe, in_range
 from kerasdistill.tables import format_table
 from kerasdistill.callbacks import BestEpoch
 
+# The method of the scratch row, and of the search's answer when no trial beat scratch.
+LABELS_ONLY_METHOD = "labels only"
+
 TRIAL_COLUMNS = [
     ("trial", "trial", None),
     ("method", "method", None),
@@ -225,13 +228,13 @@ def tune(
     scratch, scratch_accuracy = _baseline(
         scratch, lambda: _train_scratch(new_student(), scratch_data, validation_data, epochs, steps_per_epoch, learning_rate, verbose)
     )
-    rows.append({"trial": "scratch", "method": "labels only", "temperature": None, "alpha": 1.0, "val_accuracy": scratch_accuracy})
+    rows.append({"trial": "scratch", "method": LABELS_ONLY_METHOD, "temperature": None, "alpha": 1.0, "val_accuracy": scratch_accuracy})
     best = {name: best_hp.get(name) for name in ("method", "temperature", "alpha")}
     best_accuracy = max(r["val_accuracy"] for r in rows[:-1])
     if best_accuracy <= scratch_accuracy:
         # No distillation (alpha = 1) is part of the space: a search whose
         # best trial does not beat the scratch student returns that student.
-        best = {"method": "labels only", "temperature": None, "alpha": 1.0}
+        best = {"method": LABELS_ONLY_METHOD, "temperature": None, "alpha": 1.0}
         return TuneResult(best, scratch[0], rows, float(best_accuracy), scratch_accuracy, dict(scratch[1]))
     return TuneResult(best, best_student, rows, float(best_accuracy), scratch_accuracy, best_history)
 
