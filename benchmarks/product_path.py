@@ -440,10 +440,14 @@ def settings_of(config, report):
         parts.append(f"loss={'+'.join(names)}")
     if str(teacher.get("model", "")).startswith("backbone:"):
         parts.append(f"ft={teacher.get('fine_tune_layers')}")
-    for key in ("search", "chosen", "selection", "settings"):
-        if isinstance(report.get(key), dict):
-            chosen = report[key].get("chosen", report[key].get("best", report[key]))
-            parts.append(f"{key}={json.dumps(chosen, separators=(',', ':'), default=str)[:120]}")
+    search = (report.get("settings") or {}).get("search")
+    if search:
+        default, challenger = [row for row in search["rows"] if row.get("final") is not None][:2]
+        kept = "challenger" if report["settings"]["alpha"] != default["alpha"] or report["settings"]["temperature"] != default["temperature"] else "default"
+        parts.append(
+            f"search: {kept} kept (val {default['final']:.3f} vs a={challenger['alpha']:g} T={challenger['temperature']:g} "
+            f"{challenger['final']:.3f}, margin {search['margin']:.3f})"
+        )
     best = report.get("tuning", {}).get("best")
     if best:
         parts.append(f"tuned={json.dumps(best, separators=(',', ':'), default=str)[:120]}")

@@ -16,6 +16,7 @@ RUN_OVERRIDES = {
     "precision": ("training", "precision"),
     "alpha": ("distillation", "alpha"),
     "temperature": ("distillation", "temperature"),
+    "search_budget": ("distillation", "search_budget"),
     "labeled_size": ("data", "labeled_size"),
     "unlabeled": ("data", "unlabeled_path"),
     "augmentation": ("distillation", "augmentation"),
@@ -127,6 +128,7 @@ def _add_run(commands):
     run.add_argument(
         "--temperature", type=_float_in(0.0, None, low_open=True), default=None, help=_schema_help("temperature")
     )
+    run.add_argument("--search-budget", type=_float_in(0.0, None), default=None, help=_schema_help("search_budget"))
     run.add_argument("--batch-size", type=_positive_int, default=None, help=_schema_help("batch_size"))
     run.add_argument(
         "--labeled-size",

@@ -10,19 +10,24 @@ import os
 
 from kerasdistill.defaults import (
     ALPHA,
+    ALPHAS,
+    AUTO,
     BATCH_SIZE,
     EMBEDDED_LABELED_SIZE,
     EPOCHS,
     LEARNING_RATE,
     MAX_TEACHER_VIEWS,
     MAX_TEMPERATURE,
+    MIXING_AUGMENTATIONS,
     PATIENCE,
     PRECISIONS,
     QUANTIZATIONS,
     SCHEDULES,
+    SEARCH_BUDGET,
     STRATEGIES,
     TARGETS,
     TEMPERATURE,
+    TEMPERATURES,
     VALIDATION_SIZE,
 )
 from kerasdistill.ranges import batch_split, describe, in_range
@@ -51,6 +56,15 @@ def _number(low=None, high=None, low_open=False, whole=False):
         return value
 
     return check
+
+
+def _auto_or(check):
+    """`auto` (chosen on validation by the run), or a value `check` accepts."""
+
+    def auto_or(key, value):
+        return value if value == AUTO else check(key, value)
+
+    return auto_or
 
 
 ModelSpec = collections.namedtuple("ModelSpec", ["kind", "name"])
@@ -288,8 +302,22 @@ SCHEMA = {
     },
     "distillation": {
         "losses": (["soft_target_kl"], _losses, "distillation losses by name, or {name, config} entries"),
-        "alpha": (ALPHA, _number(0.0, 1.0), "weight of the label loss, in [0, 1]"),
-        "temperature": (TEMPERATURE, _number(0.0, MAX_TEMPERATURE, low_open=True), "softening temperature in (0, 100]"),
+        "alpha": (
+            AUTO,
+            _auto_or(_number(0.0, 1.0)),
+            f"weight of the label loss, in [0, 1]; auto: chosen on the validation split among {', '.join(f'{a:g}' for a in ALPHAS)}",
+        ),
+        "temperature": (
+            AUTO,
+            _auto_or(_number(0.0, MAX_TEMPERATURE, low_open=True)),
+            f"softening temperature in (0, 100]; auto: chosen on the validation split among {', '.join(f'{t:g}' for t in TEMPERATURES)}",
+        ),
+        "search_budget": (
+            SEARCH_BUDGET,
+            _number(0.0),
+            "the auto settings' search trains the student at most this many times training.epochs in all; 0: no "
+            f"search (auto takes alpha {ALPHA:g}, T {TEMPERATURE:g})",
+        ),
         "labeled_share": (0.25, _number(0.0, 0.95), "with a transfer set: share of each batch drawn from the labeled images"),
         "augmentation": (
             [],
@@ -389,8 +417,8 @@ def validate(config):
             batch_split(resolved["training"]["batch_size"], distillation["labeled_share"])
         except ValueError as error:
             raise ValueError(f"training.batch_size and distillation.labeled_share (the transfer set's batches): {error}") from None
-    mixing = [name for name in distillation["augmentation"] if name in ("mixup", "cutmix")]
-    if mixing and distillation["alpha"] > 0:
+    mixing = [name for name in distillation["augmentation"] if name in MIXING_AUGMENTATIONS]
+    if mixing and distillation["alpha"] != AUTO and distillation["alpha"] > 0:
         raise ValueError(
             f"distillation.augmentation mixes images ({', '.join(mixing)}) but distillation.alpha is "
             f"{distillation['alpha']}: the labels are not mixed with the images. Set alpha: 0 (pure distillation) "

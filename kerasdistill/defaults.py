@@ -12,6 +12,15 @@ bad arguments without loading Keras or TensorFlow.
 TEMPERATURE = 4.0
 # The weight of the label loss; the keras.io example's value.
 ALPHA = 0.1
+# A config's alpha and temperature default to AUTO: `kerasdistill run` chooses them on the validation split
+# (kerasdistill.selection) among these, the defaults above first (they win ties). Alpha 0 is pure teaching
+# (Beyer et al. 2022), 0.5 leans on the labels; alpha 1 (labels only) is the scratch student, which a run
+# trains anyway. T 2 softens less (the teacher's ranking of the wrong classes matters less).
+AUTO = "auto"
+ALPHAS = (ALPHA, 0.0, 0.5)
+TEMPERATURES = (TEMPERATURE, 2.0)
+# The search may train the student this many times a run's epochs, in all.
+SEARCH_BUDGET = 2.0
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 64
 
@@ -24,6 +33,8 @@ MAX_TEMPERATURE = 100.0
 # copy of the training images in the cache.
 MAX_TEACHER_VIEWS = 32
 
+# Augmentations that mix images and their targets: the labels are not mixed, so they need alpha 0.
+MIXING_AUGMENTATIONS = ("mixup", "cutmix")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 # Learning-rate schedules of a run's models (kerasdistill.schedules).
 SCHEDULES = ("cosine", "constant")

@@ -14,11 +14,13 @@ stage in progress restarts from its last finished epoch.
 """
 
 import collections
+import dataclasses
+import json
 import os
 
 import numpy as np
 
-from kerasdistill import augment, export, files, models, schedules, transfer
+from kerasdistill import augment, defaults, export, files, models, schedules, selection, transfer
 from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
 from kerasdistill import losses as losses_lib
@@ -335,44 +337,144 @@ def train_teacher(state, inputs):
 
 
 def distill(state, inputs, teacher, scratch):
-    """Stage 3: the student distilled from the teacher (or the tuning search, with `tune.enabled`).
+    """Stage 3: the student distilled from the teacher, its `auto` settings chosen on validation.
 
-    `scratch` is `(model, record)` of stage 2: the search compares its trials
-    with that student, the one the report shows.
+    With `tune.enabled`, the KerasTuner search instead. `scratch` is
+    `(model, record)` of stage 2: the search compares its trials with that
+    student, the one the report shows.
     """
-    distillation, tuning = state.config["distillation"], state.config["tune"]
-    epochs = state.config["training"]["epochs"]
+    tuning, epochs = state.config["tune"], state.config["training"]["epochs"]
     if tuning["enabled"]:
         title = f"[3/3] Tuning the distillation: {tuning['max_trials']} trials of {tuning['epochs'] or epochs} epochs (KerasTuner)"
         return state.stage("student", title, lambda callbacks: _search(state, inputs, teacher, scratch))
-    methods = ", ".join(str(loss if isinstance(loss, str) else loss.get("name")) for loss in distillation["losses"])
-    title = f"[3/3] Distilled student ({methods}, alpha={distillation['alpha']}, T={distillation['temperature']})"
-    return state.stage("student", title, lambda callbacks: _distill(state, inputs, teacher, callbacks))
+    batches = _DistillationBatches(state, inputs, teacher)
+    settings, probe_epochs = _search_plan(state)
+    default = settings[0]
+    if not probe_epochs:
+        return _distill_stage(state, inputs, teacher, batches, default, "student")
+    found = _probe(state, inputs, teacher, batches, settings, probe_epochs)
+    challenger = found.challenger
+    finalists = [
+        _distill_stage(state, inputs, teacher, batches, default, "student"),
+        _distill_stage(state, inputs, teacher, batches, challenger, "student-challenger"),
+    ]
+    scores = [record["val_accuracy"] for _, record in finalists]
+    wins, margin = selection.choose(scores[0], scores[1], len(inputs.splits.val.x))
+    found.rows[0]["final"], _row(found.rows, challenger)["final"] = scores
+    (model, record), chosen = (finalists[1], challenger) if wins else (finalists[0], default)
+    reason = (
+        f"the challenger (alpha {challenger['alpha']:g}, T {challenger['temperature']:g}) scores {scores[1]:.4f} on "
+        f"validation, the default (alpha {default['alpha']:g}, T {default['temperature']:g}) {scores[0]:.4f}: "
+        + ("more than" if wins else "not more than")
+        + f" one standard error ({margin:.4f}) {'above' if wins else 'above; the default is kept'}"
+    )
+    state.say(f"\nSettings search:\n{found.table()}\n  {reason}")
+    search = {"rows": found.rows, "probe_epochs": found.epochs, "probe_seconds": found.seconds, "margin": margin, "reason": reason}
+    seconds = found.seconds + sum(finalist[1]["seconds"] for finalist in finalists)
+    return model, {**record, "seconds": seconds, "settings": {**chosen, "search": search}}
 
 
-def _distill(state, inputs, teacher, callbacks):
+def _row(rows, setting):
+    return next(row for row in rows if row["alpha"] == setting["alpha"] and row["temperature"] == setting["temperature"])
+
+
+class _DistillationBatches:
+    """The distillation batches and the augmentation left to the Distiller, made once when first asked for.
+
+    With augmentation cached on K views (`teacher_views`), or while settings
+    are searched (one view: every trial reads the teacher's outputs instead
+    of running it), the teacher scores the training images once here.
+    """
+
+    def __init__(self, state, inputs, teacher):
+        self.state, self.inputs, self.teacher, self.made = state, inputs, teacher, None
+
+    def __call__(self):
+        if self.made is None:
+            self.made = self._make()
+        return self.made
+
+    def _make(self):
+        distillation, training = self.state.config["distillation"], self.state.config["training"]
+        batches, augmentation = self.inputs.plan.distill, augment.build(distillation["augmentation"], seed=training["seed"])
+        views = distillation["teacher_views"] or (1 if augmentation is None and _search_plan(self.state)[1] else None)
+        if not views:
+            return batches, augmentation
+        self.state.say(f"  scoring the training images with the teacher once{f' on {views} augmented views' if views > 1 else ''}")
+        cached = cache_teacher_outputs(
+            self.teacher, self.inputs.plan.distill_once, batch_size=training["batch_size"], shuffle=True,
+            seed=training["seed"], augmentation=augmentation, views=views,
+        )
+        # With a transfer set an epoch is `plan.steps` steps of a repeated stream; without one, one pass.
+        return (cached.repeat() if self.inputs.plan.steps else cached), None
+
+
+def _search_plan(state):
+    """`(candidate settings, epochs of each probe)`; 0 epochs: no search (every setting given, a budget too
+    small for one epoch a probe, or several workers, each of which would search)."""
     distillation, training = state.config["distillation"], state.config["training"]
+    settings = selection.candidates(
+        distillation["alpha"], distillation["temperature"],
+        mixing=any(name in defaults.MIXING_AUGMENTATIONS for name in distillation["augmentation"]),
+        uses_temperature=selection.uses_temperature(distillation["losses"]),
+    )
+    epochs = selection.probe_epochs(settings, distillation["search_budget"] * training["epochs"], training["epochs"])
+    if training["strategy"] == "multi_worker":
+        return settings, 0
+    return settings, epochs
+
+
+def _probe(state, inputs, teacher, batches, settings, epochs):
+    """The probe round of the settings search (a resumed run reads the one it finished)."""
+    distillation, training = state.config["distillation"], state.config["training"]
+    record = os.path.join(state.resume, "settings-probe.json")
+    if os.path.isfile(record):
+        with open(record, encoding="utf-8") as handle:
+            found = selection.Probe(**json.load(handle))
+        state.say("\n[3/3] Settings search: the probes finished before the interruption")
+        return found
+    auto = " and ".join(key for key in ("alpha", "temperature") if distillation[key] == selection.AUTO)
+    state.say(
+        f"\n[3/3] Settings search: choosing {auto} on the validation split. {len(settings) - 1} probes of {epochs} "
+        f"epoch{'s' if epochs > 1 else ''}, then the default and the best probe trained in full: at most "
+        f"{(len(settings) - 1) * epochs + training['epochs']} student epochs besides the distillation's own "
+        f"(distillation.search_budget {distillation['search_budget']:g} × {training['epochs']})"
+    )
+    train, augmentation = batches()
+    found = selection.probe(
+        teacher, lambda: new_model(state, inputs, "student"), train, inputs.val, settings, epochs,
+        learning_rate=lambda count: schedules.learning_rate(training["learning_rate"], training["schedule"], count, _steps(state, inputs)),
+        distillation_losses=distillation["losses"], augmentation=augmentation, steps_per_epoch=inputs.plan.steps,
+        seed=training["seed"], verbose=state.fit_verbose, say=state.say,
+    )
+    if state.is_chief:
+        files.write_json(record, dataclasses.asdict(found))
+    return found
+
+
+def _distill_stage(state, inputs, teacher, batches, settings, key):
+    methods = ", ".join(str(loss if isinstance(loss, str) else loss.get("name")) for loss in state.config["distillation"]["losses"])
+    which = " (the best probe)" if key != "student" else ""
+    title = f"[3/3] Distilled student{which} ({methods}, alpha={settings['alpha']:g}, T={settings['temperature']:g})"
+    return state.stage(key, title, lambda callbacks: _distill(state, inputs, teacher, batches, settings, callbacks))
+
+
+def _distill(state, inputs, teacher, batches, settings, callbacks):
+    training = state.config["training"]
+    train, augmentation = batches()
     student = new_model(state, inputs, "student")
     state.say(f"  {student.name}: {student.count_params():,} parameters, {training['epochs']} epochs")
-    batches, augmentation = inputs.plan.distill, augment.build(distillation["augmentation"], seed=training["seed"])
-    views = distillation["teacher_views"]
-    if views:
-        state.say(f"  scoring the training images with the teacher once{f' on {views} augmented views' if views > 1 else ''}")
-        batches = cache_teacher_outputs(
-            teacher, inputs.plan.distill_once, batch_size=training["batch_size"], shuffle=True, seed=training["seed"],
-            augmentation=augmentation, views=views,
-        ).repeat()
-        augmentation = None
     with state.strategy.scope():
         distiller = Distiller(teacher=teacher, student=student, augmentation=augmentation)
         distiller.compile(
             optimizer=optimizer(state, inputs, training["learning_rate"]),
             metrics=["accuracy"],
-            distillation_loss_fn=distillation["losses"],
-            alpha=distillation["alpha"],
-            temperature=distillation["temperature"],
+            distillation_loss_fn=state.config["distillation"]["losses"],
+            alpha=settings["alpha"],
+            temperature=settings["temperature"],
         )
-    return fit_to_best_epoch(state, inputs, distiller, student, batches, callbacks)
+    model, history, extra = fit_to_best_epoch(state, inputs, distiller, student, train, callbacks)
+    return model, history, {**extra, "settings": dict(settings)}
 
 
 def _search(state, inputs, teacher, scratch):

@@ -116,9 +116,14 @@ def build(state, splits, rows, confusion, trained, exported, cautions=(), shippe
     }
     if "tuning" in records["distilled"]:
         report["tuning"] = records["distilled"]["tuning"]
+    if "settings" in records["distilled"]:
+        report["settings"] = records["distilled"]["settings"]
     if state.config["report"]["plots"]:
         report["plots"] = _plots(report, state.folder, rows)
-    config = state.config if "tuning" not in report else _tuned_config(state.config, report["tuning"]["best"])
+    if "tuning" in report:
+        config = _tuned_config(state.config, report["tuning"]["best"])
+    else:
+        config = _chosen_config(state.config, report.get("settings"))
     files.write_bytes(os.path.join(state.folder, "config.yaml"), _config_yaml(config).encode("utf-8"))
     files.write_json(os.path.join(state.folder, "report.json"), _relative_paths(report, state.folder))
     return report
@@ -183,6 +188,17 @@ def _tuned_config(config, best):
         tuned["distillation"]["losses"] = [best["method"]]
         tuned["distillation"]["temperature"] = float(best["temperature"])
     return tuned
+
+
+def _chosen_config(config, settings):
+    """The run's config with the alpha and temperature its distillation used (each `auto` one resolved), so that
+    config.yaml repeats the student without a search."""
+    if settings is None:
+        return config
+    chosen = {section: dict(values) for section, values in config.items()}
+    chosen["distillation"]["alpha"] = float(settings["alpha"])
+    chosen["distillation"]["temperature"] = float(settings["temperature"])
+    return chosen
 
 
 def versions():

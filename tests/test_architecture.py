@@ -12,7 +12,7 @@ ROOMS = [
     {"adapters", "taps", "augment", "models", "callbacks", "distribute", "files", "data"},
     {"checks"},
     {"distiller", "steps"},
-    {"cache", "tuning", "transfer"},
+    {"cache", "selection", "tuning", "transfer"},
     {"export"},
     {"config", "runs", "pipeline", "report", "plots", "cli", "__init__", "__main__"},
 ]

@@ -78,7 +78,7 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
         (["--bogus"], "unrecognized arguments"),
         (["--labeled-size", "many"], "must be a count, a fraction below 1 or 'all'"),
         (["--augmentation", "flip,blur"], "Unknown augmentation(s) 'blur'"),
-        (["--augmentation", "mixup"], "mixes images (mixup) but distillation.alpha is 0.1"),
+        (["--augmentation", "mixup", "--alpha", "0.1"], "mixes images (mixup) but distillation.alpha is 0.1"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(args, message, tmp_path):
@@ -123,4 +123,7 @@ def test_help_and_bad_arguments_answer_without_loading_tensorflow():
     assert "--alpha: must be in [0, 1], got 2" in result.stderr
     assert f"kerasdistill {__version__}" in result.stdout
     # The flags' help comes from the config schema (argparse wraps it).
-    assert "softening temperature in (0, 100] (default: 4.0; config key distillation.temperature)" in " ".join(result.stdout.split())
+    assert (
+        "softening temperature in (0, 100]; auto: chosen on the validation split among 4, 2 (default: auto; config "
+        "key distillation.temperature)"
+    ) in " ".join(result.stdout.split())
