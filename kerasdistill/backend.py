@@ -29,44 +29,6 @@ else:
     keras = _keras3
     KERAS_3 = True
 
-# Keras' own scaling of a loss by 1 / replicas under tf.distribute (what its
-# built-in losses do), so that the gradients summed over replicas are those
-# of the global batch. It is a no-op with one replica and on other backends.
-from keras.src.losses.loss import scale_loss_for_distribution  # noqa: E402
-
-
-def update_compiled_metrics(model, y, y_pred, mask, sample_weight=None):
-    """Updates the metrics given to `model.compile` on the rows `mask` selects.
-
-    As Keras' own `compute_metrics` does, `metrics=` ignore `sample_weight`
-    and `weighted_metrics=` use it; here every metric is also weighted by
-    the 0/1 `mask` (the labeled rows of a transfer-set batch): a weight of 0
-    leaves a row out without changing the batch's shape, which a compiled
-    JAX step needs. The metrics' container is reached here, the one place
-    that knows its private names in Keras 3 (checked with Keras 3.10 to
-    3.15); under tf_keras every metric takes `mask * sample_weight`.
-    """
-    weighted = mask if sample_weight is None else mask * sample_weight
-    if not KERAS_3:
-        container = model.compiled_metrics
-        if container is not None:
-            if not container.built:
-                container.build(y_pred, y)
-            for metric in container.metrics:
-                metric.update_state(y, y_pred, sample_weight=weighted)
-        return
-    container = model._compile_metrics
-    if container is None:
-        return
-    if not container.built:
-        container.build(y, y_pred)
-    # One output: the containers' flat lists hold one entry each (a list of metrics, or None).
-    for entries, weights in ((container._flat_metrics, mask), (container._flat_weighted_metrics, weighted)):
-        for entry in entries:
-            if entry:
-                entry.update_state(y, y_pred, sample_weight=weights)
-
-
 def backend_name():
     """The backend the package's Keras runs on: tensorflow, jax or torch."""
     return "tensorflow" if LEGACY else _keras3.backend.backend()
@@ -123,8 +85,6 @@ __all__ = [
     "keras",
     "register_serializable",
     "require_tensorflow_backend",
-    "scale_loss_for_distribution",
     "tf",
     "UnsupportedBackendError",
-    "update_compiled_metrics",
 ]

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from kerasdistill.backend import keras
+from kerasdistill.compat import set_initial_epoch
 from kerasdistill.distribute import is_chief
 from kerasdistill.files import atomic_path, write_json
 
@@ -89,12 +90,12 @@ class BackupAndRestore(keras.callbacks.Callback):
         self.restored_epoch = state["epoch"]
         self.history = {key: list(values) for key, values in state.get("history", {}).items()}
         self.restored_seconds = float(state.get("seconds", 0.0))
-        model._initial_epoch = state["epoch"]
+        set_initial_epoch(model, state["epoch"])
 
     def on_epoch_begin(self, epoch, logs=None):
         # fit has read the restored epoch; a later fit of the same model must
         # not start there again.
-        self.model._initial_epoch = None
+        set_initial_epoch(self.model, None)
 
     @property
     def seconds(self):

@@ -5,9 +5,10 @@ from keras import ops
 from kerasdistill import checks, defaults
 from kerasdistill.checks import CheckedFit
 from kerasdistill import losses as losses_lib
-from kerasdistill.backend import keras, register_serializable, scale_loss_for_distribution, update_compiled_metrics
+from kerasdistill.backend import keras, register_serializable
+from kerasdistill.compat import MultiWorkerFit, scale_loss_for_distribution, update_compiled_metrics
 from kerasdistill.batch import LABELED, LABELS, TEACHER_LOGITS
-from kerasdistill.distribute import MultiWorkerFit, multi_worker_logs
+from kerasdistill.distribute import multi_worker_logs
 from kerasdistill.losses import Outputs, logits_from
 from kerasdistill.steps import TrainStep
 from kerasdistill.taps import Taps

@@ -10,6 +10,7 @@ import json
 import os
 
 from kerasdistill.backend import backend_name, keras, tf
+from kerasdistill.compat import MultiWorkerFit
 from kerasdistill.defaults import PRECISIONS, STRATEGIES
 
 
@@ -97,28 +98,6 @@ def set_precision(policy="float32"):
         raise ValueError(f"Unknown precision policy {policy!r}; choose one of {', '.join(PRECISIONS)}.")
     keras.mixed_precision.set_global_policy(policy)
     return policy
-
-
-class MultiWorkerFit:
-    """Mixin that lets Keras 3 `fit` run under `MultiWorkerMirroredStrategy`.
-
-    Keras 3 builds a model from the first batch averaged with
-    `strategy.reduce`, which MultiWorkerMirroredStrategy cannot do eagerly
-    (keras-team/keras#20585: every Keras 3 `fit` under it fails). The build
-    needs only shapes and dtypes, which one replica's batch has. A model's
-    `train_step`/`test_step` must also pass its logs through
-    `multi_worker_logs`.
-    """
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is not None and strategy is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            for _, _, batches in iterator:
-                local = strategy.experimental_local_results
-                data_batch = tf.nest.map_structure(lambda v: local(v)[0], next(batches))
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
 
 def multi_worker_logs(logs):

@@ -2,20 +2,27 @@
 
 import ast
 import pathlib
+import re
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "kerasdistill"
 
-# The rooms of ARCHITECTURE.md, bottom-up: a module may import its own room and the rooms before it.
-ROOMS = [
-    {"backend", "batch", "defaults", "ranges", "schedules", "version", "idx", "metrics", "tables", "logs"},
-    {"losses"},
-    {"adapters", "taps", "augment", "models", "callbacks", "distribute", "files", "data"},
-    {"checks"},
-    {"distiller", "steps"},
-    {"cache", "selection", "tuning", "transfer"},
-    {"export"},
-    {"config", "runs", "pipeline", "report", "plots", "cli", "__init__", "__main__"},
-]
+ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
+
+
+def rooms_of(text):
+    """The rooms of ARCHITECTURE.md, bottom-up, as sets of module names: its `## Room — `a.py`, `b/`` headings.
+
+    A module may import its own room and the rooms before it.
+    """
+    rooms = []
+    for line in text.splitlines():
+        if line.startswith("## ") and " — " in line:
+            names = re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)(?:\.py|/)`", line.split(" — ", 1)[1])
+            rooms.append(set(names))
+    return rooms
+
+
+ROOMS = rooms_of(ARCHITECTURE.read_text(encoding="utf-8"))
 MAX_FUNCTION_LINES = 65
 MAX_CLASS_LINES = 300
 MAX_DISTILLER_LINES = 260
@@ -51,6 +58,14 @@ def code_lines(node):
     return node.end_lineno - node.lineno + 1 - docstrings
 
 
+def test_architecture_md_names_each_module_in_one_room():
+    assert len(ROOMS) >= 8 and {"backend", "losses", "distiller", "selection", "export", "pipeline", "__init__"} <= set().union(*ROOMS)
+    named = [name for names in ROOMS for name in names]
+    assert len(named) == len(set(named)), "a module is named in two rooms"
+    on_disk = {path.stem if path.suffix else path.name for path in PACKAGE.iterdir() if path.suffix == ".py" or (path / "__init__.py").is_file()}
+    assert set(named) == on_disk, f"ARCHITECTURE.md places {sorted(set(named) - on_disk)} (no such module) and misses {sorted(on_disk - set(named))}"
+
+
 def test_every_module_has_a_room():
     for name, _ in modules():
         room(name)  # raises StopIteration for a module ARCHITECTURE.md does not place
@@ -80,3 +95,29 @@ def test_functions_and_classes_stay_small():
             if code_lines(node) > limit:
                 too_long.append(f"{name}.{node.name}: {code_lines(node)} lines (limit {limit})")
     assert not too_long, "\n".join(too_long)
+
+
+# The namedtuple API is public despite its underscore.
+PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make"}
+
+
+def test_no_private_keras_name_outside_the_compatibility_module():
+    """Only kerasdistill.compat reaches inside Keras: no `keras.src` import, no `x._name` on another object."""
+    problems = []
+    for name, tree in modules():
+        if name == "compat":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras.src"):
+                problems.append(f"{name}:{node.lineno} imports {node.module}")
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                owner = node.value
+                if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")) and node.attr not in PUBLIC_UNDERSCORED:
+                    problems.append(f"{name}:{node.lineno} reads {ast.unparse(node)}")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "setattr", "hasattr"):
+                owner, literal = (node.args + [None, None])[:2]
+                mine = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+                text = str(literal.value) if isinstance(literal, ast.Constant) else ""
+                if not mine and text.startswith("_") and not text.startswith("__"):
+                    problems.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+    assert not problems, "\n".join(problems)
