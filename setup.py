@@ -52,6 +52,8 @@ setup(
             "ipykernel>=6.29",
             "jax>=0.4.34",
             "torch==2.13.0",
+            # The linter the suite runs (ruff.toml; tests/test_lint.py).
+            "ruff>=0.6,<1",
         ],
     },
     entry_points={"console_scripts": ["kerasdistill=kerasdistill_cli:main"]},

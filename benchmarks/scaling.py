@@ -51,7 +51,7 @@ for replicas in (1, 2):
             distiller = kd.Distiller(copy, student)
             distiller.compile(optimizer=keras.optimizers.Adam(1e-3), alpha=0.1, temperature=4.0, jit_compile=jit)
         try:
-            seconds = median_epoch_seconds(lambda **kw: distiller.fit(train, verbose=0, shuffle=False, **kw), args.epochs)
+            seconds = median_epoch_seconds(lambda d=distiller, **kw: d.fit(train, verbose=0, shuffle=False, **kw), args.epochs)
         except tf.errors.InvalidArgumentError as error:
             # XLA cannot compile a step whose replica variables live on other
             # logical devices (tensorflow.org/xla/known_issues).

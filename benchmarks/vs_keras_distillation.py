@@ -74,7 +74,7 @@ def main():
             keras.utils.set_random_seed(seed)
             student = models.build("convnet_student", (28, 28, 1), 10)
             distiller = make(student)
-            seconds = median_epoch_seconds(lambda **kw: distiller.fit(train, verbose=0, **kw), args.epochs - 1)
+            seconds = median_epoch_seconds(lambda d=distiller, **kw: d.fit(train, verbose=0, **kw), args.epochs - 1)
             results[name][0].append(accuracy(student, test))
             results[name][1].append(seconds / len(train) * 1000)
     rows = [

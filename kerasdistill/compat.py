@@ -77,8 +77,7 @@ class MultiWorkerFit:
         strategy = getattr(self, "_distribute_strategy", None)
         if iterator is not None and strategy is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             for _, _, batches in iterator:
-                local = strategy.experimental_local_results
-                data_batch = tf.nest.map_structure(lambda v: local(v)[0], next(batches))
+                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(batches))
                 break
             iterator = None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)

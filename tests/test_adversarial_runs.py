@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from kerasdistill import cache, cli, data, files, pipeline, runs
+from kerasdistill import cache, cli, files, pipeline, runs
 from kerasdistill import config as config_lib
 from kerasdistill.backend import UnsupportedBackendError, keras
 from kerasdistill.callbacks import BackupAndRestore, BestEpoch
@@ -80,7 +80,7 @@ def test_saved_student_starts_from_fresh_weights_each_time(tmp_path):
 
     first, second = build(), build()
     assert [layer.name for layer in first.layers] == [layer.name for layer in trained.layers]
-    for fresh, again, saved in zip(first.get_weights(), second.get_weights(), trained.get_weights()):
+    for fresh, again in zip(first.get_weights(), second.get_weights()):
         np.testing.assert_array_equal(fresh, again)  # both students start alike
     assert not np.allclose(first.get_weights()[0], trained.get_weights()[0]), "the saved (trained) weights were kept"
     # A saved teacher is used as it is.

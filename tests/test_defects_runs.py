@@ -131,7 +131,7 @@ def test_without_overwrite_a_folder_holding_results_is_refused_and_left_untouche
 
 def test_a_run_that_failed_before_training_leaves_no_folder_behind(tmp_path):
     settings = npz_config(tmp_path)
-    for attempt in range(2):  # the same command again is not refused for the first attempt's files
+    for _ in range(2):  # the same command again is not refused for the first attempt's files
         with pytest.raises(RuntimeError, match="late error"):
             with runs.RunState(settings, str(tmp_path / "out"), "r", verbose=False) as state:
                 files.write_bytes(os.path.join(state.folder, runs.SPLITS_FILE), b"{}")

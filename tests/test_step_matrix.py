@@ -9,7 +9,6 @@ random streams; there, two steps on the same batch with a learning rate of
 0 must draw differently (a frozen draw gives the same loss twice).
 """
 
-import json
 import textwrap
 
 import numpy as np

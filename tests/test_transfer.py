@@ -305,7 +305,7 @@ def test_pretrained_features_beat_random_features_in_a_linear_probe(fashion):
     train = (rgb(fashion.train.x[:1000], 96), fashion.train.y[:1000])
     test = (rgb(fashion.test.x[:1000], 96), fashion.test.y[:1000])
     # The 96x96 file is not there: the 224 file is loaded, with a warning naming both.
-    with pytest.warns(UserWarning, match="_1.0_96_no_top.h5\) are not in .* loading .*_1.0_224_no_top.h5"):
+    with pytest.warns(UserWarning, match=r"_1.0_96_no_top.h5\) are not in .* loading .*_1.0_224_no_top.h5"):
         pretrained = transfer.load_backbone("mobilenet_v2", (96, 96, 3), weights="imagenet", download=False)
     keras.utils.set_random_seed(0)
     random = transfer.load_backbone("mobilenet_v2", (96, 96, 3), weights=None)
