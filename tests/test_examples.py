@@ -13,7 +13,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "
 NOTEBOOKS = sorted(glob.glob(os.path.join(EXAMPLES, "*.ipynb")))
 # multi_worker.py needs a cluster: tests/test_multi_worker.py runs it with two workers.
 SCRIPTS = {
-    "quickstart.py": ["--epochs", "1"],
+    "quickstart.py": ["--epochs", "2"],
     # The real ImageNet weights where ../shared has them (see conftest), random ones elsewhere.
     "transfer_then_distill.py": [
         "--weights", "imagenet" if os.environ.get("KERASDISTILL_WEIGHTS_DIR") else "none",
@@ -76,10 +76,13 @@ def check_files_against_keras(text, smaller=3.0):
 
 def check_quickstart_py(out):
     teacher_params, teacher_accuracy = printed(f"teacher: {NUMBER} parameters, test accuracy {NUMBER}", out)
-    student_params, student_accuracy = printed(f"student: {NUMBER} parameters, test accuracy {NUMBER}", out)
-    # A 16x smaller student; after one epoch each (measured 0.92 and 0.79; chance is 0.10).
-    assert teacher_params >= 10 * student_params
-    assert teacher_accuracy > 0.85 and student_accuracy > 0.65, (teacher_accuracy, student_accuracy)
+    student_params, scratch_accuracy = printed(f"student alone: {NUMBER} parameters, test accuracy {NUMBER}", out)
+    distilled_params, distilled_accuracy = printed(f"student distilled: {NUMBER} parameters, test accuracy {NUMBER}", out)
+    # A 16x smaller student, two epochs on 500 labels (+ 3,000 unlabeled for the distilled one); chance is 0.10.
+    assert teacher_params >= 10 * student_params and student_params == distilled_params
+    assert teacher_accuracy > 0.85 and scratch_accuracy > 0.6, (teacher_accuracy, scratch_accuracy)
+    # Measured +0.7 points after 2 epochs, +2.7 after 10: never below its twin by more than a tenth of the noise.
+    assert distilled_accuracy >= scratch_accuracy - 0.01, (distilled_accuracy, scratch_accuracy)
 
 
 def check_export_int8_py(out):
