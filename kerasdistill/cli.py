@@ -303,6 +303,11 @@ def _export(args):
         target=args.target,
         **options,
     )
+    _print_exported(result)
+
+
+def _print_exported(result):
+    """What `kerasdistill export` wrote: the file, its input and output tensors, its labels."""
     print(f"Wrote {result.path}: {result.size_bytes / 1024:.1f} KiB, {result.quantization}, {result.target}")
     for kind, tensors in (("input", result.inputs), ("output", result.outputs)):
         for tensor in tensors:

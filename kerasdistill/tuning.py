@@ -190,8 +190,6 @@ def tune(
     print(result.table()); print(result.verdict)
     ```
     """
-    import keras_tuner
-
     temperature, alpha, methods = _check_arguments(student_fn, temperature, alpha, methods, max_trials, epochs)
     scratch_data = _scratch_data(train_data, scratch_data, scratch)
 
@@ -210,21 +208,8 @@ def tune(
         )
         return distiller
 
-    with tempfile.TemporaryDirectory(prefix="kerasdistill-tune-") as scratch_dir:
-        objective = keras_tuner.Objective("val_accuracy", direction="max")
-        tuner = keras_tuner.RandomSearch(
-            build, objective=objective, max_trials=max_trials, seed=seed, directory=directory or scratch_dir,
-            project_name="kerasdistill", overwrite=True,
-        )
-        tuner.search(
-            train_data, validation_data=validation_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
-            verbose=verbose, shuffle=False,
-        )
-        rows = _trial_rows(tuner)
-        best_hp = tuner.get_best_hyperparameters(1)[0]
-        best_student = tuner.get_best_models(1)[0].student
-        best_history = _trial_history(tuner.oracle.get_best_trials(1)[0])
-
+    search = dict(max_trials=max_trials, seed=seed, directory=directory, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose)
+    rows, best_hp, best_student, best_history = _random_search(build, train_data, validation_data, **search)
     scratch, scratch_accuracy = _baseline(
         scratch, lambda: _train_scratch(new_student(), scratch_data, validation_data, epochs, steps_per_epoch, learning_rate, verbose)
     )
@@ -237,6 +222,26 @@ def tune(
         best = {"method": LABELS_ONLY_METHOD, "temperature": None, "alpha": 1.0}
         return TuneResult(best, scratch[0], rows, float(best_accuracy), scratch_accuracy, dict(scratch[1]))
     return TuneResult(best, best_student, rows, float(best_accuracy), scratch_accuracy, best_history)
+
+
+def _random_search(build, train_data, validation_data, max_trials, seed, directory, epochs, steps_per_epoch, verbose):
+    """KerasTuner's random search over `build(hp)`: `(rows, best hyperparameters, best student, its history)`."""
+    import keras_tuner
+
+    with tempfile.TemporaryDirectory(prefix="kerasdistill-tune-") as scratch_dir:
+        tuner = keras_tuner.RandomSearch(
+            build, objective=keras_tuner.Objective("val_accuracy", direction="max"), max_trials=max_trials, seed=seed,
+            directory=directory or scratch_dir, project_name="kerasdistill", overwrite=True,
+        )
+        tuner.search(
+            train_data, validation_data=validation_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            verbose=verbose, shuffle=False,
+        )
+        best_trial = tuner.oracle.get_best_trials(1)[0]
+        return (
+            _trial_rows(tuner), tuner.get_best_hyperparameters(1)[0], tuner.get_best_models(1)[0].student,
+            _trial_history(best_trial),
+        )
 
 
 def _trial_rows(tuner):

@@ -23,7 +23,7 @@ def rooms_of(text):
 
 
 ROOMS = rooms_of(ARCHITECTURE.read_text(encoding="utf-8"))
-MAX_FUNCTION_LINES = 65
+MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 300
 MAX_DISTILLER_LINES = 260
 
