@@ -157,7 +157,7 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
             (report_lib.student_label(student_record), student, student_record, "student.keras"),
         ]
         rows, confusion = report_lib.model_rows(trained, state.folder, inputs.splits)
-        shipped = choose_student(state, inputs, trained[1:], rows[1:])
+        shipped = choose_student(state, inputs, trained, rows)
         exported = export_and_measure(state, inputs, shipped["model"], shipped["row"]["path"], shipped["row"]["model"])
         report = report_lib.build(state, inputs.splits, rows, confusion, trained, exported, cautions, shipped)
         state.say(report_lib.summary(report))
@@ -510,26 +510,34 @@ def _search(state, inputs, teacher, scratch):
     return result.student, result.history, {"tuning": tuned, "best_epoch": best_epoch}
 
 
-def choose_student(state, inputs, students, rows):
-    """The student the run exports: the distilled one, unless its scratch twin scores higher on validation.
+def choose_student(state, inputs, trained, rows):
+    """The student the run exports: the distilled one, unless its scratch twin is the better bet on validation.
 
-    Both were taken at their best validation epoch by the same rule; the
-    test split plays no part in the choice. Returns `{"model", "row",
-    "label", "validation", "reason"}`.
+    Both students were taken at their best validation epoch by the same
+    rule; the test split plays no part in the choice. The distilled student
+    is shipped when it scores higher on validation, or the same while the
+    teacher scores higher than the scratch twin (the lead distillation
+    passes on); otherwise the scratch twin, which needs no teacher.
+    `trained` and `rows` are the teacher's, the scratch student's and the
+    distilled student's, in that order. Returns `{"model", "row", "label",
+    "validation", "reason"}`.
     """
-    (_, scratch, _, _), (_, student, _, _) = students
     val = inputs.splits.val
-    scores = {rows[0]["model"]: accuracy(scratch, *val), rows[1]["model"]: accuracy(student, *val)}
-    if scores[rows[1]["model"]] >= scores[rows[0]["model"]]:
-        model, row = student, rows[1]
-        reason = f"it scores {scores[row['model']]:.4f} on the validation split, the scratch twin {scores[rows[0]['model']]:.4f}"
+    teacher_score, scratch_score, student_score = (accuracy(model, *val) for _, model, _, _ in trained)
+    scratch_row, student_row = rows[1], rows[2]
+    scores = {scratch_row["model"]: scratch_score, student_row["model"]: student_score}
+    if student_score > scratch_score or (student_score == scratch_score and teacher_score > scratch_score):
+        model, row = trained[2][1], student_row
+        tie = " (a tie, and the teacher leads the scratch twin)" if student_score == scratch_score else ""
+        reason = f"it scores {student_score:.4f} on the validation split, the scratch twin {scratch_score:.4f}{tie}"
     else:
-        model, row = scratch, rows[0]
+        model, row = trained[1][1], scratch_row
+        lead = "" if student_score < scratch_score else f" (a tie, and the teacher, {teacher_score:.4f}, does not lead it)"
         reason = (
-            f"the scratch twin scores {scores[row['model']]:.4f} on the validation split, the {rows[1]['model']} "
-            f"{scores[rows[1]['model']]:.4f}: the run ships the better one. A stronger teacher would help: more "
-            "labels for it, more epochs (training.epochs), a backbone teacher (teacher.model: backbone:NAME) or its "
-            "top layers fine-tuned (teacher.fine_tune_layers)"
+            f"the scratch twin scores {scratch_score:.4f} on the validation split, the {student_row['model']} "
+            f"{student_score:.4f}{lead}: the run ships the better bet. A stronger teacher would help: more labels "
+            "for it, more epochs (training.epochs), a backbone teacher (teacher.model: backbone:NAME) or its top "
+            "layers fine-tuned (teacher.fine_tune_layers)"
         )
     state.say(f"\nShipped: the {row['model']}: {reason}.")
     return {"model": model, "row": row, "label": row["model"], "validation": scores, "reason": reason}

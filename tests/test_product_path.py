@@ -3,6 +3,7 @@ never worse than its scratch twin on validation; `kerasdistill init` writes the 
 
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -150,3 +151,23 @@ def test_a_run_whose_distilled_student_is_worse_ships_its_scratch_twin(tmp_path)
     scratch_row = next(row for row in report["models"] if row["model"] == "student (scratch)")
     exported = next(row for row in report["export"]["models"] if row["model"].endswith(".tflite"))
     assert exported["accuracy"] == pytest.approx(scratch_row["test_accuracy"], abs=0.002)
+
+
+def test_a_tie_on_validation_ships_the_distilled_student_only_when_the_teacher_leads(monkeypatch):
+    teacher, scratch, student = object(), object(), object()
+    inputs = types.SimpleNamespace(splits=types.SimpleNamespace(val=(None, None)))
+    state = types.SimpleNamespace(say=lambda *_: None)
+    rows = [{"model": "teacher"}, {"model": "student (scratch)"}, {"model": "student (distilled)"}]
+    trained = [("teacher", teacher, {}, ""), ("scratch", scratch, {}, ""), ("distilled", student, {}, "")]
+    cases = [  # validation accuracy of teacher, scratch, distilled -> the shipped student
+        ((0.95, 0.90, 0.90), "student (distilled)"),  # a tie, and the teacher leads: what it teaches is worth more
+        ((0.90, 0.90, 0.90), "student (scratch)"),  # a tie with a teacher that does not lead: no teacher needed
+        ((0.80, 0.90, 0.91), "student (distilled)"),  # higher is higher
+        ((0.99, 0.91, 0.90), "student (scratch)"),
+    ]
+    for scores, expected in cases:
+        lookup = dict(zip(map(id, (teacher, scratch, student)), scores))
+        monkeypatch.setattr(pipeline, "accuracy", lambda model, x, y, lookup=lookup: lookup[id(model)])
+        shipped = pipeline.choose_student(state, inputs, trained, rows)
+        assert shipped["label"] == expected, (scores, shipped["reason"])
+        assert shipped["model"] is (student if expected.endswith("(distilled)") else scratch)
