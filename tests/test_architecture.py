@@ -121,3 +121,38 @@ def test_no_private_keras_name_outside_the_compatibility_module():
                 if not mine and text.startswith("_") and not text.startswith("__"):
                     problems.append(f"{name}:{node.lineno} {ast.unparse(node)}")
     assert not problems, "\n".join(problems)
+
+
+def module_imports(name, tree):
+    """The package modules `name` imports, at any depth (a function's own imports too)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kerasdistill"):
+            base = node.module[len("kerasdistill") :].lstrip(".")
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}" if base else alias.name
+                found.add(candidate if candidate in MODULE_NAMES else base)
+    return {target for target in found if target and target != name}
+
+
+MODULE_NAMES = {name for name, _ in modules()}
+
+
+def test_no_import_circle():
+    graph = {name: module_imports(name, tree) for name, tree in modules()}
+    # A package's __init__ gathers its modules; a module importing its own package means its __init__.
+    circles = []
+
+    def visit(node, path):
+        for target in graph.get(node, ()):
+            if target in path:
+                circles.append(" -> ".join([*path[path.index(target):], target]))
+            elif target not in done:
+                visit(target, [*path, target])
+        done.add(node)
+
+    done = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    assert not circles, "\n".join(sorted(set(circles)))

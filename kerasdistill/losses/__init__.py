@@ -35,7 +35,8 @@ from kerasdistill.losses.decoupled import DecoupledKD
 from kerasdistill.losses.features import AttentionTransfer, FeatureLoss, Hint, check_pairs
 from kerasdistill.losses.labels import LABEL_LOSSES, CrossEntropy, get_label_loss, per_sample_label_loss
 from kerasdistill.losses.objective import mix_losses
-from kerasdistill.losses.registry import MAX_TEMPERATURE, check_temperature, check_weight, get, names, register
+from kerasdistill.losses.arguments import MAX_TEMPERATURE, check_temperature, check_weight
+from kerasdistill.losses.registry import get, names, register
 from kerasdistill.losses.relational import RelationalKD
 from kerasdistill.losses.soft_targets import LogitMSE, SoftenedLoss, SoftTargetKL, as_distillation_loss, as_distillation_losses, combine_teachers, soften
 

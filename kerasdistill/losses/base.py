@@ -11,7 +11,7 @@ import collections
 from keras import ops
 
 from kerasdistill.backend import keras
-from kerasdistill.losses.registry import check_weight
+from kerasdistill.losses.arguments import check_weight
 
 
 class Outputs(collections.namedtuple("Outputs", ["logits", "features", "adapted", "raw"])):

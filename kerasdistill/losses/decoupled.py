@@ -4,7 +4,8 @@ from keras import ops
 
 from kerasdistill.batch import target_classes
 from kerasdistill.losses.base import DistillationLoss
-from kerasdistill.losses.registry import check_temperature, check_weight, register
+from kerasdistill.losses.arguments import check_temperature, check_weight
+from kerasdistill.losses.registry import register
 from kerasdistill.losses.soft_targets import soften
 
 

@@ -10,6 +10,7 @@ from keras import ops
 from kerasdistill.backend import keras, register_serializable
 from kerasdistill.batch import is_one_hot
 from kerasdistill.losses.base import per_sample
+from kerasdistill.losses.registry import LABEL_LOSSES, names
 
 
 @register_serializable
@@ -54,11 +55,11 @@ class CrossEntropy(keras.losses.Loss):
 
 
 # Label losses by name; each is built with the student's `from_logits`.
-LABEL_LOSSES = {
+LABEL_LOSSES.update({
     "crossentropy": CrossEntropy,
     "sparse_categorical_crossentropy": lambda from_logits: keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
     "categorical_crossentropy": lambda from_logits: keras.losses.CategoricalCrossentropy(from_logits=from_logits),
-}
+})
 
 
 def get_label_loss(identifier, output_kind):
@@ -78,8 +79,6 @@ def get_label_loss(identifier, output_kind):
         ValueError: for a distillation loss's name, or a loss whose
             `from_logits` contradicts the student's outputs.
     """
-    from kerasdistill.losses.registry import names
-
     from_logits = output_kind == "logits"
     if identifier is None:
         return CrossEntropy(from_logits=from_logits)

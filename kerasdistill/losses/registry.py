@@ -3,18 +3,18 @@
 import difflib
 
 from kerasdistill.backend import register_serializable
-from kerasdistill.defaults import MAX_TEMPERATURE
-from kerasdistill.ranges import in_range
+from kerasdistill.losses.base import DistillationLoss
 
 _REGISTRY = {}
+# Label losses by name (`losses.labels` fills it; each is built with the student's `from_logits`): `get`
+# refuses these names, saying where they go.
+LABEL_LOSSES = {}
 
 def register(name):
     """Class decorator: makes a loss available to `get(name)` and to Keras'
     serialization (so saved models and configs can name it)."""
 
     def decorator(cls):
-        from kerasdistill.losses.base import DistillationLoss
-
         if not (isinstance(cls, type) and issubclass(cls, DistillationLoss)):
             raise TypeError(
                 f"register('{name}') takes a subclass of kerasdistill.losses.DistillationLoss (a loss between "
@@ -53,8 +53,6 @@ def get(identifier, **kwargs):
     loss = get({"name": "hint", "config": {"pairs": [["conv_2", "conv_b"]]}})
     ```
     """
-    from kerasdistill.losses.base import DistillationLoss
-
     if isinstance(identifier, DistillationLoss):
         if kwargs:
             raise ValueError("Constructor arguments go with a loss name, not an instance.")
@@ -69,8 +67,6 @@ def get(identifier, **kwargs):
         return get(identifier["name"], **dict(identifier.get("config") or {}), **kwargs)
     if isinstance(identifier, str):
         key = identifier.lower()
-        from kerasdistill.losses.labels import LABEL_LOSSES
-
         if key in LABEL_LOSSES:
             raise ValueError(
                 f"'{identifier}' compares the student with the labels, not with the teacher: pass it as "
@@ -92,22 +88,3 @@ def get(identifier, **kwargs):
         "A distillation loss must be a registered name, a {'name', 'config'} dict or a "
         f"kerasdistill.losses.DistillationLoss instance; got {type(identifier).__name__}."
     )
-
-
-def check_temperature(temperature, allow_none=False):
-    """Returns `temperature` as a float, or raises a ValueError saying what to pass."""
-    if temperature is None and allow_none:
-        return None
-    if not in_range(temperature, 0.0, MAX_TEMPERATURE, low_open=True):
-        raise ValueError(
-            f"temperature must be a number in (0, {MAX_TEMPERATURE:g}] (typical values 1 to 10; above "
-            f"{MAX_TEMPERATURE:g} float32 loses the loss); got {temperature!r}."
-        )
-    return float(temperature)
-
-
-def check_weight(weight, what="weight"):
-    """Returns a loss weight as a float, or raises a ValueError saying what to pass."""
-    if not in_range(weight, 0.0):
-        raise ValueError(f"{what} must be a finite number >= 0; got {weight!r}.")
-    return float(weight)

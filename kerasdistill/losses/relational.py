@@ -4,7 +4,8 @@ from keras import ops
 
 from kerasdistill.losses.base import DistillationLoss
 from kerasdistill.losses.features import check_pairs, flatten, l2_normalize
-from kerasdistill.losses.registry import check_weight, register
+from kerasdistill.losses.arguments import check_weight
+from kerasdistill.losses.registry import register
 
 
 @register("rkd")

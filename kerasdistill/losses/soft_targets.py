@@ -4,7 +4,8 @@ from keras import ops
 
 from kerasdistill.backend import keras
 from kerasdistill.losses.base import DistillationLoss
-from kerasdistill.losses.registry import check_temperature, get, names, register
+from kerasdistill.losses.arguments import check_temperature
+from kerasdistill.losses.registry import LABEL_LOSSES, get, names, register
 
 
 def soften(logits, temperature):
@@ -151,8 +152,6 @@ def as_distillation_loss(loss, temperature):
     if loss is None:
         loss = SoftTargetKL()
     elif isinstance(loss, (str, dict)):
-        from kerasdistill.losses.labels import LABEL_LOSSES
-
         name = str(loss if isinstance(loss, str) else loss.get("name", "")).lower()
         if name in names() or name in LABEL_LOSSES:  # get() refuses label losses, saying where they go
             loss = get(loss)
