@@ -29,7 +29,7 @@ from kerasdistill.batch import TEACHER_LOGITS
 from kerasdistill.defaults import MAX_TEACHER_VIEWS
 from kerasdistill.distiller import Distiller
 from kerasdistill.files import atomic_folder, recover_folder, write_json
-from kerasdistill.losses import logits_from
+from kerasdistill.losses.base import logits_from
 
 # Written beside the tf.data files of a cache saved to a folder.
 TEACHER_RECORD = "teacher.json"

@@ -15,7 +15,7 @@ from keras import ops
 from kerasdistill.backend import backend_name, is_tf_dataset, keras, tf
 from kerasdistill.batch import is_one_hot
 from kerasdistill.callbacks import StopOnNonFinite
-from kerasdistill.losses import check_weight
+from kerasdistill.losses.arguments import check_weight
 from kerasdistill.ranges import in_range
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities")

@@ -4,12 +4,15 @@ from keras import ops
 
 from kerasdistill import checks, defaults
 from kerasdistill.checks import CheckedFit
-from kerasdistill import losses as losses_lib
 from kerasdistill.backend import keras, register_serializable
 from kerasdistill.compat import MultiWorkerFit, scale_loss_for_distribution, update_compiled_metrics
 from kerasdistill.batch import LABELED, LABELS, TEACHER_LOGITS
 from kerasdistill.distribute import multi_worker_logs
-from kerasdistill.losses import Outputs, logits_from
+from kerasdistill.losses.arguments import check_temperature
+from kerasdistill.losses.base import Outputs, logits_from
+from kerasdistill.losses.labels import get_label_loss, per_sample_label_loss
+from kerasdistill.losses.objective import mix_losses
+from kerasdistill.losses.soft_targets import as_distillation_losses, combine_teachers
 from kerasdistill.steps import TrainStep
 from kerasdistill.taps import Taps
 
@@ -193,9 +196,9 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
             )
         self.alpha = checks.check_alpha(alpha)
         checks.check_mixing(self.augmentation, self.alpha)
-        self.temperature = losses_lib.check_temperature(temperature)
-        self.student_loss_fn = losses_lib.get_label_loss(student_loss_fn, self.student_output_kind)
-        distillation_losses = losses_lib.as_distillation_losses(distillation_loss_fn, self.temperature)
+        self.temperature = check_temperature(temperature)
+        self.student_loss_fn = get_label_loss(student_loss_fn, self.student_output_kind)
+        distillation_losses = as_distillation_losses(distillation_loss_fn, self.temperature)
         self._taps = Taps.build(self.teachers, self.student, distillation_losses)
         self.distillation_losses = distillation_losses
         terms = [name for loss in distillation_losses for name in loss.term_names()]
@@ -280,7 +283,7 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
         """
         if self.teacher_combine == "probabilities" and len(self.teachers) > 1 and self.temperature is None:
             self._require_compiled("teacher_logits")
-        return losses_lib.combine_teachers(stacked_logits, self.teacher_weights, self.teacher_combine, self.temperature)
+        return combine_teachers(stacked_logits, self.teacher_weights, self.teacher_combine, self.temperature)
 
     def run_student(self, x, training=False):
         """The student's `Outputs` on `x`: logits, tapped features, adapted features, raw outputs."""
@@ -315,8 +318,8 @@ class Distiller(TrainStep, CheckedFit, MultiWorkerFit, keras.Model):
         terms = {}
         for loss in self.distillation_losses:
             terms.update(loss.terms(teacher, student, y, labeled))
-        student_values = None if y is None else losses_lib.per_sample_label_loss(self.student_loss_fn, y, student.raw)
-        result = losses_lib.mix_losses(terms, student_values, self.alpha, sample_weight, labeled)
+        student_values = None if y is None else per_sample_label_loss(self.student_loss_fn, y, student.raw)
+        result = mix_losses(terms, student_values, self.alpha, sample_weight, labeled)
         regularization = self.student.losses + [r for adapter in self.adapters for r in adapter.losses]
         result["loss"] += sum(ops.cast(r, "float32") for r in regularization)
         return result

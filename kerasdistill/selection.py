@@ -24,10 +24,10 @@ import dataclasses
 import math
 import time
 
-from kerasdistill import losses as losses_lib
 from kerasdistill.backend import keras
 from kerasdistill.defaults import ALPHAS, AUTO, TEMPERATURE, TEMPERATURES
 from kerasdistill.distiller import Distiller
+from kerasdistill.losses.soft_targets import as_distillation_losses
 from kerasdistill.tables import format_table
 
 COLUMNS = [
@@ -77,7 +77,7 @@ def uses_temperature(distillation_losses):
     """Whether any of the losses (as `Distiller.compile` takes them) takes the Distiller's temperature."""
     return any(
         "temperature" in loss.get_config() and loss.get_config()["temperature"] is None
-        for loss in losses_lib.as_distillation_losses(distillation_losses, None)
+        for loss in as_distillation_losses(distillation_losses, None)
     )
 
 

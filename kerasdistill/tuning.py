@@ -11,6 +11,7 @@ import tempfile
 
 from kerasdistill import losses as losses_lib
 from kerasdistill.backend import keras
+from kerasdistill.defaults import MAX_TEMPERATURE
 from kerasdistill.distiller import Distiller
 from kerasdistill.ranges import describe, in_range
 from kerasdistill.tables import format_table
@@ -270,7 +271,7 @@ def _check_arguments(student_fn, temperature, alpha, methods, max_trials, epochs
     if not callable(student_fn):
         raise TypeError("student_fn must be a function that returns a new student model, e.g. lambda: build_student().")
     return (
-        check_space("temperature", temperature, 0.0, losses_lib.MAX_TEMPERATURE, low_open=True),
+        check_space("temperature", temperature, 0.0, MAX_TEMPERATURE, low_open=True),
         check_space("alpha", alpha, 0.0, 1.0, low_open=False),
         check_methods(methods),
     )

@@ -23,6 +23,8 @@ LOSSES = textwrap.dedent(
     import numpy as np
     from keras import ops
     from kerasdistill import losses
+    from kerasdistill.losses.objective import mix_losses
+    from kerasdistill.losses.soft_targets import combine_teachers
 
     rng = np.random.default_rng(0)
     t = (rng.normal(size=(6, 5)) * 2).astype("float32")
@@ -40,8 +42,8 @@ LOSSES = textwrap.dedent(
         "attention": losses.AttentionTransfer(pairs=[("a", "b")]).call(ft, fs),
         "rkd": losses.RelationalKD().call(t, s),
         "crossentropy": losses.CrossEntropy().call(labels, s),
-        "two_teachers": losses.combine_teachers(np.stack([t, s], axis=1), (0.3, 0.7), "probabilities", 4.0),
-        "mixed": losses.mix_losses({"a": ops.abs(s[:, 0]), "b": ops.abs(t[:, 1])}, ops.abs(s[:, 2]), 0.3,
+        "two_teachers": combine_teachers(np.stack([t, s], axis=1), (0.3, 0.7), "probabilities", 4.0),
+        "mixed": mix_losses({"a": ops.abs(s[:, 0]), "b": ops.abs(t[:, 1])}, ops.abs(s[:, 2]), 0.3,
                                    labeled=np.array([1, 0, 1, 0, 1, 1], "float32"))["loss"],
     }
     print("LOSSES", json.dumps({k: np.asarray(ops.convert_to_numpy(v), "float64").tolist() for k, v in values.items()}))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kerasdistill import losses
+from kerasdistill.defaults import MAX_TEMPERATURE
 from kerasdistill.backend import keras
 
 TEACHER = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]], dtype=np.float32)
@@ -100,8 +101,8 @@ def test_numpy_scalars_are_accepted_and_the_largest_temperature_stays_exact():
         a, b = log_softmax(t / temperature), log_softmax(s / temperature)
         return float(np.mean(np.sum(np.exp(a) * (a - b), -1)) * temperature**2)
 
-    value = losses.SoftTargetKL(temperature=losses.MAX_TEMPERATURE)(teacher.astype(np.float32), student.astype(np.float32))
-    assert float(value) == pytest.approx(by_hand(teacher, student, losses.MAX_TEMPERATURE), rel=1e-4)
+    value = losses.SoftTargetKL(temperature=MAX_TEMPERATURE)(teacher.astype(np.float32), student.astype(np.float32))
+    assert float(value) == pytest.approx(by_hand(teacher, student, MAX_TEMPERATURE), rel=1e-4)
 
 
 @pytest.mark.parametrize(

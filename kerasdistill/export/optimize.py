@@ -21,7 +21,9 @@ from kerasdistill.backend import require_tensorflow_backend
 from kerasdistill.export.bridge import to_tf_keras
 from kerasdistill.data import as_arrays
 from kerasdistill.metrics import class_indices
-from kerasdistill.losses import SoftTargetKL, check_temperature, logits_from
+from kerasdistill.losses import SoftTargetKL
+from kerasdistill.losses.arguments import check_temperature
+from kerasdistill.losses.base import logits_from
 
 
 def import_tfmot():

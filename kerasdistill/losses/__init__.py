@@ -30,19 +30,17 @@ losses.names()  # every registered name
 ```
 """
 
-from kerasdistill.losses.base import DistillationLoss, Outputs, logits_from, per_sample
+from kerasdistill.losses.base import DistillationLoss, Outputs
 from kerasdistill.losses.decoupled import DecoupledKD
-from kerasdistill.losses.features import AttentionTransfer, FeatureLoss, Hint, check_pairs
-from kerasdistill.losses.labels import LABEL_LOSSES, CrossEntropy, get_label_loss, per_sample_label_loss
-from kerasdistill.losses.objective import mix_losses
-from kerasdistill.losses.arguments import MAX_TEMPERATURE, check_temperature, check_weight
+from kerasdistill.losses.features import AttentionTransfer, FeatureLoss, Hint
+from kerasdistill.losses.labels import CrossEntropy
 from kerasdistill.losses.registry import get, names, register
 from kerasdistill.losses.relational import RelationalKD
-from kerasdistill.losses.soft_targets import LogitMSE, SoftenedLoss, SoftTargetKL, as_distillation_loss, as_distillation_losses, combine_teachers, soften
+from kerasdistill.losses.soft_targets import LogitMSE, SoftenedLoss, SoftTargetKL
 
+# The public surface: the loss classes, the base classes of a new loss, and the registry. The plumbing the
+# Distiller uses (mixing, softening, checks, teacher combination) is imported from its own module.
 __all__ = [
-    "LABEL_LOSSES",
-    "MAX_TEMPERATURE",
     "AttentionTransfer",
     "CrossEntropy",
     "DecoupledKD",
@@ -54,19 +52,7 @@ __all__ = [
     "RelationalKD",
     "SoftTargetKL",
     "SoftenedLoss",
-    "as_distillation_loss",
-    "as_distillation_losses",
-    "check_pairs",
-    "combine_teachers",
-    "check_temperature",
-    "check_weight",
     "get",
-    "get_label_loss",
-    "logits_from",
-    "mix_losses",
     "names",
-    "per_sample",
-    "per_sample_label_loss",
     "register",
-    "soften",
 ]
