@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kerasdistill import config, data, export, pipeline
+from kerasdistill import cli, config, data, export, pipeline
 from kerasdistill.backend import keras
 from kerasdistill.export.metadata import LABELS_FILE
 
@@ -207,14 +207,14 @@ def color_run(digits, tmp_path_factory):
     settings = {
         "data": {"source": "image_folder", "path": str(root / "images"), "validation_size": 0.1, "test_fraction": 0.25},
         "training": {"epochs": 5},
+        "distillation": {"search_budget": 0},  # the settings search is tested in test_selection.py
         "export": {"quantizations": ["float32", "int8"], "targets": ["classifier"]},
         "report": {"plots": False},
     }
     with open(root / "pipeline.yaml", "w") as handle:
         yaml.safe_dump(settings, handle)
-    command = [sys.executable, "-m", "kerasdistill_cli", "run", "--config", str(root / "pipeline.yaml")]
-    completed = subprocess.run(command + ["--output", str(root), "--name", "run", "--quiet"], capture_output=True, text=True)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    # In-process: what is asserted is the run's files, not the command's process.
+    assert cli.main(["run", "--config", str(root / "pipeline.yaml"), "--output", str(root), "--name", "run", "--quiet"]) == 0
     folder = root / "run"
     resolved = config.load(str(folder / "config.yaml"))
     return folder, pipeline.load_data(resolved["data"], resolved["training"]["seed"]), names
@@ -234,24 +234,37 @@ def test_mediapipe_classifies_a_color_image_folder_run(color_run):
         assert_mediapipe_agrees(path, student, splits.test.x, splits.class_names, minimum, max_score_diff=diff)
 
 
-def test_cli_export_classifier_names_classes_from_the_run_or_the_flag(color_run, tmp_path):
+def kerasdistill(capsys, *args):
+    """`kerasdistill ARGS` in-process: `(exit status, stdout, stderr)`."""
+    try:
+        status = cli.main([str(arg) for arg in args])
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_export_classifier_names_classes_from_the_run_or_the_flag(color_run, tmp_path, capsys):
     folder, splits, _ = color_run
-    base = [sys.executable, "-m", "kerasdistill_cli", "export", str(folder / "student.keras"), "--target", "classifier"]
-    completed = subprocess.run(base + ["--output", str(tmp_path / "a.tflite")], capture_output=True, text=True)
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    assert "uint8 (-1, 28, 28, 3) scale=1 zero_point=0" in completed.stdout
+    base = ["export", folder / "student.keras", "--target", "classifier"]
+    status, out, err = kerasdistill(capsys, *base, "--output", tmp_path / "a.tflite")
+    assert status == 0, err[-2000:]
+    assert "uint8 (-1, 28, 28, 3) scale=1 zero_point=0" in out
     assert export.read_metadata(tmp_path / "a.tflite").labels == splits.class_names
-    evaluate = [sys.executable, "-m", "kerasdistill_cli", "evaluate", str(tmp_path / "a.tflite"), "--data", str(folder)]
-    evaluated = subprocess.run(evaluate + ["--keras-model", str(folder / "student.keras")], capture_output=True, text=True)
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert f"labels {', '.join(splits.class_names)}" in evaluated.stdout and "agreement with the Keras model" in evaluated.stdout
+    status, out, err = kerasdistill(
+        capsys, "evaluate", tmp_path / "a.tflite", "--data", folder, "--keras-model", folder / "student.keras"
+    )
+    assert status == 0, err[-2000:]
+    assert f"labels {', '.join(splits.class_names)}" in out and "agreement with the Keras model" in out
     labels = tmp_path / "labels.txt"
     labels.write_text("w\nx\ny\nz\n")
-    command = base + ["--quantization", "float32", "--class-names", str(labels), "--output", str(tmp_path / "b.tflite")]
-    assert subprocess.run(command, capture_output=True, text=True).returncode == 0
+    status, _, err = kerasdistill(
+        capsys, *base, "--quantization", "float32", "--class-names", labels, "--output", tmp_path / "b.tflite"
+    )
+    assert status == 0, err[-2000:]
     assert export.read_metadata(tmp_path / "b.tflite").labels == ("w", "x", "y", "z")
-    refused = subprocess.run(base[:-2] + ["--class-names", "a,b", "--output", str(tmp_path / "c.tflite")], capture_output=True, text=True)
-    assert refused.returncode == 2 and "add --target classifier" in refused.stderr
+    status, _, err = kerasdistill(capsys, *base[:-2], "--class-names", "a,b", "--output", tmp_path / "c.tflite")
+    assert status == 2 and "add --target classifier" in err
 
 
 def test_class_names_come_from_the_data_or_the_config(digits, tmp_path):

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from kerasdistill import cli
 from kerasdistill.logs import NATIVE_LOG_LINE
 from kerasdistill.version import __version__
 
@@ -19,11 +20,21 @@ def kerasdistill(*args, cwd=None):
     )
 
 
+def in_process(capsys, *args):
+    """`kerasdistill ARGS` in this process (no TensorFlow start-up): `(exit status, stdout, stderr)`."""
+    try:
+        status = cli.main([str(arg) for arg in args])
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 def report_verdict(folder):
     return json.loads((folder / "report.json").read_text())["verdict"]
 
 
-def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path):
+def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path, capsys):
     result = kerasdistill("run", "--epochs", "2", "--output", str(tmp_path), "--name", "first")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -54,18 +65,19 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
     assert "keras, " in report["export"]["table"] and "litert, 1 thread" in report["export"]["table"]
     assert report["config"]["teacher"]["weights"] is None, "a built-in teacher has no ImageNet weights"
 
+    # The commands below run in-process: what they print is asserted, not their process.
     # A model of a run exports to int8 with no more arguments: the run's own images calibrate it.
-    exported = kerasdistill("export", str(folder / "student.keras"), "--output", str(tmp_path / "student.tflite"))
-    assert exported.returncode == 0, exported.stderr[-2000:]
-    assert "Calibrating on 200 training images of the run's data" in exported.stdout and "int8" in exported.stdout
+    status, out, err = in_process(capsys, "export", folder / "student.keras", "--output", tmp_path / "student.tflite")
+    assert status == 0, err[-2000:]
+    assert "Calibrating on 200 training images of the run's data" in out and "int8" in out
     # A file of a run is evaluated on that run's own test split.
-    evaluated = kerasdistill("evaluate", str(folder / "student_int8.tflite"))
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert "test split of the run's data" in evaluated.stdout and "on 1000 samples" in evaluated.stdout
+    status, out, err = in_process(capsys, "evaluate", folder / "student_int8.tflite")
+    assert status == 0, err[-2000:]
+    assert "test split of the run's data" in out and "on 1000 samples" in out
 
-    again = kerasdistill("run", "--epochs", "1", "--output", str(tmp_path), "--name", "first")
-    assert again.returncode == 2
-    assert "already holds results" in again.stderr and "--overwrite" in again.stderr
+    status, _, err = in_process(capsys, "run", "--epochs", "1", "--output", tmp_path, "--name", "first")
+    assert status == 2
+    assert "already holds results" in err and "--overwrite" in err
     assert json.loads((folder / "report.json").read_text()) == report, "the earlier run is untouched"
 
 

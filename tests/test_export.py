@@ -1,14 +1,13 @@
 """Export to TFLite, measured on the file through the LiteRT interpreter."""
 
 import os
-import subprocess
-import sys
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdistill import export, transfer
+from kerasdistill import cli, export, transfer
 from kerasdistill.backend import keras
 from kerasdistill.export.bridge import max_output_difference
 from kerasdistill.export.tflite import calibration_samples
@@ -191,30 +190,34 @@ def test_pruning_reaches_the_target_sparsity_and_compresses(student, exported, d
     assert "TF_USE_LEGACY_KERAS" not in os.environ, "importing tfmot must not switch later processes to tf_keras"
 
 
-def kerasdistill(*args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "-m", "kerasdistill_cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
-    )
+def kerasdistill(capsys, *args):
+    """`kerasdistill ARGS` in this process: what it prints is asserted, not its process."""
+    try:
+        status = cli.main([str(arg) for arg in args])
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return types.SimpleNamespace(returncode=status, stdout=captured.out, stderr=captured.err)
 
 
-def test_cli_export_then_evaluate(student, tmp_path):
+def test_cli_export_then_evaluate(student, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     student.save(tmp_path / "student.keras")
-    result = kerasdistill("export", "student.keras", "--calibration-data", "embedded", cwd=tmp_path)
+    result = kerasdistill(capsys, "export", "student.keras", "--calibration-data", "embedded")
     assert result.returncode == 0, result.stderr.split("kerasdistill export: error:")[-1][:700]
     path = tmp_path / "export" / "student_int8.tflite"
     assert path.stat().st_size > 1000 and "int8" in result.stdout and "zero_point=-128" in result.stdout
 
-    again = kerasdistill("export", "student.keras", "--calibration-data", "embedded", cwd=tmp_path)
+    again = kerasdistill(capsys, "export", "student.keras", "--calibration-data", "embedded")
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
-    no_data = kerasdistill("export", "student.keras", "--output", "x.tflite", cwd=tmp_path)
+    no_data = kerasdistill(capsys, "export", "student.keras", "--output", "x.tflite")
     assert no_data.returncode == 2 and "needs calibration images: --calibration-data" in no_data.stderr
 
-    report = kerasdistill("evaluate", str(path), "--keras-model", "student.keras", cwd=tmp_path)
+    report = kerasdistill(capsys, "evaluate", str(path), "--keras-model", "student.keras")
     assert report.returncode == 0, report.stderr[-3000:]
     assert "accuracy 0.9" in report.stdout and "agreement with the Keras model" in report.stdout
 
     (tmp_path / "bad.tflite").write_bytes(b"not a model")
-    bad = kerasdistill("evaluate", "bad.tflite", cwd=tmp_path)
+    bad = kerasdistill(capsys, "evaluate", "bad.tflite")
     assert bad.returncode == 2 and "not a valid .tflite model" in bad.stderr
