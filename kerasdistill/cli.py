@@ -390,10 +390,10 @@ def _run_splits(folder, parts):
             each must be what the run recorded, else this refuses, naming
             what changed in the data.
     """
-    from kerasdistill import config, pipeline, runs
+    from kerasdistill import config, runs, sources
 
     settings = config.load(os.path.join(folder, "config.yaml"))
-    splits = pipeline.load_data(settings["data"], settings["training"]["seed"])
+    splits = sources.load_data(settings["data"], settings["training"]["seed"])
     if not runs.check_split_record(folder, splits, settings["data"], parts):
         print(
             f"Warning: the run in {folder} recorded no splits (an older kerasdistill made it): its "

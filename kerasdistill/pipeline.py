@@ -1,12 +1,15 @@
 """The main job: teacher, scratch student and distilled student, then export.
 
 `kerasdistill run` calls `run`, a short sequence of named stages over a
-`RunState` (kerasdistill.runs): `prepare_inputs`, `train_teacher` (trained or
-loaded), `train_scratch` (the student on the labels alone), `check_teacher`,
-`distill` (or the tuning search), `export_and_measure` (the distilled student
-as `.tflite` files, each measured on the test set); `kerasdistill.report`
-builds the tables and report.json. Both students start from the same initial
-weights and train the same epochs on the same batches.
+`RunState` (kerasdistill.runs): `prepare_inputs` (the data from
+`kerasdistill.sources`, the models' checks from `kerasdistill.model_specs`,
+the batches from `kerasdistill.plan`), `train_teacher` (trained or loaded),
+`train_scratch` (the student on the labels alone), `check_teacher`,
+`distill` (its `auto` settings chosen on validation, or the tuning search),
+`choose_student`, `export_and_measure` (the shipped student as `.tflite`
+files, each measured on the test set); `kerasdistill.report` builds the
+tables and report.json. Both students start from the same initial weights
+and are taken at their best validation epoch by the same rule.
 
 A run killed at any point resumes when the same command is given again:
 every finished stage is kept under `OUTPUT/.resume/<config hash>/`, and the
@@ -20,96 +23,21 @@ import os
 
 import numpy as np
 
-from kerasdistill import augment, defaults, export, files, models, schedules, selection, transfer
+from kerasdistill import augment, export, files, model_specs, schedules, selection, sources, transfer
 from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
-from kerasdistill import losses as losses_lib
+from kerasdistill import defaults
 from kerasdistill import report as report_lib
 from kerasdistill.backend import keras, require_tensorflow_backend
-from kerasdistill.batch import label_indices_numpy
 from kerasdistill.cache import cache_teacher_outputs
 from kerasdistill.callbacks import BestEpoch
-from kerasdistill.checks import output_width
 from kerasdistill.distiller import Distiller
 from kerasdistill.distribute import multi_worker_ready
 from kerasdistill.losses import CrossEntropy
 from kerasdistill.metrics import accuracy
-from kerasdistill.runs import RunState, check_transfer_set
+from kerasdistill.plan import make_plan
+from kerasdistill.runs import RunState
 from kerasdistill.tuning import tune
-
-
-def load_data(data_config, seed):
-    """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section."""
-    splits = _load_labeled(data_config, seed)
-    if data_config["class_names"] is not None:
-        names = tuple(data_config["class_names"])
-        if len(names) != splits.num_classes:
-            raise ValueError(
-                f"data.class_names has {len(names)} names but the data has {splits.num_classes} classes; give one "
-                "name per class, in label order."
-            )
-        _check_own_names(names, splits)
-        splits = splits._replace(class_names=names)
-    if data_config["labeled_size"] is not None:
-        splits = data_lib.hold_out_labels(splits, data_config["labeled_size"], seed)
-    if data_config["unlabeled_path"] is not None:
-        extra = data_lib.load_unlabeled(data_config["unlabeled_path"], splits.train.x.shape[1:])
-        # The user's unlabeled folder must not hold the images the models are measured on.
-        check_transfer_set(splits._replace(unlabeled=extra))
-        splits = splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))
-    return splits
-
-
-def _check_own_names(names, splits):
-    """Refuses config class names that differ from the names the source gives its classes.
-
-    The source's names fix which label is which class (sorted folder names,
-    an .npz class_names array, tfds' label names): other names would
-    relabel its classes, e.g. folder `one` (label 0) exported as "zero".
-    Names that are only the class indices as text (the embedded digits'
-    0-9) may be replaced.
-    """
-    own = splits.class_names
-    if own is None or tuple(own) == names or tuple(own) == tuple(str(index) for index in range(splits.num_classes)):
-        return
-    raise ValueError(
-        f"data.class_names {list(names)} differ from the names the data gives its classes, in label order: "
-        f"{list(own)}. Those names decide which label is which class; other names would relabel them. Remove "
-        "data.class_names (the source's names are used), or give exactly the source's names (rename the class "
-        "folders, or the .npz class_names array, to change them)."
-    )
-
-
-def _load_labeled(data_config, seed):
-    source, size = data_config["source"], data_config["validation_size"]
-    if source == "embedded":
-        # A fraction is a share of the training data (the 4,000 digits outside
-        # the test split), as for every other source.
-        count = int(round(size * 4000)) if size < 1 else int(size)
-        if count < 10:
-            raise ValueError(
-                f"data.validation_size {size} gives {count} of the embedded digits' 4,000 training images; the "
-                "validation split takes a multiple of 10 (one tenth per class). Give at least 10, or a fraction "
-                ">= 0.0025."
-            )
-        return data_lib.load_digits(val_size=count - count % 10, seed=seed)
-    if source == "npz":
-        return data_lib.load_npz_splits(data_config["path"], size, seed)
-    if source == "image_folder":
-        return data_lib.load_image_folder(
-            data_config["path"], data_config["image_size"], size, data_config["test_fraction"], seed
-        )
-    if source == "idx":
-        return data_lib.load_idx(data_config["path"], size, seed)
-    return data_lib.load_tfds(
-        data_config["name"],
-        data_config["data_dir"],
-        data_config["train_split"],
-        data_config["test_split"],
-        data_config["image_size"],
-        size,
-        seed,
-    )
 
 
 def run(config=None, output="export", name=None, overwrite=False, verbose=True):
@@ -137,7 +65,7 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
     """
     require_tensorflow_backend("The kerasdistill run pipeline (tf.data batches, tf.distribute, TFLite export)")
     config = config_lib.validate(config)
-    _check_output_outside_data(config["data"], output)
+    sources.check_output_outside_data(config["data"], output)
     if config["training"]["strategy"] == "multi_worker" and not name:
         raise ValueError(
             "A multi_worker run needs --name (the same on every worker), so that all workers share one "
@@ -165,64 +93,20 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
 
 
 # `cautions`: what the data gave reason to warn about (kept in the report with the run's other warnings).
-Inputs = collections.namedtuple("Inputs", ["splits", "plan", "val", "shape", "classes", "cautions"], defaults=((),))
-
-
-def _check_output_outside_data(data_config, output):
-    """Refuses an output folder inside a folder of images the run reads, before anything is written.
-
-    Every sub-folder of an image folder is a class (and every image under an
-    unlabeled folder a transfer-set image): the run's folder would become a
-    class, and its plots training images of the next run.
-    """
-    out = os.path.realpath(os.path.expanduser(os.fspath(output)))
-    for key in ("path", "unlabeled_path"):
-        folder = data_config[key]
-        if folder is None or (key == "path" and data_config["source"] != "image_folder"):
-            continue
-        folder = os.path.realpath(os.path.expanduser(folder))
-        if os.path.isdir(folder) and os.path.commonpath([out, folder]) == folder:
-            raise ValueError(
-                f"The output folder {out} is inside the image folder data.{key} {folder}: the run's folders and "
-                "plots would be read as data (a class, or images) by this run or the next. Pass --output (or "
-                f"output=) a folder outside {folder}."
-            )
-
-
-def _pixel_cautions(state, splits):
-    """Warns when the training images look scaled to [0, 1]: the built-in and backbone models (and their
-    exported files) take raw [0, 255] pixels and rescale inside themselves."""
-    highs = {name: float(np.max(split.x)) for name, split in (("training", splits.train), ("test", splits.test))}
-    cautions = []
-    if highs["training"] <= 1.0:
-        cautions.append(
-            f"The training images reach at most {highs['training']:g}: they look scaled to [0, 1], but the built-in "
-            "and backbone models (and their .tflite files) take raw 0-255 pixels and divide by 255 themselves. Pass "
-            "the raw 0-255 pixels (unless your .keras models expect [0, 1])."
-        )
-    if (highs["training"] <= 1.0) != (highs["test"] <= 1.0):
-        cautions.append(
-            f"The training images reach at most {highs['training']:g} and the test images {highs['test']:g}: one "
-            "split looks scaled to [0, 1] and the other not, so the test accuracy measures another scale. Give both "
-            "splits as raw 0-255 pixels."
-        )
-    for caution in cautions:
-        state.say(f"  Warning: {caution}")
-    return cautions
+Inputs = collections.namedtuple("Inputs", ["splits", "plan", "shape", "classes", "cautions"], defaults=((),))
 
 
 def prepare_inputs(state):
     """Loads the data, checks the layer pairs and makes the batches every stage trains on."""
     config, training = state.config, state.config["training"]
-    splits = load_data(config["data"], training["seed"])
+    splits = sources.load_data(config["data"], training["seed"])
     state.record_splits(splits)
     shape, classes = splits.train.x.shape[1:], splits.num_classes
-    _check_classes(splits)
-    _check_models(config, shape, classes)
-    _check_layer_pairs(config, shape, classes)
+    sources.check_classes(splits)
+    model_specs.check_models(config, shape, classes)
+    model_specs.check_layer_pairs(config, shape, classes)
     batch_size = training["batch_size"]
-    plan = _training_data(splits, batch_size, config["distillation"]["labeled_share"], training["seed"])
-    val = data_lib.to_dataset(*splits.val, batch_size=batch_size)
+    plan = make_plan(splits, batch_size, config["distillation"]["labeled_share"], training["seed"])
     if splits.unlabeled is None:
         state.say(
             f"Data: {len(splits.train.x)} train / {len(splits.val.x)} validation / {len(splits.test.x)} test "
@@ -234,7 +118,10 @@ def prepare_inputs(state):
             f"teacher scores) / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes. "
             f"Every model trains {plan.steps} steps an epoch."
         )
-    return Inputs(splits, plan, val, shape, classes, _pixel_cautions(state, splits))
+    cautions = sources.pixel_cautions(splits)
+    for caution in cautions:
+        state.say(f"  Warning: {caution}")
+    return Inputs(splits, plan, shape, classes, cautions)
 
 
 def new_model(state, inputs, section):
@@ -244,7 +131,7 @@ def new_model(state, inputs, section):
     if section == "student" and config_lib.model_spec(entry["model"]).kind == "file":
         state.say(f"  {entry['model']}: its architecture, with weights drawn afresh (the same for both students)")
     with state.strategy.scope():
-        return build_model(entry["model"], inputs.shape, inputs.classes, entry["weights"], section, entry["backbone_size"])
+        return model_specs.build_model(entry["model"], inputs.shape, inputs.classes, entry["weights"], section, entry["backbone_size"])
 
 
 def optimizer(state, inputs, learning_rate):
@@ -277,7 +164,7 @@ def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baselin
     )
     history = trainer.fit(
         batches, epochs=state.config["training"]["epochs"], steps_per_epoch=inputs.plan.steps,
-        validation_data=inputs.val, shuffle=False, verbose=state.fit_verbose,
+        validation_data=inputs.plan.validation, shuffle=False, verbose=state.fit_verbose,
         # Before the backup: an epoch's best weights are on disk before the epoch counts as done.
         callbacks=[best, *callbacks],
     )
@@ -292,7 +179,7 @@ def fit_on_labels(state, inputs, model, learning_rate, callbacks, baseline=None)
     with state.strategy.scope():
         trainer = multi_worker_ready(model, state.strategy)
         trainer.compile(optimizer=optimizer(state, inputs, learning_rate), loss=CrossEntropy(from_logits=True), metrics=["accuracy"])
-    return fit_to_best_epoch(state, inputs, trainer, model, inputs.plan.labeled, callbacks, baseline)
+    return fit_to_best_epoch(state, inputs, trainer, model, inputs.plan.labels_only, callbacks, baseline)
 
 
 def _fit_alone(state, inputs, section):
@@ -402,7 +289,7 @@ class _DistillationBatches:
             return batches, augmentation
         self.state.say(f"  scoring the training images with the teacher once{f' on {views} augmented views' if views > 1 else ''}")
         cached = cache_teacher_outputs(
-            self.teacher, self.inputs.plan.distill_once, batch_size=training["batch_size"], shuffle=True,
+            self.teacher, self.inputs.plan.teacher_pass, batch_size=training["batch_size"], shuffle=True,
             seed=training["seed"], augmentation=augmentation, views=views,
         )
         # With a transfer set an epoch is `plan.steps` steps of a repeated stream; without one, one pass.
@@ -442,7 +329,7 @@ def _probe(state, inputs, teacher, batches, settings, epochs):
     )
     train, augmentation = batches()
     found = selection.probe(
-        teacher, lambda: new_model(state, inputs, "student"), train, inputs.val, settings, epochs,
+        teacher, lambda: new_model(state, inputs, "student"), train, inputs.plan.validation, settings, epochs,
         learning_rate=lambda count: schedules.learning_rate(training["learning_rate"], training["schedule"], count, _steps(state, inputs)),
         distillation_losses=distillation["losses"], augmentation=augmentation, steps_per_epoch=inputs.plan.steps,
         seed=training["seed"], verbose=state.fit_verbose, say=state.say,
@@ -486,9 +373,9 @@ def _search(state, inputs, teacher, scratch):
     baseline = (scratch[0], history) if epochs == training["epochs"] else None
     result = tune(
         teacher,
-        lambda: build_model(settings["model"], inputs.shape, inputs.classes, settings["weights"], "student", settings["backbone_size"]),
+        lambda: model_specs.build_model(settings["model"], inputs.shape, inputs.classes, settings["weights"], "student", settings["backbone_size"]),
         inputs.plan.distill,
-        inputs.val,
+        inputs.plan.validation,
         temperature=config_lib.search_space(tuning["temperature"]),
         alpha=config_lib.search_space(tuning["alpha"]),
         methods=tuning["methods"],
@@ -501,7 +388,7 @@ def _search(state, inputs, teacher, scratch):
         verbose=state.fit_verbose,
         scratch=baseline,
         steps_per_epoch=inputs.plan.steps,
-        scratch_data=inputs.plan.labeled,
+        scratch_data=inputs.plan.labels_only,
     )
     state.say(f"{result.table()}\n{result.verdict}")
     tuned = {"trials": result.trials, "best": result.best, "verdict": result.verdict, "gain": result.gain}
@@ -622,125 +509,5 @@ def export_and_measure(state, inputs, student, keras_path, label=report_lib.DIST
         keras_name=label,
     )
     return exported, comparison
-
-
-def build_model(spec, shape, classes, weights=None, role="student", backbone_size=None):
-    """A model from a config's `model` entry: a built-in name, `backbone:NAME` or a `.keras` file.
-
-    A backbone takes the run's images as they are when they fit it (RGB, at
-    least its minimum size); otherwise, or when `backbone_size` is given, it
-    runs at `backbone_size` (default 96) and the model resizes the images and
-    repeats grey ones to RGB itself, so teacher and student take the same batch.
-    A saved student is its architecture: its weights are drawn afresh (see
-    `initial_weights`), so both students of a run start untrained and alike.
-    """
-    spec = config_lib.model_spec(spec)
-    if spec.kind == "file":
-        model = files.load_model(spec.name)
-        return model if role == "teacher" else initial_weights(model)
-    if spec.kind == "backbone":
-        name = spec.name
-        shape = tuple(shape)
-        fits = shape[2] == 3 and min(shape[:2]) >= transfer.get_spec(name).min_size
-        backbone_shape = shape if fits and backbone_size is None else (backbone_size or 96,) * 2 + (3,)
-        # A teacher with pretrained weights trains its new head on frozen features.
-        backbone = transfer.load_backbone(name, backbone_shape, weights=weights, freeze=role == "teacher" and weights is not None)
-        return transfer.build_classifier(backbone, classes, name=f"{name}_{role}", input_shape=shape)
-    return models.build(spec.name, shape, classes)
-
-
-def initial_weights(model):
-    """A copy of `model` with weights drawn afresh by its initializers (under the current seed).
-
-    Layers whose weights are all non-trainable by design (an adapted
-    Normalization's statistics) keep theirs: they are preprocessing, not
-    training.
-    """
-    fresh = keras.models.clone_model(model)
-    for saved, new in zip(model.layers, fresh.layers):
-        if new.weights and not any(variable.trainable for variable in new.weights):
-            new.set_weights(saved.get_weights())
-    return fresh
-
-
-def _check_classes(splits):
-    """Refuses, before anything trains, training labels of fewer than two classes (nothing to tell apart)."""
-    present = np.unique(label_indices_numpy(splits.train.y, splits.num_classes))
-    if splits.num_classes < 2 or len(present) < 2:
-        raise ValueError(
-            f"The training split's labels hold {len(present)} class ({', '.join(map(str, present[:1]))}) out of "
-            f"{splits.num_classes}: a classifier needs at least two classes to learn. Check the data (is the file "
-            "sorted by class and cut short?), or give images of every class."
-        )
-
-
-def _check_models(config, shape, classes):
-    """Refuses, before anything trains, a saved model whose output width is not the data's class count,
-    and a teacher.fine_tune_layers above its backbone's depth."""
-    for role in ("teacher", "student"):
-        spec = config_lib.model_spec(config[role]["model"])
-        if spec.kind != "file":
-            continue
-        model = files.load_model(spec.name)
-        takes = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-        if takes is not None and takes != tuple(shape):
-            raise ValueError(
-                f"{role}.model {spec.name} takes inputs of shape {takes} but the data's images are {tuple(shape)}: "
-                f"give a {role} built for {tuple(shape)}, or set data.image_size to the size it takes."
-            )
-        width = output_width(model, None)
-        if width != classes:
-            raise ValueError(
-                f"{role}.model {spec.name} outputs {width} class scores but the data has {classes} classes: the "
-                f"models must score the data's classes. Give a {role} with {classes} outputs, or the data it was "
-                "trained for."
-            )
-    spec, layers = config_lib.model_spec(config["teacher"]["model"]), config["teacher"]["fine_tune_layers"]
-    if spec.kind == "backbone" and layers:
-        depth = transfer.depth(spec.name)
-        if layers > depth:
-            raise ValueError(
-                f"teacher.fine_tune_layers is {layers} but backbone {spec.name} has {depth} layers; give at most "
-                f"{depth} (all of them), or fewer to fine-tune its top only."
-            )
-
-
-def _check_layer_pairs(config, shape, classes):
-    """Refuses, before anything trains, feature losses naming layers the models lack."""
-    pairs = [pair for item in config["distillation"]["losses"] for pair in (losses_lib.get(item).pairs or ())]
-    if not pairs:
-        return
-    for index, role in enumerate(("teacher", "student")):
-        model = build_model(config[role]["model"], shape, classes, config[role]["weights"], role, config[role]["backbone_size"])
-        layers = [layer.name for layer in model.layers]
-        missing = sorted({pair[index] for pair in pairs} - set(layers))
-        if missing:
-            raise ValueError(
-                f"distillation.losses names {role} layer(s) {', '.join(missing)}, which the {role} "
-                f"'{model.name}' lacks. Its layers: {', '.join(layers)}. Fix the layer pairs."
-            )
-
-
-TrainingData = collections.namedtuple("TrainingData", ["labeled", "distill", "distill_once", "steps"])
-
-
-def _training_data(splits, batch_size, labeled_share, seed):
-    """The batches each stage trains on.
-
-    Without a transfer set every model trains on the labeled images. With
-    one, the student is distilled from batches that mix labeled and
-    unlabeled images (`data.transfer_set`), an epoch being one pass over the
-    unlabeled ones; the teacher and the scratch student train on the labeled
-    images for the same number of steps, so that no model gets a larger
-    budget. `distill_once` is one deterministic pass, for caching the teacher.
-    """
-    if splits.unlabeled is None:
-        labeled = data_lib.to_dataset(*splits.train, batch_size=batch_size, shuffle=True, seed=seed)
-        return TrainingData(labeled, labeled, data_lib.to_dataset(*splits.train, batch_size=batch_size), None)
-    mixed = dict(batch_size=batch_size, labeled_share=labeled_share, seed=seed)
-    distill = data_lib.transfer_set(splits.train, splits.unlabeled, shuffle=True, **mixed)
-    steps = int(distill.cardinality())
-    labeled = data_lib.to_dataset(*splits.train, batch_size=batch_size, shuffle=True, seed=seed).repeat()
-    return TrainingData(labeled, distill, data_lib.transfer_set(splits.train, splits.unlabeled, shuffle=False, **mixed), steps)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerasdistill import config, data, pipeline
+from kerasdistill import config, data, pipeline, sources
 
 
 def save_images(folder, value, count=4, size=(4, 4)):
@@ -97,14 +97,14 @@ def test_config_class_names_may_not_relabel_the_source_classes(tmp_path):
         save_images(tmp_path / "images" / name, value, 5)
     settings = {"source": "image_folder", "path": str(tmp_path / "images"), "validation_size": 2}
     with pytest.raises(ValueError, match=r"\['zero', 'one', 'two'\] differ .*\['one', 'two', 'zero'\]"):
-        pipeline.load_data(config.validate({"data": {**settings, "class_names": ["zero", "one", "two"]}})["data"], 0)
+        sources.load_data(config.validate({"data": {**settings, "class_names": ["zero", "one", "two"]}})["data"], 0)
     same = config.validate({"data": {**settings, "class_names": ["one", "two", "zero"]}})["data"]
-    assert pipeline.load_data(same, 0).class_names == ("one", "two", "zero")
+    assert sources.load_data(same, 0).class_names == ("one", "two", "zero")
     path = write_npz(tmp_path / "named.npz", np.arange(20) % 2, np.arange(6) % 2, class_names=np.array(["cat", "dog"]))
     with pytest.raises(ValueError, match=r"differ from the names the data gives"):
-        pipeline.load_data(npz_config(path, class_names=["dog", "cat"]), 0)
+        sources.load_data(npz_config(path, class_names=["dog", "cat"]), 0)
     unnamed = write_npz(tmp_path / "unnamed.npz", np.arange(20) % 2, np.arange(6) % 2)
-    assert pipeline.load_data(npz_config(unnamed, class_names=["dog", "cat"]), 0).class_names == ("dog", "cat")
+    assert sources.load_data(npz_config(unnamed, class_names=["dog", "cat"]), 0).class_names == ("dog", "cat")
 
 
 # 4. The output folder inside the data folder.

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from kerasdistill import cache, cli, files, pipeline, runs
+from kerasdistill import cache, cli, files, model_specs, pipeline, runs, sources
 from kerasdistill import config as config_lib
 from kerasdistill.backend import UnsupportedBackendError, keras
 from kerasdistill.callbacks import BackupAndRestore, BestEpoch
@@ -36,14 +36,14 @@ def test_transfer_set_holding_test_or_validation_images_is_refused(tmp_path, dig
     np.savez(tmp_path / "more.npz", x=unlabeled)
     settings = config_lib.validate({"data": {"unlabeled_path": str(tmp_path / "more.npz")}})
     with pytest.raises(ValueError) as caught:
-        pipeline.load_data(settings["data"], seed=0)
+        sources.load_data(settings["data"], seed=0)
     message = str(caught.value)
     assert "3 of the 1000 test images" in message and "2 of the 500 validation images" in message
     assert "unlabeled folder" in message
     # Unlabeled images of other pictures pass; so do duplicates inside the user's own training images.
     runs.check_transfer_set(digits._replace(unlabeled=unlabeled[:5]))
     np.savez(tmp_path / "more.npz", x=unlabeled[:5])
-    assert len(pipeline.load_data(settings["data"], seed=0).unlabeled) == 3000 + 5
+    assert len(sources.load_data(settings["data"], seed=0).unlabeled) == 3000 + 5
 
 
 # 2. A teacher-output cache of another teacher with the same weights.
@@ -76,7 +76,7 @@ def test_saved_student_starts_from_fresh_weights_each_time(tmp_path):
 
     def build():
         keras.utils.set_random_seed(3)
-        return pipeline.build_model(path, (28, 28, 1), 10, role="student")
+        return model_specs.build_model(path, (28, 28, 1), 10, role="student")
 
     first, second = build(), build()
     assert [layer.name for layer in first.layers] == [layer.name for layer in trained.layers]
@@ -84,7 +84,7 @@ def test_saved_student_starts_from_fresh_weights_each_time(tmp_path):
         np.testing.assert_array_equal(fresh, again)  # both students start alike
     assert not np.allclose(first.get_weights()[0], trained.get_weights()[0]), "the saved (trained) weights were kept"
     # A saved teacher is used as it is.
-    teacher = pipeline.build_model(path, (28, 28, 1), 10, role="teacher")
+    teacher = model_specs.build_model(path, (28, 28, 1), 10, role="teacher")
     np.testing.assert_array_equal(teacher.get_weights()[0], trained.get_weights()[0])
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kerasdistill import cli, config, data, export, pipeline
+from kerasdistill import cli, config, data, export, sources
 from kerasdistill.backend import keras
 from kerasdistill.export.metadata import LABELS_FILE
 
@@ -217,7 +217,7 @@ def color_run(digits, tmp_path_factory):
     assert cli.main(["run", "--config", str(root / "pipeline.yaml"), "--output", str(root), "--name", "run", "--quiet"]) == 0
     folder = root / "run"
     resolved = config.load(str(folder / "config.yaml"))
-    return folder, pipeline.load_data(resolved["data"], resolved["training"]["seed"]), names
+    return folder, sources.load_data(resolved["data"], resolved["training"]["seed"]), names
 
 
 def test_mediapipe_classifies_a_color_image_folder_run(color_run):
@@ -274,9 +274,9 @@ def test_class_names_come_from_the_data_or_the_config(digits, tmp_path):
              y_test=digits.test.y[:50], class_names=np.array(DIGIT_NAMES))
     assert data.load_npz_splits(str(path), validation_size=20).class_names == DIGIT_NAMES
     settings = config.validate({"data": {"class_names": list(DIGIT_NAMES)}})
-    assert pipeline.load_data(settings["data"], 0).class_names == DIGIT_NAMES
+    assert sources.load_data(settings["data"], 0).class_names == DIGIT_NAMES
     with pytest.raises(ValueError, match="has 3 names but the data has 10 classes"):
-        pipeline.load_data(config.validate({"data": {"class_names": ["a", "b", "c"]}})["data"], 0)
+        sources.load_data(config.validate({"data": {"class_names": ["a", "b", "c"]}})["data"], 0)
     with pytest.raises(ValueError, match="must not repeat a name"):
         config.validate({"data": {"class_names": ["a", "a"]}})
 

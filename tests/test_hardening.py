@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import kerasdistill as kd
-from kerasdistill import config, data, models, pipeline
+from kerasdistill import config, data, models, sources
 from kerasdistill.backend import keras
 from kerasdistill.callbacks import BackupAndRestore, NonFiniteLossError
 from kerasdistill.export import optimize
@@ -114,9 +114,9 @@ def test_relative_paths_in_a_config_are_taken_from_its_folder(tmp_path, monkeypa
 
 def test_a_validation_split_too_small_for_the_embedded_digits_is_refused_before_training():
     with pytest.raises(ValueError, match="validation_size 0.001 gives 4 .* at least 10"):
-        pipeline.load_data(config.validate({"data": {"validation_size": 0.001}})["data"], seed=0)
+        sources.load_data(config.validate({"data": {"validation_size": 0.001}})["data"], seed=0)
     # A fraction is a share of the 4,000 training digits, as for other sources.
-    splits = pipeline.load_data(config.validate({"data": {"validation_size": 0.1}})["data"], seed=0)
+    splits = sources.load_data(config.validate({"data": {"validation_size": 0.1}})["data"], seed=0)
     assert len(splits.val.x) == 400
 
 
