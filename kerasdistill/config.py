@@ -15,6 +15,7 @@ from kerasdistill.defaults import (
     BATCH_SIZE,
     EMBEDDED_LABELED_SIZE,
     EPOCHS,
+    FINE_TUNE_SHARE,
     LEARNING_RATE,
     MAX_TEACHER_VIEWS,
     MAX_TEMPERATURE,
@@ -288,10 +289,12 @@ SCHEMA = {
             "to RGB) inside the model. null: the images' own size, or 96 for images too small or grey",
         ),
         "fine_tune_layers": (
-            0,
-            _number(0, whole=True),
+            AUTO,
+            _auto_or(_number(0, whole=True)),
             "backbone teachers: after the head, reopen this many top layers of the backbone (BatchNorm stays "
-            "frozen) and train again at fine_tune_learning_rate; 0 trains the head only",
+            "frozen) and train again at fine_tune_learning_rate, kept only if that beats the head on the "
+            f"validation split; 0 trains the head only; auto: the top {FINE_TUNE_SHARE:.0%} of the layers of an "
+            "ImageNet backbone (none of a random one)",
         ),
         "fine_tune_learning_rate": (1e-4, _number(0.0, low_open=True), "learning rate of that second stage"),
     },
@@ -439,7 +442,11 @@ def validate(config):
 def _check_backbone_keys(role, section):
     """Refuses backbone settings on a model that is no backbone; clears its default ImageNet weights."""
     if model_spec(section["model"]).kind == "backbone":
+        if section.get("fine_tune_layers") == AUTO and section.get("weights") is None:
+            section["fine_tune_layers"] = 0  # a random backbone trains whole from the start
         return
+    if section.get("fine_tune_layers") == AUTO:
+        section["fine_tune_layers"] = 0
     given = [key for key in ("backbone_size", "fine_tune_layers") if section.get(key)]
     if given:
         raise ValueError(

@@ -33,6 +33,9 @@ MAX_TEMPERATURE = 100.0
 # copy of the training images in the cache.
 MAX_TEACHER_VIEWS = 32
 
+# A backbone teacher with ImageNet weights fine-tunes this share of its top layers by default (30 of
+# MobileNetV2's 154, as keras.io's transfer-learning guide and kd_gain.py do), kept only if it beats the head.
+FINE_TUNE_SHARE = 0.2
 # Augmentations that mix images and their targets: the labels are not mixed, so they need alpha 0.
 MIXING_AUGMENTATIONS = ("mixup", "cutmix")
 STRATEGIES = ("none", "mirrored", "multi_worker")

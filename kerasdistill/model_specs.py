@@ -11,6 +11,7 @@ from kerasdistill import files, models, transfer
 from kerasdistill import losses as losses_lib
 from kerasdistill.backend import keras
 from kerasdistill.checks import output_width
+from kerasdistill.defaults import AUTO, FINE_TUNE_SHARE
 
 
 def build_model(spec, shape, classes, weights=None, role="student", backbone_size=None):
@@ -74,7 +75,7 @@ def check_models(config, shape, classes):
                 "trained for."
             )
     spec, layers = config_lib.model_spec(config["teacher"]["model"]), config["teacher"]["fine_tune_layers"]
-    if spec.kind == "backbone" and layers:
+    if spec.kind == "backbone" and layers and layers != AUTO:
         depth = transfer.depth(spec.name)
         if layers > depth:
             raise ValueError(
@@ -97,3 +98,14 @@ def check_layer_pairs(config, shape, classes):
                 f"distillation.losses names {role} layer(s) {', '.join(missing)}, which the {role} "
                 f"'{model.name}' lacks. Its layers: {', '.join(layers)}. Fix the layer pairs."
             )
+
+
+def fine_tune_layers(teacher_config):
+    """How many top layers of a backbone teacher's backbone are fine-tuned after its head: the config's number,
+    for `auto` the top `defaults.FINE_TUNE_SHARE` of an ImageNet backbone's layers; 0 for other teachers."""
+    spec, layers = config_lib.model_spec(teacher_config["model"]), teacher_config["fine_tune_layers"]
+    if spec.kind != "backbone" or not layers:
+        return 0
+    if layers == AUTO:
+        return max(1, round(FINE_TUNE_SHARE * transfer.depth(spec.name)))
+    return layers

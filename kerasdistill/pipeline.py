@@ -201,8 +201,8 @@ def train_teacher(state, inputs):
         state.say(f"\n[1/3] Teacher: loaded from {spec.name}")
         return teacher, {"seconds": 0.0, "history": {}}
     teacher, record = state.stage("teacher", "[1/3] Teacher", _fit_alone(state, inputs, "teacher"))
-    layers = settings["fine_tune_layers"]
-    if not layers or spec.kind != "backbone":
+    layers = model_specs.fine_tune_layers(settings)
+    if not layers:
         return teacher, record
 
     def fine_tune(callbacks):

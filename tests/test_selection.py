@@ -115,3 +115,18 @@ def test_cached_teacher_views_without_a_transfer_set_train_one_pass_an_epoch(tmp
     report = pipeline.run(settings, output=str(tmp_path / "out"), name="views", verbose=False)
     distilled = report["histories"]["distilled"]
     assert len(distilled["loss"]) == 1 and report["models"][2]["best_epoch"] == 1
+
+
+def test_an_imagenet_backbone_teacher_fine_tunes_its_top_fifth_by_default():
+    from kerasdistill import model_specs
+
+    imagenet = config.validate({"teacher": {"model": "backbone:mobilenet_v2"}})["teacher"]
+    assert imagenet["fine_tune_layers"] == "auto"
+    # MobileNetV2 has 154 layers: the top 31, the neighbourhood of keras.io's guide and kd_gain.py (30).
+    assert model_specs.fine_tune_layers(imagenet) == 31
+    random = config.validate({"teacher": {"model": "backbone:mobilenet_v2", "weights": None}})["teacher"]
+    assert random["fine_tune_layers"] == 0 and model_specs.fine_tune_layers(random) == 0
+    assert config.validate({})["teacher"]["fine_tune_layers"] == 0  # a built-in teacher has no backbone
+    assert model_specs.fine_tune_layers({**imagenet, "fine_tune_layers": 12}) == 12
+    with pytest.raises(ValueError, match="not a backbone"):
+        config.validate({"teacher": {"fine_tune_layers": 5}})
