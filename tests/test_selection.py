@@ -4,6 +4,7 @@ run that records its choice in report.json and config.yaml (which repeats it wit
 import json
 import types
 
+import numpy as np
 import pytest
 import yaml
 
@@ -72,9 +73,13 @@ def test_a_run_with_every_setting_given_makes_no_search():
         config.validate({"distillation": {"alpha": "best"}})
 
 
-def test_a_run_chooses_its_settings_on_validation_and_config_yaml_repeats_them(tmp_path):
+def test_a_run_chooses_its_settings_on_validation_and_config_yaml_repeats_them(digits, tmp_path):
+    # 1,500 real digits (300 validation, 300 labeled, 900 the transfer set) and 300 test ones, as an .npz.
+    path = tmp_path / "digits.npz"
+    np.savez(path, x_train=digits.train.x[:1500], y_train=digits.train.y[:1500], x_test=digits.test.x[:300],
+             y_test=digits.test.y[:300])
     settings = {
-        "data": {"validation_size": 300, "labeled_size": 300},
+        "data": {"source": "npz", "path": str(path), "validation_size": 300, "labeled_size": 300},
         "training": {"epochs": 4, "patience": 2},
         "distillation": {"search_budget": 3},  # 12 student epochs: the challenger's 4 and 5 probes of 1
         "export": {"quantizations": ["float32"], "targets": ["plain"]},
