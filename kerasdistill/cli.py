@@ -87,6 +87,15 @@ def _float_in(low, high, low_open=False):
     return parse
 
 
+def _auto_or_float_in(low, high, low_open=False):
+    parse_number = _float_in(low, high, low_open)
+
+    def parse(text):
+        return "auto" if text == "auto" else parse_number(text)
+
+    return parse
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="kerasdistill",
@@ -124,9 +133,9 @@ def _add_run(commands):
     run.add_argument("--seed", type=int, default=None, help=_schema_help("seed"))
     run.add_argument("--output", default="export", help="folder for the run's folder (default: export)")
     run.add_argument("--name", default=None, help="name of the run's folder (default: run-<UTC timestamp>)")
-    run.add_argument("--alpha", type=_float_in(0.0, 1.0), default=None, help=_schema_help("alpha"))
+    run.add_argument("--alpha", type=_auto_or_float_in(0.0, 1.0), default=None, help=_schema_help("alpha"))
     run.add_argument(
-        "--temperature", type=_float_in(0.0, None, low_open=True), default=None, help=_schema_help("temperature")
+        "--temperature", type=_auto_or_float_in(0.0, None, low_open=True), default=None, help=_schema_help("temperature")
     )
     run.add_argument("--search-budget", type=_float_in(0.0, None), default=None, help=_schema_help("search_budget"))
     run.add_argument("--batch-size", type=_positive_int, default=None, help=_schema_help("batch_size"))

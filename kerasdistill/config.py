@@ -63,7 +63,12 @@ def _auto_or(check):
     """`auto` (chosen on validation by the run), or a value `check` accepts."""
 
     def auto_or(key, value):
-        return value if value == AUTO else check(key, value)
+        if value == AUTO:
+            return value
+        try:
+            return check(key, value)
+        except ValueError as error:
+            raise ValueError(f"{str(error).rstrip('.')}; or auto, to have the run choose it.") from None
 
     return auto_or
 
@@ -294,7 +299,7 @@ SCHEMA = {
             "backbone teachers: after the head, reopen this many top layers of the backbone (BatchNorm stays "
             "frozen) and train again at fine_tune_learning_rate, kept only if that beats the head on the "
             f"validation split; 0 trains the head only; auto: the top {FINE_TUNE_SHARE:.0%} of the layers of an "
-            "ImageNet backbone (none of a random one)",
+            "pretrained backbone, ImageNet or a weights file (none of a random one)",
         ),
         "fine_tune_learning_rate": (1e-4, _number(0.0, low_open=True), "learning rate of that second stage"),
     },
@@ -319,7 +324,7 @@ SCHEMA = {
             SEARCH_BUDGET,
             _number(0.0),
             "the auto settings' search trains the student at most this many times training.epochs in all; 0: no "
-            f"search (auto takes alpha {ALPHA:g}, T {TEMPERATURE:g})",
+            f"search (auto takes alpha {ALPHA:g} (0 with mixup or cutmix), T {TEMPERATURE:g})",
         ),
         "labeled_share": (0.25, _number(0.0, 0.95), "with a transfer set: share of each batch drawn from the labeled images"),
         "augmentation": (

@@ -13,7 +13,8 @@ and are taken at their best validation epoch by the same rule.
 
 A run killed at any point resumes when the same command is given again:
 every finished stage is kept under `OUTPUT/.resume/<config hash>/`, and the
-stage in progress restarts from its last finished epoch.
+stage in progress restarts from its last finished epoch (the settings
+search's probe round, a few short trainings, restarts whole).
 """
 
 import collections
@@ -147,13 +148,14 @@ def _steps(state, inputs):
     return inputs.plan.steps or -(-len(inputs.splits.train.x) // state.config["training"]["batch_size"])
 
 
-def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baseline=None):
+def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baseline=None, steps=None):
     """`trainer.fit` on `batches` until `model` stops improving on validation; `model` ends at its best epoch.
 
     Every model of a run (teacher, its fine-tuning, scratch and distilled
     students) follows this one selection rule, so that the students are
     compared fairly. With `baseline` (the validation accuracy `model` starts
     at), an epoch must beat it, else `model` keeps its starting weights.
+    `steps`: steps of an epoch of a repeated `batches` (default: the plan's).
     Returns `(model, history, {"best_epoch", "val_accuracy"})`.
     """
     # The record of the best epoch stays until the run's resume state goes: a kill between the end of
@@ -163,7 +165,7 @@ def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baselin
         baseline=baseline, delete_on_success=False,
     )
     history = trainer.fit(
-        batches, epochs=state.config["training"]["epochs"], steps_per_epoch=inputs.plan.steps,
+        batches, epochs=state.config["training"]["epochs"], steps_per_epoch=steps or inputs.plan.steps,
         validation_data=inputs.plan.validation, shuffle=False, verbose=state.fit_verbose,
         # Before the backup: an epoch's best weights are on disk before the epoch counts as done.
         callbacks=[best, *callbacks],
@@ -234,12 +236,15 @@ def distill(state, inputs, teacher, scratch):
     if tuning["enabled"]:
         title = f"[3/3] Tuning the distillation: {tuning['max_trials']} trials of {tuning['epochs'] or epochs} epochs (KerasTuner)"
         return state.stage("student", title, lambda callbacks: _search(state, inputs, teacher, scratch))
-    batches = _DistillationBatches(state, inputs, teacher)
-    settings, probe_epochs = _search_plan(state)
+    settings, probe_epochs, unsearched = _search_plan(state)
+    batches = _DistillationBatches(state, inputs, teacher, searching=probe_epochs is not None)
     default = settings[0]
-    if not probe_epochs:
-        return _distill_stage(state, inputs, teacher, batches, default, "student")
-    found = _probe(state, inputs, teacher, batches, settings, probe_epochs)
+    if probe_epochs is None:
+        if unsearched:
+            state.say(f"\n  {unsearched}")
+        model, record = _distill_stage(state, inputs, teacher, batches, default, "student")
+        return model, ({**record, "settings": {**record["settings"], "unsearched": unsearched}} if unsearched else record)
+    found = _probe(state, inputs, teacher, batches, settings, probe_epochs) if probe_epochs else selection.Probe.unprobed(settings)
     challenger = found.challenger
     finalists = [
         _distill_stage(state, inputs, teacher, batches, default, "student"),
@@ -256,7 +261,10 @@ def distill(state, inputs, teacher, scratch):
         + f" one standard error ({margin:.4f}) {'above' if wins else 'above; the default is kept'}"
     )
     state.say(f"\nSettings search:\n{found.table()}\n  {reason}")
-    search = {"rows": found.rows, "probe_epochs": found.epochs, "probe_seconds": found.seconds, "margin": margin, "reason": reason}
+    search = {
+        "rows": found.rows, "probe_epochs": found.epochs, "probe_seconds": found.seconds, "margin": margin,
+        "reason": reason, "cached_views": batches.cached_views,
+    }
     seconds = found.seconds + sum(finalist[1]["seconds"] for finalist in finalists)
     return model, {**record, "seconds": seconds, "settings": {**chosen, "search": search}}
 
@@ -266,15 +274,20 @@ def _row(rows, setting):
 
 
 class _DistillationBatches:
-    """The distillation batches and the augmentation left to the Distiller, made once when first asked for.
+    """The distillation batches, the augmentation left to the Distiller and the steps of an epoch, made once.
 
     With augmentation cached on K views (`teacher_views`), or while settings
-    are searched (one view: every trial reads the teacher's outputs instead
-    of running it), the teacher scores the training images once here.
+    are searched without augmentation (one view: every trial reads the
+    teacher's outputs instead of running it), the teacher scores the
+    training images once here; `cached_views` says how many views were
+    cached for the search (None when the config asked for them, or none
+    were). An epoch stays one pass over the training images: the cached
+    views are a repeated stream read `steps` steps an epoch.
     """
 
-    def __init__(self, state, inputs, teacher):
-        self.state, self.inputs, self.teacher, self.made = state, inputs, teacher, None
+    def __init__(self, state, inputs, teacher, searching):
+        self.state, self.inputs, self.teacher, self.searching, self.made = state, inputs, teacher, searching, None
+        self.cached_views = None
 
     def __call__(self):
         if self.made is None:
@@ -284,31 +297,42 @@ class _DistillationBatches:
     def _make(self):
         distillation, training = self.state.config["distillation"], self.state.config["training"]
         batches, augmentation = self.inputs.plan.distill, augment.build(distillation["augmentation"], seed=training["seed"])
-        views = distillation["teacher_views"] or (1 if augmentation is None and _search_plan(self.state)[1] else None)
+        views = distillation["teacher_views"]
+        if not views and augmentation is None and self.searching:
+            views = self.cached_views = 1
         if not views:
-            return batches, augmentation
+            return batches, augmentation, self.inputs.plan.steps
         self.state.say(f"  scoring the training images with the teacher once{f' on {views} augmented views' if views > 1 else ''}")
         cached = cache_teacher_outputs(
             self.teacher, self.inputs.plan.teacher_pass, batch_size=training["batch_size"], shuffle=True,
             seed=training["seed"], augmentation=augmentation, views=views,
         )
-        # With a transfer set an epoch is `plan.steps` steps of a repeated stream; without one, one pass.
-        return (cached.repeat() if self.inputs.plan.steps else cached), None
+        return cached.repeat(), None, _steps(self.state, self.inputs)
 
 
 def _search_plan(state):
-    """`(candidate settings, epochs of each probe)`; 0 epochs: no search (every setting given, a budget too
-    small for one epoch a probe, or several workers, each of which would search)."""
+    """`(candidate settings, epochs of each probe, why auto values were not searched)`; the epochs are None when
+    there is no search (every setting given, a budget too small, or several workers, each of which would search)
+    and 0 when the one candidate besides the default needs no probe."""
     distillation, training = state.config["distillation"], state.config["training"]
     settings = selection.candidates(
         distillation["alpha"], distillation["temperature"],
         mixing=any(name in defaults.MIXING_AUGMENTATIONS for name in distillation["augmentation"]),
         uses_temperature=selection.uses_temperature(distillation["losses"]),
     )
-    epochs = selection.probe_epochs(settings, distillation["search_budget"] * training["epochs"], training["epochs"])
-    if training["strategy"] == "multi_worker":
-        return settings, 0
-    return settings, epochs
+    budget = distillation["search_budget"] * training["epochs"]
+    epochs = None if training["strategy"] == "multi_worker" else selection.probe_epochs(settings, budget, training["epochs"])
+    if epochs is not None or len(settings) == 1:
+        return settings, epochs, None
+    why = (
+        "a multi_worker run does not search (each worker would)" if training["strategy"] == "multi_worker"
+        else f"distillation.search_budget {distillation['search_budget']:g} × {training['epochs']} epochs cannot pay "
+        f"for trying {len(settings)} settings"
+    )
+    return settings, None, (
+        f"The auto settings take their defaults (alpha {settings[0]['alpha']:g}, T {settings[0]['temperature']:g}) "
+        f"unsearched: {why}."
+    )
 
 
 def _probe(state, inputs, teacher, batches, settings, epochs):
@@ -320,19 +344,19 @@ def _probe(state, inputs, teacher, batches, settings, epochs):
             found = selection.Probe(**json.load(handle))
         state.say("\n[3/3] Settings search: the probes finished before the interruption")
         return found
-    auto = " and ".join(key for key in ("alpha", "temperature") if distillation[key] == selection.AUTO)
+    auto = " and ".join(key for key in ("alpha", "temperature") if len({setting[key] for setting in settings}) > 1)
     state.say(
         f"\n[3/3] Settings search: choosing {auto} on the validation split. {len(settings) - 1} probes of {epochs} "
         f"epoch{'s' if epochs > 1 else ''}, then the default and the best probe trained in full: at most "
         f"{(len(settings) - 1) * epochs + training['epochs']} student epochs besides the distillation's own "
         f"(distillation.search_budget {distillation['search_budget']:g} × {training['epochs']})"
     )
-    train, augmentation = batches()
+    train, augmentation, steps = batches()
     found = selection.probe(
         teacher, lambda: new_model(state, inputs, "student"), train, inputs.plan.validation, settings, epochs,
         learning_rate=lambda count: schedules.learning_rate(training["learning_rate"], training["schedule"], count, _steps(state, inputs)),
-        distillation_losses=distillation["losses"], augmentation=augmentation, steps_per_epoch=inputs.plan.steps,
-        seed=training["seed"], verbose=state.fit_verbose, say=state.say,
+        distillation_losses=distillation["losses"], augmentation=augmentation, steps_per_epoch=steps,
+        seed=training["seed"], verbose=state.fit_verbose, say=state.say, scope=state.strategy.scope,
     )
     if state.is_chief:
         files.write_json(record, dataclasses.asdict(found))
@@ -348,7 +372,7 @@ def _distill_stage(state, inputs, teacher, batches, settings, key):
 
 def _distill(state, inputs, teacher, batches, settings, callbacks):
     training = state.config["training"]
-    train, augmentation = batches()
+    train, augmentation, steps = batches()
     student = new_model(state, inputs, "student")
     state.say(f"  {student.name}: {student.count_params():,} parameters, {training['epochs']} epochs")
     with state.strategy.scope():
@@ -360,7 +384,7 @@ def _distill(state, inputs, teacher, batches, settings, callbacks):
             alpha=settings["alpha"],
             temperature=settings["temperature"],
         )
-    model, history, extra = fit_to_best_epoch(state, inputs, distiller, student, train, callbacks)
+    model, history, extra = fit_to_best_epoch(state, inputs, distiller, student, train, callbacks, steps=steps)
     return model, history, {**extra, "settings": dict(settings)}
 
 

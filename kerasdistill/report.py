@@ -198,6 +198,10 @@ def _chosen_config(config, settings):
     chosen = {section: dict(values) for section, values in config.items()}
     chosen["distillation"]["alpha"] = float(settings["alpha"])
     chosen["distillation"]["temperature"] = float(settings["temperature"])
+    # The search trained its finalists on the teacher's cached outputs: so does the run config.yaml repeats.
+    views = (settings.get("search") or {}).get("cached_views")
+    if views and not chosen["distillation"]["teacher_views"]:
+        chosen["distillation"]["teacher_views"] = views
     return chosen
 
 

@@ -20,6 +20,7 @@ a config sets them, and then chooses in two rounds:
 trainings as resumable stages. `tuning.tune` is the wider KerasTuner search.
 """
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -82,15 +83,18 @@ def uses_temperature(distillation_losses):
 
 
 def probe_epochs(settings, budget_epochs, epochs):
-    """Epochs of each probe, or 0 when the budget cannot pay for a search.
+    """Epochs of each probe; 0 when there is no probe round; None when there is no search.
 
     The search trains, besides the run's own distillation, the challenger
-    to the end (`epochs`) and each of the `len(settings) - 1` probes the
-    same number of epochs (at least one, at most `epochs`), within
-    `budget_epochs` student epochs in all.
+    to the end (`epochs`) and, with several candidates besides the default,
+    each of them as a probe of the same number of epochs (at least one, at
+    most `epochs`), within `budget_epochs` student epochs in all. With one
+    candidate besides the default, that one is the challenger: no probes.
     """
     probes = len(settings) - 1
-    if probes < 1 or budget_epochs < epochs + probes:
+    if probes < 1 or budget_epochs < epochs + (probes if probes > 1 else 0):
+        return None
+    if probes == 1:
         return 0
     return min(epochs, int((budget_epochs - epochs) // probes))
 
@@ -121,11 +125,16 @@ class Probe:
     epochs: int
     seconds: float
 
+    @classmethod
+    def unprobed(cls, settings):
+        """The round of a search with one candidate besides the default: no probes, that one is the challenger."""
+        return cls([{**setting, "probe": None, "final": None} for setting in settings], 0, 0.0)
+
     @property
     def challenger(self):
-        """The best probed setting (ties go to the earlier one)."""
-        probed = [row for row in self.rows if row["probe"] is not None]
-        best = max(probed, key=lambda row: row["probe"])
+        """The best probed setting (ties go to the earlier one); without probes, the one besides the default."""
+        probed = [row for row in self.rows if row["probe"] is not None] or self.rows[1:2]
+        best = max(probed, key=lambda row: row["probe"] or 0.0)
         return {"alpha": best["alpha"], "temperature": best["temperature"]}
 
     def table(self):
@@ -134,7 +143,8 @@ class Probe:
 
 
 def probe(teacher, student_fn, train_data, validation_data, settings, epochs, learning_rate=1e-3,
-          distillation_losses="soft_target_kl", augmentation=None, steps_per_epoch=None, seed=0, verbose=0, say=print):
+          distillation_losses="soft_target_kl", augmentation=None, steps_per_epoch=None, seed=0, verbose=0, say=print,
+          scope=contextlib.nullcontext):
     """Trains the student `epochs` epochs under each setting but the first, scoring each on validation.
 
     Every probe builds its student with `student_fn()` right after
@@ -158,6 +168,8 @@ def probe(teacher, student_fn, train_data, validation_data, settings, epochs, le
         seed: seed of the initial weights.
         verbose: Keras verbosity of each fit.
         say: where progress lines go.
+        scope: a function returning the context each probe's Distiller is
+            built and compiled in (a `tf.distribute` strategy's `scope`).
 
     Returns:
         A `Probe`.
@@ -176,8 +188,13 @@ def probe(teacher, student_fn, train_data, validation_data, settings, epochs, le
     start = time.perf_counter()
     rows = [{**settings[0], "probe": None, "final": None}]
     for index, setting in enumerate(settings[1:]):
-        score = _probe_one(teacher, student_fn, train_data, validation_data, setting, epochs, learning_rate,
-                           distillation_losses, augmentation, steps_per_epoch, seed, verbose)
+        with scope():
+            distiller = _distiller(teacher, student_fn, setting, epochs, learning_rate, distillation_losses, augmentation, seed)
+        history = distiller.fit(
+            train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation_data,
+            shuffle=False, verbose=verbose,
+        )
+        score = float(max(history.history["val_accuracy"]))
         rows.append({**setting, "probe": score, "final": None})
         if index == 0:
             spent = time.perf_counter() - start
@@ -185,8 +202,8 @@ def probe(teacher, student_fn, train_data, validation_data, settings, epochs, le
     return Probe(rows, epochs, time.perf_counter() - start)
 
 
-def _probe_one(teacher, student_fn, train_data, validation_data, setting, epochs, learning_rate, distillation_losses,
-               augmentation, steps_per_epoch, seed, verbose):
+def _distiller(teacher, student_fn, setting, epochs, learning_rate, distillation_losses, augmentation, seed):
+    """A probe's Distiller, compiled: the student built after the seed, the rate fitted to the probe's epochs."""
     keras.utils.set_random_seed(seed)
     fitted = callable(learning_rate) and not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
     distiller = Distiller(teacher, student_fn(), augmentation=augmentation)
@@ -197,8 +214,4 @@ def _probe_one(teacher, student_fn, train_data, validation_data, setting, epochs
         alpha=setting["alpha"],
         temperature=setting["temperature"],
     )
-    history = distiller.fit(
-        train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation_data,
-        shuffle=False, verbose=verbose,
-    )
-    return float(max(history.history["val_accuracy"]))
+    return distiller

@@ -130,9 +130,17 @@ def module_imports(name, tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kerasdistill"):
             base = node.module[len("kerasdistill") :].lstrip(".")
             for alias in node.names:
-                candidate = f"{base}.{alias.name}" if base else alias.name
-                found.add(candidate if candidate in MODULE_NAMES else base)
+                candidate = as_module(f"{base}.{alias.name}" if base else alias.name)
+                found.add(candidate or as_module(base))
     return {target for target in found if target and target != name}
+
+
+def as_module(dotted):
+    """The module a dotted name imports: itself, or its package's `__init__`; None for the top package."""
+    if dotted in MODULE_NAMES:
+        return dotted
+    package = f"{dotted}.__init__" if dotted else None
+    return package if package in MODULE_NAMES else None
 
 
 MODULE_NAMES = {name for name, _ in modules()}

@@ -15,7 +15,7 @@ def test_the_hooks_exist_in_the_installed_keras_and_the_checked_versions_are_nam
         return
     major_minor = tuple(int(part) for part in keras.__version__.split(".")[:2])
     assert (3, 10) <= major_minor, keras.__version__
-    assert callable(compat.scale_loss_for_distribution)
+    assert float(compat.scale_loss_for_distribution(3.0)) == 3.0  # one replica: the loss as it is
     assert hasattr(keras.Model, "_maybe_symbolic_build"), "Keras renamed the symbolic build MultiWorkerFit overrides"
     source = inspect.getsource(keras.src.backend.tensorflow.trainer.TensorFlowTrainer.fit)
     assert "_initial_epoch" in source, "Keras' fit no longer reads _initial_epoch (set_initial_epoch)"

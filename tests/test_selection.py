@@ -29,9 +29,12 @@ def test_auto_searches_alpha_and_temperature_and_a_given_value_stays_fixed():
 def test_the_budget_pays_for_the_challengers_full_training_and_one_epoch_a_probe_at_least():
     six = selection.candidates()
     assert selection.probe_epochs(six, 30, 15) == 3  # (30 - 15) / 5 probes
-    assert selection.probe_epochs(six, 19, 15) == 0  # 15 + 5 probes of one epoch do not fit in 19
+    assert selection.probe_epochs(six, 19, 15) is None  # 15 + 5 probes of one epoch do not fit in 19: no search
     assert selection.probe_epochs(six, 200, 15) == 15  # never longer than the run's own training
-    assert selection.probe_epochs(six[:1], 200, 15) == 0  # nothing to search
+    assert selection.probe_epochs(six[:1], 200, 15) is None  # nothing to search
+    # One candidate besides the default: it is the challenger, trained in full, with no probe round.
+    assert selection.probe_epochs(six[:2], 15, 15) == 0 and selection.probe_epochs(six[:2], 14, 15) is None
+    assert selection.Probe.unprobed(six[:2]).challenger == six[1]
 
 
 def test_the_challenger_must_beat_the_default_by_more_than_the_validation_noise():
@@ -64,11 +67,13 @@ def test_the_probes_find_the_setting_that_does_not_follow_a_teacher_of_noise(dig
 
 def test_a_run_with_every_setting_given_makes_no_search():
     state = types.SimpleNamespace(config=config.validate({"distillation": {"alpha": 0.2, "temperature": 3}}))
-    assert pipeline._search_plan(state) == ([{"alpha": 0.2, "temperature": 3.0}], 0)
+    assert pipeline._search_plan(state) == ([{"alpha": 0.2, "temperature": 3.0}], None, None)
     state = types.SimpleNamespace(config=config.validate({"training": {"strategy": "multi_worker"}}))
-    assert pipeline._search_plan(state)[1] == 0  # each worker would search: the defaults
+    _, epochs, why = pipeline._search_plan(state)  # each worker would search: the defaults, said
+    assert epochs is None and "multi_worker run does not search" in why and "alpha 0.1, T 4" in why
     state = types.SimpleNamespace(config=config.validate({"distillation": {"search_budget": 0}}))
-    assert pipeline._search_plan(state)[1] == 0
+    _, epochs, why = pipeline._search_plan(state)
+    assert epochs is None and "cannot pay for trying 6 settings" in why
     with pytest.raises(ValueError, match="distillation.alpha"):
         config.validate({"distillation": {"alpha": "best"}})
 
@@ -102,7 +107,9 @@ def test_a_run_chooses_its_settings_on_validation_and_config_yaml_repeats_them(d
     written = yaml.safe_load((tmp_path / "out" / "auto" / "config.yaml").read_text())
     assert written["distillation"]["alpha"] == kept["alpha"] and written["distillation"]["temperature"] == kept["temperature"]
     rerun = types.SimpleNamespace(config=config.validate(written))
-    assert pipeline._search_plan(rerun)[1] == 0  # the saved config repeats the student without a search
+    assert pipeline._search_plan(rerun)[1:] == (None, None)  # the saved config repeats the student without a search
+    # ... on the stream the finalists trained on: the teacher's outputs cached once.
+    assert written["distillation"]["teacher_views"] == search["cached_views"] == 1
     stored = json.loads((tmp_path / "out" / "auto" / "report.json").read_text())
     assert stored["settings"]["search"]["reason"] == search["reason"]
 

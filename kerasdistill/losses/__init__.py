@@ -19,8 +19,9 @@ has to guess what it was given. Written with `keras.ops`.
 | `rkd`            | `RelationalKD`     | distances and angles (Park)        |
 
 `CrossEntropy` (student vs labels) is the default `student_loss_fn`; it is
-not a distillation loss and lives in its own registry, `LABEL_LOSSES`
-(`get_label_loss`). A config file or the
+not a distillation loss: label losses have their own names in the registry
+(`losses.registry.LABEL_LOSSES`, filled by `losses.labels`, whose
+`get_label_loss` builds them). A config file or the
 command line picks a loss by name through `get`:
 
 ```python
