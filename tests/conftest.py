@@ -85,3 +85,16 @@ def imagenet_weights_or_skip(name="mobilenet_v2", shape=(224, 224, 3), **options
     except FileNotFoundError:
         file_name = transfer.weights_file_name(name, shape, **options)
         pytest.skip(f"real ImageNet weights {file_name} are not in {SHARED_WEIGHTS} nor in $KERASDISTILL_WEIGHTS_DIR")
+
+
+def cli_in_process(capsys, *args):
+    """`kerasdistill ARGS` in this process (no TensorFlow start-up), for tests that assert what a command prints,
+    not its process: `(exit status, stdout, stderr)`."""
+    from kerasdistill import cli
+
+    try:
+        status = cli.main([str(arg) for arg in args])
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err

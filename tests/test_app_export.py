@@ -15,6 +15,8 @@ from kerasdistill import cli, config, data, export, sources
 from kerasdistill.backend import keras
 from kerasdistill.export.metadata import LABELS_FILE
 
+from conftest import cli_in_process
+
 DIGIT_NAMES = tuple("zero one two three four five six seven eight nine".split())
 MEDIAPIPE_MISSING = (
     "MediaPipe Tasks is not installed here; the README's test command installs it "
@@ -234,36 +236,26 @@ def test_mediapipe_classifies_a_color_image_folder_run(color_run):
         assert_mediapipe_agrees(path, student, splits.test.x, splits.class_names, minimum, max_score_diff=diff)
 
 
-def kerasdistill(capsys, *args):
-    """`kerasdistill ARGS` in-process: `(exit status, stdout, stderr)`."""
-    try:
-        status = cli.main([str(arg) for arg in args])
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
 def test_cli_export_classifier_names_classes_from_the_run_or_the_flag(color_run, tmp_path, capsys):
     folder, splits, _ = color_run
     base = ["export", folder / "student.keras", "--target", "classifier"]
-    status, out, err = kerasdistill(capsys, *base, "--output", tmp_path / "a.tflite")
+    status, out, err = cli_in_process(capsys, *base, "--output", tmp_path / "a.tflite")
     assert status == 0, err[-2000:]
     assert "uint8 (-1, 28, 28, 3) scale=1 zero_point=0" in out
     assert export.read_metadata(tmp_path / "a.tflite").labels == splits.class_names
-    status, out, err = kerasdistill(
+    status, out, err = cli_in_process(
         capsys, "evaluate", tmp_path / "a.tflite", "--data", folder, "--keras-model", folder / "student.keras"
     )
     assert status == 0, err[-2000:]
     assert f"labels {', '.join(splits.class_names)}" in out and "agreement with the Keras model" in out
     labels = tmp_path / "labels.txt"
     labels.write_text("w\nx\ny\nz\n")
-    status, _, err = kerasdistill(
+    status, _, err = cli_in_process(
         capsys, *base, "--quantization", "float32", "--class-names", labels, "--output", tmp_path / "b.tflite"
     )
     assert status == 0, err[-2000:]
     assert export.read_metadata(tmp_path / "b.tflite").labels == ("w", "x", "y", "z")
-    status, _, err = kerasdistill(capsys, *base[:-2], "--class-names", "a,b", "--output", tmp_path / "c.tflite")
+    status, _, err = cli_in_process(capsys, *base[:-2], "--class-names", "a,b", "--output", tmp_path / "c.tflite")
     assert status == 2 and "add --target classifier" in err
 
 

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from kerasdistill import cli
 from kerasdistill.logs import NATIVE_LOG_LINE
 from kerasdistill.version import __version__
+
+from conftest import cli_in_process
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -18,16 +19,6 @@ def kerasdistill(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "kerasdistill_cli", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600
     )
-
-
-def in_process(capsys, *args):
-    """`kerasdistill ARGS` in this process (no TensorFlow start-up): `(exit status, stdout, stderr)`."""
-    try:
-        status = cli.main([str(arg) for arg in args])
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def report_verdict(folder):
@@ -67,15 +58,15 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
 
     # The commands below run in-process: what they print is asserted, not their process.
     # A model of a run exports to int8 with no more arguments: the run's own images calibrate it.
-    status, out, err = in_process(capsys, "export", folder / "student.keras", "--output", tmp_path / "student.tflite")
+    status, out, err = cli_in_process(capsys, "export", folder / "student.keras", "--output", tmp_path / "student.tflite")
     assert status == 0, err[-2000:]
     assert "Calibrating on 200 training images of the run's data" in out and "int8" in out
     # A file of a run is evaluated on that run's own test split.
-    status, out, err = in_process(capsys, "evaluate", folder / "student_int8.tflite")
+    status, out, err = cli_in_process(capsys, "evaluate", folder / "student_int8.tflite")
     assert status == 0, err[-2000:]
     assert "test split of the run's data" in out and "on 1000 samples" in out
 
-    status, _, err = in_process(capsys, "run", "--epochs", "1", "--output", tmp_path, "--name", "first")
+    status, _, err = cli_in_process(capsys, "run", "--epochs", "1", "--output", tmp_path, "--name", "first")
     assert status == 2
     assert "already holds results" in err and "--overwrite" in err
     assert json.loads((folder / "report.json").read_text()) == report, "the earlier run is untouched"

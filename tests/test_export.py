@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdistill import cli, export, transfer
+from kerasdistill import export, transfer
 from kerasdistill.backend import keras
 from kerasdistill.export.bridge import max_output_difference
 from kerasdistill.export.tflite import calibration_samples
+
+from conftest import cli_in_process
 
 
 @pytest.fixture(scope="module")
@@ -190,34 +192,30 @@ def test_pruning_reaches_the_target_sparsity_and_compresses(student, exported, d
     assert "TF_USE_LEGACY_KERAS" not in os.environ, "importing tfmot must not switch later processes to tf_keras"
 
 
-def kerasdistill(capsys, *args):
-    """`kerasdistill ARGS` in this process: what it prints is asserted, not its process."""
-    try:
-        status = cli.main([str(arg) for arg in args])
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return types.SimpleNamespace(returncode=status, stdout=captured.out, stderr=captured.err)
+def run(capsys, *args):
+    """`kerasdistill ARGS` in this process, its results named as a subprocess' are."""
+    status, out, err = cli_in_process(capsys, *args)
+    return types.SimpleNamespace(returncode=status, stdout=out, stderr=err)
 
 
 def test_cli_export_then_evaluate(student, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     student.save(tmp_path / "student.keras")
-    result = kerasdistill(capsys, "export", "student.keras", "--calibration-data", "embedded")
+    result = run(capsys, "export", "student.keras", "--calibration-data", "embedded")
     assert result.returncode == 0, result.stderr.split("kerasdistill export: error:")[-1][:700]
     path = tmp_path / "export" / "student_int8.tflite"
     assert path.stat().st_size > 1000 and "int8" in result.stdout and "zero_point=-128" in result.stdout
 
-    again = kerasdistill(capsys, "export", "student.keras", "--calibration-data", "embedded")
+    again = run(capsys, "export", "student.keras", "--calibration-data", "embedded")
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
-    no_data = kerasdistill(capsys, "export", "student.keras", "--output", "x.tflite")
+    no_data = run(capsys, "export", "student.keras", "--output", "x.tflite")
     assert no_data.returncode == 2 and "needs calibration images: --calibration-data" in no_data.stderr
 
-    report = kerasdistill(capsys, "evaluate", str(path), "--keras-model", "student.keras")
+    report = run(capsys, "evaluate", str(path), "--keras-model", "student.keras")
     assert report.returncode == 0, report.stderr[-3000:]
     assert "accuracy 0.9" in report.stdout and "agreement with the Keras model" in report.stdout
 
     (tmp_path / "bad.tflite").write_bytes(b"not a model")
-    bad = kerasdistill(capsys, "evaluate", "bad.tflite")
+    bad = run(capsys, "evaluate", "bad.tflite")
     assert bad.returncode == 2 and "not a valid .tflite model" in bad.stderr
