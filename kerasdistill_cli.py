@@ -1,21 +1,25 @@
 """The `kerasdistill` command's launcher: arguments are read before Keras loads.
 
 Importing `kerasdistill` registers its Keras serializables, which loads Keras
-and its backend (seconds, and TensorFlow's log lines). The command asks the
-package to import lazily instead, so `kerasdistill --help` and a bad argument
-are answered at once; the subcommand then loads what it needs.
+and its backend (seconds, and TensorFlow's log lines). The package defers that
+while this module says so (an attribute of this process, so no child process
+inherits it): `kerasdistill --help` and a bad argument are answered at once,
+and the subcommand then loads what it needs.
 """
 
-import os
 import sys
+
+READS_ARGUMENTS_FIRST = True
 
 
 def main(argv=None):
-    os.environ.setdefault("KERASDISTILL_LAZY_IMPORT", "1")
     from kerasdistill.cli import main as run
 
     return run(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m kerasdistill_cli`: run as the module the package looks for (not as `__main__`).
+    import kerasdistill_cli
+
+    sys.exit(kerasdistill_cli.main())

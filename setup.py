@@ -47,6 +47,8 @@ setup(
         # CPU build the CI machines hold; a newer one pulls several GB of CUDA).
         "test": [
             "pytest>=8",
+            # The default suite runs on both cores (`pytest -n 2`; tests/conftest.py gives each 1 thread).
+            "pytest-xdist>=3.5,<4",
             "nbclient>=0.10",
             "nbformat>=5.10",
             "ipykernel>=6.29",

@@ -146,7 +146,6 @@ def cnn_teacher(pool, quick):
         return path, info["test_accuracy"], info["note"]
     print("  training the CNN teacher once (kd_gain.py's recipe; cached) ...", flush=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERASDISTILL_LAZY_IMPORT", "1")  # Keras loads inside native_logs_hidden, as in the CLI
     from kerasdistill.logs import native_logs_hidden
 
     with native_logs_hidden():

@@ -8,14 +8,15 @@ distiller.fit(train_ds, epochs=5)
 ```
 
 Importing the package registers its Keras serializables (losses, layers,
-the Distiller), so `keras.models.load_model` reads the models it saved. The
-`kerasdistill` command sets `KERASDISTILL_LAZY_IMPORT=1` first: then names
-are imported on first use, and `--help` or a bad argument is answered
-without loading Keras and its backend.
+the Distiller), so `keras.models.load_model` reads the models it saved; the
+public names are imported on first use. Only the `kerasdistill` command's
+launcher (`kerasdistill_cli`, in this process, never in a child) defers the
+registration until its arguments are read, so that `--help`, `--version` or
+a bad argument is answered without loading Keras and its backend.
 """
 
 import importlib
-import os
+import sys
 
 from kerasdistill.version import __version__
 
@@ -52,5 +53,9 @@ def register_serializables():
         importlib.import_module(f"kerasdistill.{module}")
 
 
-if os.environ.get("KERASDISTILL_LAZY_IMPORT") != "1":
+def _launcher_reads_arguments_first():
+    return getattr(sys.modules.get("kerasdistill_cli"), "READS_ARGUMENTS_FIRST", False)
+
+
+if not _launcher_reads_arguments_first():
     register_serializables()

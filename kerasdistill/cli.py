@@ -262,8 +262,6 @@ def _export(args):
     from kerasdistill import data, files
     from kerasdistill.export import to_tflite
 
-    if not os.path.isfile(args.model):
-        raise FileNotFoundError(f"No model file at {args.model}; pass the path of a saved .keras model.")
     if args.target == "plain" and (args.class_names or args.input_normalization):
         raise ValueError("--class-names and --input-normalization go into a classifier file's metadata; add --target classifier.")
     class_names = None if args.class_names is None else data.check_class_names(args.class_names, "--class-names")
@@ -415,16 +413,21 @@ def _run_splits(folder, parts):
 def _run_config(args):
     from kerasdistill import config
 
-    resolved = config.load(args.config) if args.config else config.defaults()
+    # Read, not validated: the run validates it once Keras (which some checks need) is loaded.
+    resolved = (config.read(args.config) if args.config else config.defaults()) or {}
+    if not isinstance(resolved, dict):
+        return resolved  # refused by the run's validation, which names what a config is
     for flag, (section, key) in RUN_OVERRIDES.items():
         value = getattr(args, flag)
         if value is not None:
-            resolved[section][key] = None if value == "all" else value
+            section_config = resolved.setdefault(section, {})
+            if isinstance(section_config, dict):
+                section_config[key] = None if value == "all" else value
     if args.tune:
-        resolved["tune"]["enabled"] = True
+        resolved.setdefault("tune", {})["enabled"] = True
     if args.tensorboard:
-        resolved["report"]["tensorboard"] = True
-    return config.validate(resolved)
+        resolved.setdefault("report", {})["tensorboard"] = True
+    return resolved
 
 
 def _clean(args):
@@ -476,12 +479,18 @@ def main(argv=None):
 
 
 def _command(args):
+    try:
+        # Checked before Keras loads (seconds): the files the command reads, and a run's config file.
+        _check_files(args)
+        run_config = _run_config(args) if args.command == "run" else None
+    except (ValueError, TypeError, OSError) as error:
+        print(f"kerasdistill {args.command}: error: {error}", file=sys.stderr)
+        return 2
     import kerasdistill
     from kerasdistill import pipeline
     from kerasdistill.backend import UnsupportedBackendError
 
     kerasdistill.register_serializables()
-
     try:
         if args.command == "export":
             _export(args)
@@ -492,11 +501,23 @@ def _command(args):
         elif args.command == "clean":
             _clean(args)
         elif args.command == "run":
-            pipeline.run(_run_config(args), output=args.output, name=args.name, overwrite=args.overwrite, verbose=not args.quiet)
+            pipeline.run(run_config, output=args.output, name=args.name, overwrite=args.overwrite, verbose=not args.quiet)
     except (ValueError, TypeError, OSError, ArithmeticError, UnsupportedBackendError) as error:
         print(f"kerasdistill {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_files(args):
+    """Refuses a missing input file of `export` or `evaluate`, naming the argument."""
+    named = {
+        "export": [("model", "model", "a saved .keras model")],
+        "evaluate": [("tflite", "tflite", "a .tflite file"), ("--keras-model", "keras_model", "the .keras model the file came from")],
+    }.get(args.command, [])
+    for argument, attribute, what in named:
+        path = getattr(args, attribute)
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(f"No file at {path} ({argument}); pass the path of {what}.")
 
 
 if __name__ == "__main__":

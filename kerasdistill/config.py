@@ -465,7 +465,12 @@ def _check_backbone_keys(role, section):
 
 
 def load(path):
-    """Reads and validates a YAML config file.
+    """Reads (see `read`) and validates a YAML config file; returns the config with defaults filled in."""
+    return validate(read(path))
+
+
+def read(path):
+    """Reads a YAML config file, not yet validated (this needs no Keras, so a bad file is answered at once).
 
     Read with a safe loader that also refuses anchors and aliases (a few
     hundred bytes of them can expand to 10^8 values) and duplicate keys
@@ -479,8 +484,7 @@ def load(path):
         raise ValueError(f"{path} is {size:,} bytes; a config is a few kilobytes (at most {MAX_CONFIG_BYTES:,}). Is it the right file?")
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
-    config = _parse_yaml(text, path)
-    return validate(_resolve_paths(config, os.path.dirname(os.path.abspath(path))))
+    return _resolve_paths(_parse_yaml(text, path), os.path.dirname(os.path.abspath(path)))
 
 
 MAX_CONFIG_BYTES = 1 << 20

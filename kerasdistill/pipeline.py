@@ -76,17 +76,20 @@ def run(config=None, output="export", name=None, overwrite=False, verbose=True):
         inputs = prepare_inputs(state)
         teacher, teacher_record = train_teacher(state, inputs)
         scratch, scratch_record = train_scratch(state, inputs)
-        cautions = [*inputs.cautions, *check_teacher(state, inputs, teacher, scratch)]
+        validation = validation_scores(inputs, teacher=teacher, scratch=scratch)
+        cautions = [*inputs.cautions, *check_teacher(state, inputs, validation)]
         student, student_record = distill(state, inputs, teacher, (scratch, scratch_record))
         if not state.is_chief:
             return {"run_folder": None, "config": config}
+        validation.update(validation_scores(inputs, distilled=student))
         trained = [
             ("teacher", teacher, teacher_record, "teacher.keras"),
             ("student (scratch)", scratch, scratch_record, "student_scratch.keras"),
             (report_lib.student_label(student_record), student, student_record, "student.keras"),
         ]
-        rows, confusion = report_lib.model_rows(trained, state.folder, inputs.splits)
-        shipped = choose_student(state, inputs, trained, rows)
+        paths = save_models(state, trained)
+        rows, confusion = report_lib.model_rows(trained, paths, inputs.splits)
+        shipped = choose_student(state, trained, rows, validation)
         exported = export_and_measure(state, inputs, shipped["model"], shipped["row"]["path"], shipped["row"]["model"])
         report = report_lib.build(state, inputs.splits, rows, confusion, trained, exported, cautions, shipped)
         state.say(report_lib.summary(report))
@@ -421,7 +424,17 @@ def _search(state, inputs, teacher, scratch):
     return result.student, result.history, {"tuning": tuned, "best_epoch": best_epoch}
 
 
-def choose_student(state, inputs, trained, rows):
+def validation_scores(inputs, **models):
+    """Each model's accuracy on the validation split, by the names given: scored once, read by every choice."""
+    return {name: accuracy(model, *inputs.splits.val) for name, model in models.items()}
+
+
+def save_models(state, trained):
+    """Saves the run's models into its folder under their file names (without optimizer); returns the paths."""
+    return [files.save_model(model, os.path.join(state.folder, filename), include_optimizer=False) for _, model, _, filename in trained]
+
+
+def choose_student(state, trained, rows, validation):
     """The student the run exports: the distilled one, unless its scratch twin is the better bet on validation.
 
     Both students were taken at their best validation epoch by the same
@@ -430,11 +443,11 @@ def choose_student(state, inputs, trained, rows):
     teacher scores higher than the scratch twin (the lead distillation
     passes on); otherwise the scratch twin, which needs no teacher.
     `trained` and `rows` are the teacher's, the scratch student's and the
-    distilled student's, in that order. Returns `{"model", "row", "label",
-    "validation", "reason"}`.
+    distilled student's, in that order; `validation` holds the validation
+    accuracy of `"teacher"`, `"scratch"` and `"distilled"`. Returns
+    `{"model", "row", "label", "validation", "reason"}`.
     """
-    val = inputs.splits.val
-    teacher_score, scratch_score, student_score = (accuracy(model, *val) for _, model, _, _ in trained)
+    teacher_score, scratch_score, student_score = (validation[name] for name in ("teacher", "scratch", "distilled"))
     scratch_row, student_row = rows[1], rows[2]
     scores = {scratch_row["model"]: scratch_score, student_row["model"]: student_score}
     if student_score > scratch_score or (student_score == scratch_score and teacher_score > scratch_score):
@@ -454,14 +467,14 @@ def choose_student(state, inputs, trained, rows):
     return {"model": model, "row": row, "label": row["model"], "validation": scores, "reason": reason}
 
 
-def check_teacher(state, inputs, teacher, scratch):
+def check_teacher(state, inputs, validation):
     """Says, before distilling, when the teacher has little to teach; returns what it said.
 
     A teacher near chance, or no better than the student trained alone on
     the validation split, gives soft targets that cannot help the student.
+    `validation` holds the validation accuracy of `"teacher"` and `"scratch"`.
     """
-    val = inputs.splits.val
-    teacher_accuracy, scratch_accuracy = accuracy(teacher, *val), accuracy(scratch, *val)
+    teacher_accuracy, scratch_accuracy = validation["teacher"], validation["scratch"]
     chance = 1.0 / inputs.classes
     cautions = []
     if teacher_accuracy < 1.5 * chance:

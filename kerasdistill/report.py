@@ -36,13 +36,13 @@ def student_label(record):
     return LABELS_ONLY if best.get("method") == LABELS_ONLY_METHOD else DISTILLED
 
 
-def model_rows(trained, folder, splits):
-    """Saves each trained model into `folder` and scores it on the test split.
+def model_rows(trained, paths, splits):
+    """Scores each trained model on the test split.
 
     Args:
         trained: `(label, model, record, filename)` tuples, the record
             holding the training `seconds`.
-        folder: the run folder.
+        paths: the files the models were saved to, in the same order.
         splits: the run's `Splits`.
 
     Returns:
@@ -51,8 +51,7 @@ def model_rows(trained, folder, splits):
         matrices by label.
     """
     rows, confusion = [], {}
-    for label, model, record, filename in trained:
-        path = files.save_model(model, os.path.join(folder, filename), include_optimizer=False)
+    for (label, model, record, _), path in zip(trained, paths):
         scores = classification_report(splits.test.y, keras_outputs(model, splits.test.x), splits.num_classes)
         confusion[label] = scores.pop("confusion_matrix")
         rows.append(

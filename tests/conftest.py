@@ -2,6 +2,10 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the 2 cores: one thread each for TensorFlow's ops (and the processes tests start).
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Real material beside the checkout (see ../shared/README.md): ImageNet
 # weights and Fashion-MNIST. Tests that need it skip, naming what is missing,
@@ -18,6 +22,7 @@ import pytest  # noqa: E402
 from kerasdistill import data, models  # noqa: E402
 from kerasdistill.backend import keras  # noqa: E402
 from kerasdistill.losses import CrossEntropy  # noqa: E402
+from kerasdistill.metrics import accuracy  # noqa: E402,F401  (the tests score as the package does)
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +56,6 @@ def trained_student(digits):
 def small_student():
     keras.utils.set_random_seed(1)
     return models.build("convnet_student", (28, 28, 1), 10)
-
-
-def accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == y))
 
 
 def soft_target_kl(teacher_logits, student_logits, temperature):

@@ -272,6 +272,7 @@ def test_the_search_trains_on_the_runs_schedule(tmp_path, monkeypatch):
     settings = {"tune": {"enabled": True, "max_trials": 1}, "training": {"epochs": 1}}
     monkeypatch.setattr(pipeline, "train_teacher", lambda state, inputs: (None, {}))
     monkeypatch.setattr(pipeline, "train_scratch", lambda state, inputs: (None, {"best_epoch": 1, "history": {}}))
+    monkeypatch.setattr(pipeline, "validation_scores", lambda inputs, **models: {})
     monkeypatch.setattr(pipeline, "check_teacher", lambda *args: [])
     with pytest.raises(KeyboardInterrupt):
         pipeline.run(settings, output=str(tmp_path / "out"), name="r", verbose=False)

@@ -193,6 +193,8 @@ DATA_PARALLEL = textwrap.dedent(
 )
 
 
+# Two devices, like two workers, run in the slow layer.
+@pytest.mark.slow
 def test_jax_data_parallel_on_two_devices_gives_the_same_student_as_one():
     if not installed("jax"):
         pytest.skip("the jax package is not installed here (pip install '.[test]' brings it)")

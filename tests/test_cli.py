@@ -84,19 +84,19 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
         (["--augmentation", "mixup", "--alpha", "0.1"], "mixes images (mixup) but distillation.alpha is 0.1"),
     ],
 )
-def test_bad_arguments_are_refused_before_any_work(args, message, tmp_path):
-    result = kerasdistill("run", "--output", str(tmp_path), *args)
-    assert result.returncode == 2
-    assert message in result.stderr
+def test_bad_arguments_are_refused_before_any_work(args, message, tmp_path, capsys):
+    status, _, err = cli_in_process(capsys, "run", "--output", tmp_path, *args)
+    assert status == 2
+    assert message in err
     assert not list(tmp_path.iterdir())
 
 
-def test_unwritable_output_is_refused_with_the_fix(tmp_path):
+def test_unwritable_output_is_refused_with_the_fix(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = kerasdistill("run", "--output", str(blocker / "sub"))
-    assert result.returncode == 2
-    assert "Cannot create the output folder" in result.stderr and "--output" in result.stderr
+    status, _, err = cli_in_process(capsys, "run", "--output", blocker / "sub")
+    assert status == 2
+    assert "Cannot create the output folder" in err and "--output" in err
 
 
 def test_help_describes_the_main_job():
@@ -111,7 +111,8 @@ def test_help_and_bad_arguments_answer_without_loading_tensorflow():
         "import sys, time\n"
         "start = time.perf_counter()\n"
         "import kerasdistill_cli\n"
-        "for argv in (['--help'], ['--version'], ['run', '--help'], ['run', '--alpha', '2']):\n"
+        "for argv in (['--help'], ['--version'], ['run', '--help'], ['run', '--alpha', '2'], ['export', 'gone.keras'],\n"
+        "             ['evaluate', 'gone.tflite'], ['run', '--config', 'gone.yaml']):\n"
         "    try:\n"
         "        kerasdistill_cli.main(argv)\n"
         "    except SystemExit:\n"
@@ -124,6 +125,10 @@ def test_help_and_bad_arguments_answer_without_loading_tensorflow():
     assert heavy.strip() == "[]", heavy
     assert float(seconds) < 2.0
     assert "--alpha: must be in [0, 1], got 2" in result.stderr
+    # The files a command reads are checked before Keras loads.
+    assert "export: error: No file at gone.keras (model)" in result.stderr
+    assert "evaluate: error: No file at gone.tflite (tflite)" in result.stderr
+    assert "run: error: No config file at gone.yaml" in result.stderr
     assert f"kerasdistill {__version__}" in result.stdout
     # The flags' help comes from the config schema (argparse wraps it).
     assert (

@@ -28,9 +28,9 @@ def test_every_example_script_is_run_by_a_test():
     assert scripts == set(SCRIPTS) | {"multi_worker.py"}
 
 
-# The longest (about a minute each on 2 cores) and every notebook (a fresh kernel each) run with
-# `-m slow`, which .ci/run runs too.
-SLOW = {"transfer_then_distill.py", "methods_and_tuning.ipynb", "few_labels.ipynb", "quickstart.ipynb"}
+# Every script and notebook is a fresh Python and TensorFlow process (a kernel for a notebook): they run with
+# `-m slow`, which .ci/run runs too; the default layer tests the same code in-process.
+SLOW = {"quickstart.py", "export_int8.py", "transfer_then_distill.py", "methods_and_tuning.ipynb", "few_labels.ipynb", "quickstart.ipynb"}
 
 
 def marked(names):

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import numpy as np
@@ -28,6 +30,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
+# A fresh process under TF_USE_LEGACY_KERAS=1: the slow layer.
+@pytest.mark.slow
 def test_distiller_trains_under_tf_use_legacy_keras():
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)

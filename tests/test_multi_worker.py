@@ -84,6 +84,7 @@ def assert_identical_students(folder):
             np.testing.assert_allclose(first[name], second[name], rtol=0.05, atol=0.05)
 
 
+@pytest.mark.slow
 def test_two_workers_distill_the_same_student(tmp_path, teacher_file):
     workers = start_workers(tmp_path, *arguments(tmp_path, teacher_file, epochs=2))
     assert wait(workers) == [0, 0], (tmp_path / "worker-0.log").read_text()[-3000:]

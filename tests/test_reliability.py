@@ -90,6 +90,8 @@ while True:
 """
 
 
+# Four writer processes killed mid-write (about 17 s): the slow layer; the default layer checks a failed write in-process.
+@pytest.mark.slow
 def test_a_writer_killed_mid_write_leaves_the_old_complete_file_or_none(tmp_path):
     path = tmp_path / "model.keras"
     for attempt, delay in enumerate((0.0, 0.0, 0.15, 0.4)):

@@ -10,7 +10,7 @@ import kerasdistill as kd
 from kerasdistill import models, transfer
 from kerasdistill.backend import keras
 
-from conftest import fashion_mnist_or_skip, imagenet_weights_or_skip
+from conftest import accuracy, fashion_mnist_or_skip, imagenet_weights_or_skip
 
 
 def rgb(images, size):
@@ -206,6 +206,8 @@ def test_classifier_saves_and_loads_in_safe_mode(tmp_path, digits32):
     np.testing.assert_allclose(restored(digits32[0][:4]), model(digits32[0][:4]), atol=1e-5)
 
 
+# A trainable MobileNetV2's gradient graph takes about 12 s to build on 2 cores: the slow layer.
+@pytest.mark.slow
 def test_a_backbone_as_a_student_is_distilled(digits32):
     keras.utils.set_random_seed(0)
     teacher = models.convnet((32, 32, 3), 10, filters=(16, 32), dense_units=64)
@@ -299,6 +301,8 @@ def fashion():
     return kd.data.load_idx(fashion_mnist_or_skip(), validation_size=1000)
 
 
+# Real ImageNet weights on real Fashion-MNIST: the slow layer (the default layer runs the same flows on random weights).
+@pytest.mark.slow
 def test_pretrained_features_beat_random_features_in_a_linear_probe(fashion):
     """The real ImageNet MobileNetV2 (../shared/weights), found offline by name, on real Fashion-MNIST."""
     imagenet_weights_or_skip("mobilenet_v2")
@@ -315,27 +319,48 @@ def test_pretrained_features_beat_random_features_in_a_linear_probe(fashion):
     assert pretrained_accuracy > random_accuracy + 0.25, (pretrained_accuracy, random_accuracy)
 
 
+@pytest.mark.slow
 def test_a_grey_small_image_teacher_on_an_imagenet_backbone_distills(fashion):
     """The card's flow with real weights: ImageNet backbone + head on 28x28 grey images, then distilled."""
     imagenet_weights_or_skip("mobilenet_v2")
     # 64 px has no file of its own: Keras' canonical name is the 224 one.
     backbone = transfer.load_backbone("mobilenet_v2", (64, 64, 3), weights="imagenet", download=False)
+    teacher, student, history = grey_backbone_teacher_distilled(backbone, fashion, labeled=1000, epochs=8, transfer_size=3000, distill_epochs=3)
+    test = fashion.test.x[:500], fashion.test.y[:500]
+    teacher_accuracy, student_accuracy = accuracy(teacher, *test), accuracy(student, *test)
+    assert teacher_accuracy > 0.7, teacher_accuracy
+    assert student_accuracy > 0.9 * teacher_accuracy, (student_accuracy, teacher_accuracy)
+
+
+def test_a_grey_small_image_teacher_on_a_random_backbone_runs_the_same_flow(digits):
+    """The same flow on random weights (no file needed; frozen random features teach little, so no accuracy is
+    asserted): a frozen backbone and a new head on 28x28 grey input, the cached teacher outputs, a student that
+    imitates the teacher better each epoch."""
+    with pytest.warns(UserWarning, match="never learn"):
+        backbone = transfer.load_backbone("mobilenet_v2", (32, 32, 3), weights=None, alpha=0.35, freeze=True)
+    _, _, history = grey_backbone_teacher_distilled(backbone, digits, labeled=256, epochs=1, transfer_size=512, distill_epochs=2)
+    losses = history.history["distillation_loss"]
+    assert np.all(np.isfinite(losses)) and losses[1] < losses[0], losses
+
+
+def grey_backbone_teacher_distilled(backbone, splits, labeled, epochs, transfer_size, distill_epochs):
+    """A classifier on `backbone` for 28x28 grey images, trained on `labeled` labels, then distilled through a
+    cache of `transfer_size` images, the teacher checked unchanged: `(teacher, student, distillation history)`."""
     keras.utils.set_random_seed(0)
     teacher = transfer.build_classifier(backbone, 10, input_shape=(28, 28, 1))
     assert teacher.input_shape == (None, 28, 28, 1)
     teacher.compile(optimizer=keras.optimizers.Adam(1e-3), loss=kd.losses.CrossEntropy(), metrics=["accuracy"])
-    teacher.fit(fashion.train.x[:1000], fashion.train.y[:1000], epochs=8, batch_size=64, verbose=0)
-    test = fashion.test.x[:500], fashion.test.y[:500]
-    teacher_accuracy = float(np.mean(np.argmax(teacher.predict(test[0], verbose=0), -1) == test[1]))
-    assert teacher_accuracy > 0.7, teacher_accuracy
+    teacher.fit(splits.train.x[:labeled], splits.train.y[:labeled], epochs=epochs, batch_size=64, verbose=0)
+    before = weights_of(teacher)
     keras.utils.set_random_seed(1)
     student = models.build("convnet_student", (28, 28, 1), 10)
     distiller = kd.Distiller(teacher, student)
     distiller.compile(optimizer="adam", metrics=["accuracy"])
-    cached = kd.cache_teacher_outputs(distiller, (fashion.train.x[:3000], fashion.train.y[:3000]), batch_size=64)
-    distiller.fit(cached, epochs=3, verbose=0)
-    student_accuracy = float(np.mean(np.argmax(student.predict(test[0], verbose=0), -1) == test[1]))
-    assert student_accuracy > 0.9 * teacher_accuracy, (student_accuracy, teacher_accuracy)
+    cached = kd.cache_teacher_outputs(distiller, (splits.train.x[:transfer_size], splits.train.y[:transfer_size]), batch_size=64)
+    history = distiller.fit(cached, epochs=distill_epochs, verbose=0)
+    for old, new in zip(before, weights_of(teacher)):
+        np.testing.assert_array_equal(old, new)
+    return teacher, student, history
 
 
 def test_the_default_size_file_is_not_used_for_another_alpha(tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from kerasdistill.metrics import class_indices
 from kerasdistill.losses import SoftTargetKL
 from kerasdistill.losses.arguments import check_temperature
 from kerasdistill.losses.base import logits_from
+from kerasdistill.losses.objective import mix_losses
 
 
 def import_tfmot():
@@ -235,7 +236,8 @@ def _fine_tune(legacy, model, train_data, teacher, epochs, alpha, temperature, l
         hard = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(packed[:, 0], tf.int32), student_logits)
         if teacher is None:
             return hard
-        return alpha * hard + (1.0 - alpha) * soft_targets.call(packed[:, 1:], student_logits)
+        # The Distiller's objective, so QAT fine-tuning weighs labels and teacher exactly as distillation did.
+        return mix_losses({"soft_target_kl": soft_targets.call(packed[:, 1:], student_logits)}, hard, alpha)["loss"]
 
     legacy.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=loss)
     legacy.fit(x, targets, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose, callbacks=list(callbacks))
