@@ -24,8 +24,12 @@ from kerasdistill.version import __version__
 _EXPORTS = {
     "Distiller": "kerasdistill.distiller",
     "FeatureAdapter": "kerasdistill.adapters",
+    "ImageStream": "kerasdistill.streams",
     "cache_teacher_outputs": "kerasdistill.cache",
     "load_cached_teacher_outputs": "kerasdistill.cache",
+    "score_to_shards": "kerasdistill.shards",
+    "load_teacher_shards": "kerasdistill.shards",
+    "sharded_transfer_set": "kerasdistill.shards",
     "losses": None,
     "tune": "kerasdistill.tuning",
     "TuneResult": "kerasdistill.tuning",

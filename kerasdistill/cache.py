@@ -87,7 +87,7 @@ def cache_teacher_outputs(
     ```
     """
     require_tensorflow_backend("The teacher-output cache (cache_teacher_outputs, a tf.data dataset)")
-    teachers, kinds = _teachers_and_kinds(teacher, teacher_outputs)
+    teachers, kinds = teachers_and_kinds(teacher, teacher_outputs)
     if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_TEACHER_VIEWS:
         raise ValueError(
             f"views is the number of augmented views per sample, a whole number in [1, {MAX_TEACHER_VIEWS}] (each "
@@ -179,7 +179,7 @@ def load_cached_teacher_outputs(path, batch_size=32, shuffle=False, seed=None, t
             f"elements have no '{TEACHER_LOGITS}'). Create one with cache_teacher_outputs."
         )
     if teacher is not None:
-        _check_cached_teacher(path, *_teachers_and_kinds(teacher, teacher_outputs))
+        _check_cached_teacher(path, *teachers_and_kinds(teacher, teacher_outputs))
     return _batched(dataset, batch_size, shuffle, seed)
 
 
@@ -259,7 +259,8 @@ def _check_cached_teacher(path, teachers, kinds):
         )
 
 
-def _teachers_and_kinds(teacher, teacher_outputs):
+def teachers_and_kinds(teacher, teacher_outputs):
+    """The teacher models and their output kinds (`"logits"`/`"probabilities"`) of a Distiller, a model or a list."""
     if isinstance(teacher, Distiller):
         return list(teacher.teachers), list(teacher.teacher_output_kinds)
     teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]

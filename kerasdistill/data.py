@@ -267,7 +267,7 @@ def load_unlabeled(path, input_shape):
 
 def _unlabeled_folder(path, shape):
     """The images under `path`, decoded and resized as `image_dataset_from_directory` does, float32."""
-    files = _image_files(path)
+    files = image_files(path)
     if not files:
         raise ValueError(
             f"Cannot read unlabeled images from {path}: it holds no images ({', '.join(IMAGE_FORMATS)}) outside "
@@ -297,8 +297,10 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
 
     Args:
         labeled: `(x, y)` arrays of labeled samples (class indices or one-hot).
-        unlabeled: array of unlabeled inputs of the same shape as `x`; both
-            are cast to one dtype (e.g. uint8 pixels beside float32 ones).
+        unlabeled: array of unlabeled inputs of the same shape as `x`, or an
+            `ImageStream` (`kerasdistill.streams`: a folder read lazily, in
+            flat memory); both are cast to one dtype (e.g. uint8 pixels
+            beside float32 ones).
         batch_size: samples per batch.
         labeled_share: share of each batch drawn from the labeled samples, in
             [0, 1); 0 trains on the transfer set alone.
@@ -318,33 +320,41 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     ```
     """
     x, y = (np.asarray(a) for a in labeled)
-    unlabeled = np.asarray(unlabeled)
+    streamed = hasattr(unlabeled, "dataset")
+    if not streamed:
+        unlabeled = np.asarray(unlabeled)
+    shape = tuple(unlabeled.input_shape) if streamed else unlabeled.shape[1:]
     if len(x) != len(y) or not len(x):
         raise ValueError(f"labeled must be (x, y) arrays of the same non-zero length; got {len(x)} and {len(y)}.")
-    if not len(unlabeled) or unlabeled.shape[1:] != x.shape[1:]:
+    if not len(unlabeled) or shape != x.shape[1:]:
         raise ValueError(
-            f"unlabeled must be a non-empty array of inputs shaped like the labeled ones ({x.shape[1:]} per "
-            f"sample); got {unlabeled.shape}."
+            f"unlabeled must be a non-empty array (or ImageStream) of inputs shaped like the labeled ones "
+            f"({x.shape[1:]} per sample); got {len(unlabeled)} of {shape}."
         )
-    _check_same_scale(x, unlabeled)
+    # A stream is checked on a sample of its images: reading them all is what streaming avoids.
+    check_same_scale(x, unlabeled.sample() if streamed else unlabeled)
     # Both streams are concatenated into one batch, which takes one dtype.
-    dtype = np.result_type(x.dtype, unlabeled.dtype)
-    x, unlabeled = x.astype(dtype, copy=False), unlabeled.astype(dtype, copy=False)
+    dtype = np.result_type(x.dtype, np.uint8 if streamed else unlabeled.dtype)
+    x = x.astype(dtype, copy=False)
     if isinstance(labeled_share, bool) or not isinstance(labeled_share, (int, float)) or not 0 <= labeled_share < 1:
         raise ValueError(f"labeled_share is the share of each batch with labels, in [0, 1); got {labeled_share!r}.")
     if not isinstance(batch_size, int) or batch_size < 2:
         raise ValueError(f"batch_size must be a whole number >= 2; got {batch_size!r}.")
     n_labeled, n_unlabeled = batch_split(batch_size, labeled_share)
     steps = -(-len(unlabeled) // n_unlabeled)
-    placeholder = placeholder_labels(len(unlabeled), y)
-    parts = [(unlabeled, placeholder, 0.0, n_unlabeled, seed)]
+    placeholder = placeholder_labels(1, y)[0]
+    if streamed:
+        # The file names are shuffled, not the images: the order is random and memory holds no image buffer.
+        images = unlabeled.dataset(shuffle=shuffle, seed=seed).map(lambda image: tf.cast(image, dtype))
+        unlabeled_part = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensors(placeholder).repeat()))
+    else:
+        unlabeled = unlabeled.astype(dtype, copy=False)
+        unlabeled_part = _shuffled(tf.data.Dataset.from_tensor_slices((unlabeled, placeholder_labels(len(unlabeled), y))), len(unlabeled), shuffle, seed)
+    parts = [(unlabeled_part, 0.0, n_unlabeled)]
     if n_labeled:
-        parts.append((x, y, 1.0, n_labeled, seed + 1))
+        parts.append((_shuffled(tf.data.Dataset.from_tensor_slices((x, y)), len(x), shuffle, seed + 1), 1.0, n_labeled))
     streams = []
-    for inputs, labels, mask, per_batch, part_seed in parts:
-        stream = tf.data.Dataset.from_tensor_slices((inputs, labels))
-        if shuffle:
-            stream = stream.shuffle(len(inputs), seed=part_seed, reshuffle_each_iteration=True)
+    for stream, mask, per_batch in parts:
         stream = stream.repeat().batch(per_batch, drop_remainder=True).take(steps)
         streams.append(stream.map(lambda a, b, mask=mask: (a, b, tf.fill([tf.shape(a)[0]], mask))))
 
@@ -355,7 +365,11 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     return tf.data.Dataset.zip(tuple(streams)).map(merge).prefetch(tf.data.AUTOTUNE)
 
 
-def _check_same_scale(x, unlabeled):
+def _shuffled(dataset, count, shuffle, seed):
+    return dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True) if shuffle else dataset
+
+
+def check_same_scale(x, unlabeled):
     """Refuses inputs holding NaN or inf, and unlabeled inputs on another scale than the labeled ones.
 
     The teacher scores the unlabeled inputs as it scores the labeled ones:
@@ -650,7 +664,7 @@ def _holds_class_folders(folder):
 def _undecodable(folder):
     """The error for an image under `folder` that cannot be decoded, naming the first such file."""
     bad = None
-    for path in _image_files(folder):
+    for path in image_files(folder):
         try:
             tf.io.decode_image(tf.io.read_file(path))
         except tf.errors.InvalidArgumentError:
@@ -671,7 +685,7 @@ def _hidden(name):
     return name.startswith(".")
 
 
-def _image_files(folder):
+def image_files(folder):
     """The image files under `folder` and its sub-folders, sorted, leaving out the hidden entries of `folder`
     itself, as Keras leaves out hidden class folders."""
     found = []
@@ -755,7 +769,7 @@ def load_tfds(name, data_dir=None, train_split="train", test_split="test", image
 def _first_image_size(path):
     from kerasdistill.backend import keras
 
-    for file in _image_files(path):
+    for file in image_files(path):
         image = keras.utils.load_img(file)
         return (image.height, image.width)
     raise FileNotFoundError(f"No images (png, jpg, bmp, gif) under {path}; put them in one sub-folder per class.")

@@ -1,0 +1,175 @@
+"""A transfer set streamed from disk: peak memory and time per image from 10,000 to 200,000 images.
+
+Generates 96x96 colour JPEG files (smooth random colour fields, once, under
+--folder), then for each size, in a fresh process: the teacher scores the
+streamed folder into shards (`score_to_shards`), and the student trains one
+epoch on `sharded_transfer_set` (500 labeled images beside the stream).
+Printed per size: peak resident memory (ru_maxrss), seconds and
+milliseconds per image for scoring and for the epoch, and the shards' bytes
+per image (all logits and top-3). Also printed, at the first size: scoring
+images/s against a bare compiled `teacher(x)` loop over the same decoded
+batches, and the peak memory of the in-memory path (`data.load_unlabeled` +
+`transfer_set`) for comparison.
+
+    python benchmarks/scale.py [--sizes 10000,50000,200000] [--folder /tmp/kerasdistill-scale]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SIDE, CHUNK = 96, 10_000
+
+MEASURE = r"""
+import json, os, resource, sys, time
+import numpy as np
+import keras
+import tensorflow as tf
+import kerasdistill as kd
+from kerasdistill import data, shards as shards_lib
+from kerasdistill.streams import ImageStream
+
+folder, mode, work = sys.argv[1], sys.argv[2], sys.argv[3]
+SIDE = {side}
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def net(widths, seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIDE, SIDE, 3))
+    h = keras.layers.Rescaling(1 / 255.0)(inputs)
+    for width in widths:
+        h = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(10)(h))
+
+teacher, student = net((16, 32, 64), 0), net((8, 16), 1)
+stream = ImageStream.from_folder(folder, (SIDE, SIDE, 3))
+rng = np.random.default_rng(0)
+labeled_x = np.concatenate([b.numpy() for b in stream.part(0, 500).dataset().batch(500)]).astype("float32")
+labeled = labeled_x, rng.integers(0, 10, size=500)
+result = {{"images": len(stream), "mode": mode}}
+if mode == "memory":
+    start = time.perf_counter()
+    x = data.load_unlabeled(folder, (SIDE, SIDE, 3))
+    distiller = kd.Distiller(teacher, student)
+    distiller.compile(optimizer="adam", alpha=0.1, temperature=4.0)
+    distiller.fit(data.transfer_set(labeled, x, batch_size=64), epochs=1, verbose=0)
+    result.update(seconds=time.perf_counter() - start, peak_mib=peak_mib())
+else:
+    start = time.perf_counter()
+    shards = shards_lib.score_to_shards(teacher, stream, os.path.join(work, "shards"), verbose=False)
+    result["score_seconds"] = time.perf_counter() - start
+    result["shard_bytes_per_image"] = shards.nbytes() / len(stream)
+    top = shards_lib.score_to_shards(teacher, stream.part(0, min(10000, len(stream))), os.path.join(work, "top3"), top_k=3, verbose=False)
+    result["top3_bytes_per_image"] = top.nbytes() / top.count
+    if mode == "compare":
+        batches = stream.part(0, min(10000, len(stream))).dataset().batch(256).prefetch(tf.data.AUTOTUNE)
+        bare = tf.function(lambda x: teacher(x, training=False))
+        for x in batches.take(1):
+            bare(x)
+        start = time.perf_counter()
+        count = sum(int(bare(x).shape[0]) for x in batches)
+        bare_rate = count / (time.perf_counter() - start)
+        start = time.perf_counter()
+        shards_lib.score_to_shards(teacher, stream.part(0, count), os.path.join(work, "again"), verbose=False)
+        result.update(bare_images_per_s=bare_rate, shards_images_per_s=count / (time.perf_counter() - start))
+    distiller = kd.Distiller(teacher, student)
+    distiller.compile(optimizer="adam", alpha=0.1, temperature=4.0)
+    batches = shards_lib.sharded_transfer_set(labeled, stream, shards, teacher, batch_size=64)
+    start = time.perf_counter()
+    distiller.fit(batches, epochs=1, verbose=0)
+    result.update(epoch_seconds=time.perf_counter() - start, peak_mib=peak_mib())
+print("RESULT " + json.dumps(result))
+"""
+
+
+def generate(root, count):
+    """`count` 96x96 colour JPEGs under `root`, in folders of 10,000 (kept between runs)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    for chunk in range(-(-count // CHUNK)):
+        folder = os.path.join(root, "all", f"chunk{chunk:03d}")
+        if os.path.isdir(folder) and len(os.listdir(folder)) == CHUNK:
+            continue
+        os.makedirs(folder, exist_ok=True)
+        start = time.perf_counter()
+        names = [os.path.join(folder, f"{index:05d}.jpg") for index in range(CHUNK)]
+
+        def write(name, seed):
+            generator = tf.random.stateless_uniform
+            corners = generator((2, 2, 3), seed=tf.stack([seed, 0]), maxval=255.0)
+            field = tf.image.resize(corners[None], (SIDE, SIDE), method="bilinear")[0]
+            noise = generator((SIDE, SIDE, 3), seed=tf.stack([seed, 1]), minval=-20.0, maxval=20.0)
+            image = tf.cast(tf.clip_by_value(field + noise, 0, 255), tf.uint8)
+            tf.io.write_file(name, tf.io.encode_jpeg(image, quality=90))
+            return 0
+
+        seeds = tf.range(chunk * CHUNK, (chunk + 1) * CHUNK, dtype=tf.int64)
+        pipeline = tf.data.Dataset.from_tensor_slices((names, seeds)).map(write, num_parallel_calls=tf.data.AUTOTUNE)
+        for _ in pipeline:
+            pass
+        print(f"  generated {folder} in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def view(root, count):
+    """A folder that holds the first `count` images (links to the generated folders)."""
+    folder = os.path.join(root, f"first{count}")
+    os.makedirs(folder, exist_ok=True)
+    for chunk in range(count // CHUNK):
+        link = os.path.join(folder, f"chunk{chunk:03d}")
+        if not os.path.exists(link):
+            os.symlink(os.path.join(root, "all", f"chunk{chunk:03d}"), link)
+    return folder
+
+
+def measure(folder, mode, work):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", MEASURE.format(side=SIDE), folder, mode, work], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.split("RESULT ", 1)[1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,50000,200000")
+    parser.add_argument("--folder", default="/tmp/kerasdistill-scale")
+    parser.add_argument("--memory-path", action="store_true", help="also measure the in-memory path at the first size")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    if any(size % CHUNK for size in sizes):
+        parser.error(f"--sizes must be multiples of {CHUNK}")
+    generate(args.folder, max(sizes))
+    rows = []
+    for number, size in enumerate(sizes):
+        work = os.path.join(args.folder, f"work{size}-{os.getpid()}")
+        rows.append(measure(view(args.folder, size), "compare" if number == 0 else "stream", work))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.memory_path:
+        rows.append(measure(view(args.folder, sizes[0]), "memory", ""))
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"\n{'images':>8} {'peak MiB':>9} {'score s':>8} {'score ms/img':>13} {'epoch s':>8} {'epoch ms/img':>13} {'B/img':>6} {'top-3 B/img':>12}")
+    for row in rows:
+        if row["mode"] == "memory":
+            print(f"{row['images']:>8} {row['peak_mib']:>9.0f}   in-memory path (load_unlabeled + transfer_set, one epoch): {row['seconds']:.1f} s")
+            continue
+        print(
+            f"{row['images']:>8} {row['peak_mib']:>9.0f} {row['score_seconds']:>8.1f} {1000 * row['score_seconds'] / row['images']:>13.3f} "
+            f"{row['epoch_seconds']:>8.1f} {1000 * row['epoch_seconds'] / row['images']:>13.3f} {row['shard_bytes_per_image']:>6.0f} "
+            f"{row['top3_bytes_per_image']:>12.0f}"
+        )
+    first = rows[0]
+    print(f"\nScoring: {first['shards_images_per_s']:,.0f} images/s into shards, {first['bare_images_per_s']:,.0f} images/s for a bare "
+          f"compiled teacher(x) loop over the same decoded batches: ratio {first['shards_images_per_s'] / first['bare_images_per_s']:.2f}.")
+    streamed = [row for row in rows if row["mode"] != "memory"]
+    print(f"Peak memory, last size / first: {streamed[-1]['peak_mib'] / streamed[0]['peak_mib']:.3f}; epoch time per image, last / first: "
+          f"{(streamed[-1]['epoch_seconds'] / streamed[-1]['images']) / (streamed[0]['epoch_seconds'] / streamed[0]['images']):.3f}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Transfer sets streamed from a folder, and teacher outputs as shards on disk: real digit images as PNG files."""
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+import kerasdistill as kd
+from kerasdistill import data, models, shards as shards_lib
+from kerasdistill.backend import keras
+from kerasdistill.streams import ImageStream
+
+from conftest import accuracy
+
+UNLABELED = 1000
+
+
+@pytest.fixture(scope="module")
+def unlabeled_folder(digits, tmp_path_factory):
+    """1,000 real digits (not the labeled ones) as PNG files in two sub-folders, with a hidden folder to skip."""
+    folder = tmp_path_factory.mktemp("unlabeled")
+    for index, image in enumerate(digits.train.x[-UNLABELED:]):
+        sub = folder / f"part{index % 2}"
+        sub.mkdir(exist_ok=True)
+        keras.utils.save_img(sub / f"{index:04d}.png", image, scale=False)
+    (folder / ".ipynb_checkpoints").mkdir()
+    keras.utils.save_img(folder / ".ipynb_checkpoints" / "stale.png", digits.train.x[0], scale=False)
+    return folder
+
+
+def digest(image):
+    return hashlib.sha1(np.asarray(image, np.uint8).tobytes()).hexdigest()
+
+
+def test_a_streamed_transfer_set_reads_every_image_once_an_epoch_as_the_array_one_does(digits, unlabeled_folder):
+    stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1))
+    assert len(stream) == UNLABELED, "the hidden folder is skipped"
+    in_memory = data.load_unlabeled(str(unlabeled_folder), (28, 28, 1))
+    labeled = digits.train.x[:200], digits.train.y[:200]
+    seen = []
+    for x, targets in data.transfer_set(labeled, stream, batch_size=50, labeled_share=0.2, seed=3):
+        mask = targets["labeled"].numpy()
+        assert x.dtype == np.float32 and mask.sum() == 10
+        seen.extend(digest(image) for image in x.numpy()[mask == 0])
+    # One epoch: every unlabeled image once (the last batch repeats a few to stay whole), the same pixels as the
+    # array path decodes.
+    assert set(seen) == {digest(image) for image in in_memory} and len(seen) == UNLABELED
+    epochs = [[digest(image) for image in next(iter(data.transfer_set(labeled, stream, batch_size=50, seed=3)))[0].numpy()[:5]] for _ in range(2)]
+    assert epochs[0] == epochs[1], "the same seed, the same order"
+
+
+def test_a_stream_of_another_shape_or_scale_is_refused(digits, unlabeled_folder, tmp_path):
+    with pytest.raises(ValueError, match=r"shaped like the labeled ones"):
+        data.transfer_set((digits.train.x[:100], digits.train.y[:100]), ImageStream.from_folder(unlabeled_folder, (32, 32, 1)))
+    with pytest.raises(ValueError, match="scale"):
+        data.transfer_set((digits.train.x[:100] / 255.0, digits.train.y[:100]), ImageStream.from_folder(unlabeled_folder, (28, 28, 1)))
+    with pytest.raises(ValueError, match="holds no images"):
+        ImageStream.from_folder(tmp_path, (28, 28, 1))
+    with pytest.raises(FileNotFoundError, match="No folder"):
+        ImageStream.from_folder(tmp_path / "gone", (28, 28, 1))
+
+
+def read(shards):
+    return [np.asarray(shards.logits(index)) for index in range(shards.shards)]
+
+
+def test_shards_resume_after_a_kill_and_two_workers_give_the_same_outputs(trained_teacher, unlabeled_folder, tmp_path, monkeypatch):
+    stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1))
+    whole = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "whole", shard_size=300, verbose=False)
+    assert whole.shards == 4 and not whole.missing()
+    expected = np.asarray(trained_teacher.predict(data.load_unlabeled(str(unlabeled_folder), (28, 28, 1)), verbose=0))
+    np.testing.assert_allclose(np.concatenate(read(whole)), expected, atol=2e-3)  # uint8 rounding of the resize
+
+    written = []
+    real_write = shards_lib.write_bytes
+
+    def killed_after_two_shards(path, payload):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(path)
+        return real_write(path, payload)
+
+    monkeypatch.setattr(shards_lib, "write_bytes", killed_after_two_shards)
+    with pytest.raises(KeyboardInterrupt):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "killed", shard_size=300, verbose=False)
+    monkeypatch.setattr(shards_lib, "write_bytes", real_write)
+    before = {name: os.path.getmtime(tmp_path / "killed" / name) for name in os.listdir(tmp_path / "killed")}
+    resumed = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "killed", shard_size=300, verbose=False)
+    assert all(os.path.getmtime(tmp_path / "killed" / name) == time for name, time in before.items()), "finished shards are kept"
+    for ours, theirs in zip(read(resumed), read(whole)):
+        np.testing.assert_array_equal(ours, theirs)
+
+    for index in range(2):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "workers", shard_size=300, worker=(index, 2), verbose=False)
+    for ours, theirs in zip(read(shards_lib.load_teacher_shards(tmp_path / "workers", teacher=trained_teacher)), read(whole)):
+        np.testing.assert_array_equal(ours, theirs)
+
+    # Top-3 shards hold the 3 largest logits exactly, at their classes; the others are left out.
+    top = np.concatenate(read(shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "top3", shard_size=300, top_k=3, verbose=False)))
+    full = np.concatenate(read(whole))
+    kept = np.argsort(-full, axis=1)[:, :3]
+    np.testing.assert_array_equal(np.take_along_axis(top, kept, axis=1), np.take_along_axis(full, kept, axis=1))
+    assert np.sum(top == shards_lib.LEFT_OUT_LOGIT) == 7 * UNLABELED
+
+    other = models.build("convnet_teacher", (28, 28, 1), 10)
+    with pytest.raises(ValueError, match="another scoring pass .*fingerprint"):
+        shards_lib.score_to_shards(other, stream, tmp_path / "whole", shard_size=300, verbose=False)
+    with pytest.raises(ValueError, match="another teacher's outputs"):
+        shards_lib.load_teacher_shards(tmp_path / "whole", teacher=other)
+
+
+def test_a_student_distilled_from_shards_learns_with_full_and_top_k_outputs(digits, trained_teacher, unlabeled_folder, tmp_path):
+    stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1))
+    labeled = digits.train.x[:100], digits.train.y[:100]
+    scores = {}
+    for top_k in (None, 3):
+        shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / f"top{top_k}", shard_size=256, top_k=top_k, verbose=False)
+        keras.utils.set_random_seed(1)
+        student = models.build("convnet_student", (28, 28, 1), 10)
+        distiller = kd.Distiller(trained_teacher, student)
+        distiller.compile(optimizer=keras.optimizers.Adam(2e-3), alpha=0.1, temperature=4.0)
+        teacher_before = [np.array(w) for w in trained_teacher.weights]
+        batches = shards_lib.sharded_transfer_set(labeled, stream, shards, trained_teacher, batch_size=64, seed=0)
+        distiller.fit(batches, epochs=3, verbose=0)
+        scores[top_k] = accuracy(student, *digits.test)
+        for old, new in zip(teacher_before, trained_teacher.weights):
+            np.testing.assert_array_equal(old, np.array(new))
+    # 100 labels alone give about 0.6 here; the teacher's outputs on 1,000 more images lift the student well above.
+    assert scores[None] > 0.8 and scores[3] > 0.8, scores
+    # 3 logits and 3 classes an image instead of 10 logits.
+    assert os.path.getsize(tmp_path / "top3" / "shard-00000.values") * 2 < os.path.getsize(tmp_path / "topNone" / "shard-00000.logits") * 0.7
