@@ -9,12 +9,17 @@ and the subcommand then loads what it needs.
 
 import sys
 
-READS_ARGUMENTS_FIRST = True
+# True while `main` imports the package: a process that merely imports this module registers as usual.
+READS_ARGUMENTS_FIRST = False
 
 
 def main(argv=None):
-    from kerasdistill.cli import main as run
-
+    global READS_ARGUMENTS_FIRST
+    READS_ARGUMENTS_FIRST = True
+    try:
+        from kerasdistill.cli import main as run
+    finally:
+        READS_ARGUMENTS_FIRST = False
     return run(argv)
 
 

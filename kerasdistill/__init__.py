@@ -10,8 +10,8 @@ distiller.fit(train_ds, epochs=5)
 Importing the package registers its Keras serializables (losses, layers,
 the Distiller), so `keras.models.load_model` reads the models it saved; the
 public names are imported on first use. Only the `kerasdistill` command's
-launcher (`kerasdistill_cli`, in this process, never in a child) defers the
-registration until its arguments are read, so that `--help`, `--version` or
+launcher (`kerasdistill_cli.main`, while it imports the package, in this
+process, never in a child) defers the registration until its arguments are read, so that `--help`, `--version` or
 a bad argument is answered without loading Keras and its backend.
 """
 

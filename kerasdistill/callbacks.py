@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 
 import numpy as np
@@ -295,24 +296,48 @@ class StopOnNonFinite(keras.callbacks.Callback):
     ```
     """
 
-    # Keras calls an async-safe callback's batch hooks on a worker thread: the training loop never waits for
-    # the loss to reach the host after each step (a sync that cost a tiny model 15 % of its epoch). The error
-    # still names the step it saw, and Keras re-raises it in the loop before the epoch's end callbacks run,
-    # so no backup of the failed epoch is written.
+    # Keras calls an async-safe callback's batch hooks on worker threads: the training loop never waits for
+    # the loss to reach the host after each step (a sync that cost a tiny model 15 % of its epoch). Keras
+    # re-raises the error in the loop, at the latest before the epoch's end callbacks run, so no backup of
+    # the failed epoch is written. Hooks may finish out of order: a failing one waits until the hooks of the
+    # epoch's earlier steps have run, and the error names the first failing step.
     async_safe = True
 
+    def __init__(self):
+        super().__init__()
+        self._checked = threading.Condition()
+        self.on_epoch_begin(0)
+
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        # The previous epoch's hooks have all run (Keras waits for them at its end).
+        self.epoch, self._begun, self._done, self._first_bad = epoch, [], [], None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Called in the training loop, in order: the steps whose end hooks a failing hook waits for.
+        self._begun.append(batch)
 
     def on_train_batch_end(self, batch, logs=None):
-        logs = logs or {}
+        message = self._check(batch, logs or {})
+        with self._checked:
+            if message is not None and (self._first_bad is None or batch < self._first_bad[0]):
+                self._first_bad = (batch, message)
+            self._done.append(batch)
+            self._checked.notify_all()
+            if message is not None:
+                # Steps (or groups of steps_per_execution) begun before this one: their hooks end first.
+                earlier = sum(step <= batch for step in self._begun) - 1
+                self._checked.wait_for(lambda: sum(step < batch for step in self._done) >= earlier)
+                raise NonFiniteLossError(self._first_bad[1])
+
+    def _check(self, batch, logs):
+        """The error message for a non-finite loss in `logs`, or None."""
         loss = logs.get("loss")
         if loss is None or math.isfinite(float(loss)):
-            return
+            return None
         bad = {k: float(v) for k, v in logs.items() if _is_scalar(v) and not math.isfinite(float(v))}
         fine = {k: round(float(v), 6) for k, v in logs.items() if _is_scalar(v) and math.isfinite(float(v))}
         terms = [k for k in bad if k != "loss"] or ["loss"]
-        raise NonFiniteLossError(
+        return (
             f"Training stopped at epoch {getattr(self, 'epoch', 0) + 1}, step {batch + 1}: non-finite "
             f"{', '.join(f'{k}={bad[k]}' for k in terms)} (finite: {fine or 'none'}). The weights of the "
             "last finished epoch are kept in any BackupAndRestore folder. Usual fixes: a lower learning "

@@ -414,19 +414,20 @@ def _run_config(args):
     from kerasdistill import config
 
     # Read, not validated: the run validates it once Keras (which some checks need) is loaded.
-    resolved = (config.read(args.config) if args.config else config.defaults()) or {}
+    resolved = config.read(args.config) if args.config else config.defaults()
+    if resolved is None:  # an empty file: the defaults
+        resolved = {}
     if not isinstance(resolved, dict):
         return resolved  # refused by the run's validation, which names what a config is
-    for flag, (section, key) in RUN_OVERRIDES.items():
-        value = getattr(args, flag)
-        if value is not None:
-            section_config = resolved.setdefault(section, {})
-            if isinstance(section_config, dict):
-                section_config[key] = None if value == "all" else value
-    if args.tune:
-        resolved.setdefault("tune", {})["enabled"] = True
-    if args.tensorboard:
-        resolved.setdefault("report", {})["tensorboard"] = True
+    overrides = [(section, key, None if getattr(args, flag) == "all" else getattr(args, flag))
+                 for flag, (section, key) in RUN_OVERRIDES.items() if getattr(args, flag) is not None]
+    overrides += [("tune", "enabled", True)] * bool(args.tune) + [("report", "tensorboard", True)] * bool(args.tensorboard)
+    for section, key, value in overrides:
+        if resolved.get(section) is None:  # absent, or `section:` with nothing under it
+            resolved[section] = {}
+        # A section that is no mapping is left for the run's validation to refuse, naming it.
+        if isinstance(resolved[section], dict):
+            resolved[section][key] = value
     return resolved
 
 

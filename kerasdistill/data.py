@@ -324,48 +324,63 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     if not streamed:
         unlabeled = np.asarray(unlabeled)
     shape = tuple(unlabeled.input_shape) if streamed else unlabeled.shape[1:]
-    if len(x) != len(y) or not len(x):
-        raise ValueError(f"labeled must be (x, y) arrays of the same non-zero length; got {len(x)} and {len(y)}.")
-    if not len(unlabeled) or shape != x.shape[1:]:
-        raise ValueError(
-            f"unlabeled must be a non-empty array (or ImageStream) of inputs shaped like the labeled ones "
-            f"({x.shape[1:]} per sample); got {len(unlabeled)} of {shape}."
-        )
+    n_labeled, n_unlabeled = check_mixing(x, y, shape, len(unlabeled), batch_size, labeled_share)
     # A stream is checked on a sample of its images: reading them all is what streaming avoids.
     check_same_scale(x, unlabeled.sample() if streamed else unlabeled)
-    # Both streams are concatenated into one batch, which takes one dtype.
+    # Both parts are concatenated into one batch, which takes one dtype.
     dtype = np.result_type(x.dtype, np.uint8 if streamed else unlabeled.dtype)
-    x = x.astype(dtype, copy=False)
+    if streamed:
+        # The file names are shuffled, not the images: the order is random and memory holds no image buffer.
+        images = unlabeled.dataset(shuffle=shuffle, seed=seed).map(lambda image: tf.cast(image, dtype))
+        unlabeled_part = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensors(placeholder_labels(1, y)[0]).repeat()))
+    else:
+        unlabeled = unlabeled.astype(dtype, copy=False)
+        unlabeled_part = shuffled(tf.data.Dataset.from_tensor_slices((unlabeled, placeholder_labels(len(unlabeled), y))), len(unlabeled), shuffle, seed)
+    labeled_part = shuffled(tf.data.Dataset.from_tensor_slices((x.astype(dtype, copy=False), y)), len(x), shuffle, seed + 1)
+    return mixed_batches(unlabeled_part, labeled_part, n_unlabeled, n_labeled, steps=-(-len(unlabeled) // n_unlabeled))
+
+
+def check_mixing(x, y, unlabeled_shape, unlabeled_count, batch_size, labeled_share):
+    """Refuses labeled arrays, unlabeled inputs and batch settings that cannot be mixed into transfer-set batches.
+
+    Returns:
+        `(labeled, unlabeled)`: the samples of each kind in a batch.
+    """
+    if len(x) != len(y) or not len(x):
+        raise ValueError(f"labeled must be (x, y) arrays of the same non-zero length; got {len(x)} and {len(y)}.")
+    if not unlabeled_count or tuple(unlabeled_shape) != x.shape[1:]:
+        raise ValueError(
+            f"unlabeled must be a non-empty array (or ImageStream) of inputs shaped like the labeled ones "
+            f"({x.shape[1:]} per sample); got {unlabeled_count} of {tuple(unlabeled_shape)}."
+        )
     if isinstance(labeled_share, bool) or not isinstance(labeled_share, (int, float)) or not 0 <= labeled_share < 1:
         raise ValueError(f"labeled_share is the share of each batch with labels, in [0, 1); got {labeled_share!r}.")
     if not isinstance(batch_size, int) or batch_size < 2:
         raise ValueError(f"batch_size must be a whole number >= 2; got {batch_size!r}.")
-    n_labeled, n_unlabeled = batch_split(batch_size, labeled_share)
-    steps = -(-len(unlabeled) // n_unlabeled)
-    placeholder = placeholder_labels(1, y)[0]
-    if streamed:
-        # The file names are shuffled, not the images: the order is random and memory holds no image buffer.
-        images = unlabeled.dataset(shuffle=shuffle, seed=seed).map(lambda image: tf.cast(image, dtype))
-        unlabeled_part = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensors(placeholder).repeat()))
-    else:
-        unlabeled = unlabeled.astype(dtype, copy=False)
-        unlabeled_part = _shuffled(tf.data.Dataset.from_tensor_slices((unlabeled, placeholder_labels(len(unlabeled), y))), len(unlabeled), shuffle, seed)
-    parts = [(unlabeled_part, 0.0, n_unlabeled)]
-    if n_labeled:
-        parts.append((_shuffled(tf.data.Dataset.from_tensor_slices((x, y)), len(x), shuffle, seed + 1), 1.0, n_labeled))
+    return batch_split(batch_size, labeled_share)
+
+
+def mixed_batches(unlabeled, labeled, n_unlabeled, n_labeled, steps, extra_keys=()):
+    """`steps` batches of `n_unlabeled` elements of `unlabeled` and `n_labeled` of `labeled` (both repeated).
+
+    Elements are `(x, y, *extras)`; a batch is `(x, {"labels": y, "labeled":
+    mask, **dict(zip(extra_keys, extras))})`, the mask 1 for the labeled rows.
+    """
+    parts = [(unlabeled, 0.0, n_unlabeled)] + [(labeled, 1.0, n_labeled)] * bool(n_labeled)
     streams = []
     for stream, mask, per_batch in parts:
         stream = stream.repeat().batch(per_batch, drop_remainder=True).take(steps)
-        streams.append(stream.map(lambda a, b, mask=mask: (a, b, tf.fill([tf.shape(a)[0]], mask))))
+        streams.append(stream.map(lambda *batch, mask=mask: (*batch, tf.fill([tf.shape(batch[0])[0]], mask))))
 
     def merge(*batches):
-        inputs, labels, masks = (tf.concat(parts, axis=0) for parts in zip(*batches))
-        return inputs, {LABELS: labels, LABELED: masks}
+        inputs, labels, *extras, masks = (tf.concat(parts, axis=0) for parts in zip(*batches))
+        return inputs, {LABELS: labels, LABELED: masks, **dict(zip(extra_keys, extras))}
 
     return tf.data.Dataset.zip(tuple(streams)).map(merge).prefetch(tf.data.AUTOTUNE)
 
 
-def _shuffled(dataset, count, shuffle, seed):
+def shuffled(dataset, count, shuffle, seed):
+    """`dataset` reshuffled every pass with a buffer of `count` when `shuffle`, else as it is."""
     return dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True) if shuffle else dataset
 
 

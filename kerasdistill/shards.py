@@ -14,6 +14,7 @@ decoded again from the files: memory holds a shuffle buffer, not the set.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -21,12 +22,12 @@ import time
 import numpy as np
 
 from kerasdistill.backend import require_tensorflow_backend, tf
-from kerasdistill.batch import LABELED, LABELS, TEACHER_LOGITS, placeholder_labels
+from kerasdistill.batch import TEACHER_LOGITS, placeholder_labels
 from kerasdistill.cache import teacher_fingerprint, teachers_and_kinds
-from kerasdistill.data import check_same_scale
+from kerasdistill.data import check_mixing, check_same_scale, mixed_batches, shuffled
+from kerasdistill.distiller import Distiller
 from kerasdistill.files import write_bytes, write_json
 from kerasdistill.losses.base import logits_from
-from kerasdistill.ranges import batch_split
 
 MANIFEST = "manifest.json"
 # The logit of the classes a top-k shard leaves out: their softened probability is 0 at any temperature, so the
@@ -45,6 +46,7 @@ class TeacherShards:
         classes: outputs per image.
         top_k: classes kept per image, or None for all.
         fingerprint: the teacher's (`cache.teacher_fingerprint`).
+        images: the digest of the stream's files (`images_digest`).
     """
 
     folder: str
@@ -53,6 +55,7 @@ class TeacherShards:
     classes: int
     top_k: object
     fingerprint: str
+    images: str
 
     @property
     def shards(self):
@@ -66,12 +69,19 @@ class TeacherShards:
         return ("logits",) if self.top_k is None else ("values", "classes")
 
     def missing(self):
-        """The indices of the shards not written yet."""
-        return [index for index in range(self.shards) if not all(os.path.isfile(self.path(index, part)) for part in self.parts())]
+        """The indices of the shards not written yet (a file of the wrong size counts as not written)."""
+        width = self.classes if self.top_k is None else self.top_k
+        return [
+            index for index in range(self.shards)
+            if not all(_size(self.path(index, part)) == 4 * width * self._rows(index) for part in self.parts())
+        ]
+
+    def _rows(self, index):
+        return min(self.shard_size, self.count - index * self.shard_size)
 
     def nbytes(self):
         """Bytes on disk of the written shards."""
-        return sum(os.path.getsize(self.path(i, part)) for i in range(self.shards) for part in self.parts() if os.path.isfile(self.path(i, part)))
+        return sum(max(_size(self.path(i, part)), 0) for i in range(self.shards) for part in self.parts())
 
     def logits(self, index):
         """The logits of shard `index` as a `(images, classes)` float32 tensor (read inside `tf.data` too)."""
@@ -88,11 +98,27 @@ class TeacherShards:
     def path_tensor(self, index, part):
         return tf.strings.join([os.path.join(self.folder, "shard-"), tf.strings.as_string(index, width=5, fill="0"), f".{part}"])
 
-    def to_config(self):
-        return dataclasses.asdict(self)
+    def manifest(self):
+        """What the shards are (everything but the folder, which may be mounted elsewhere on another machine)."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if key != "folder"}
 
 
-def score_to_shards(teacher, images, folder, shard_size=4096, batch_size=256, top_k=None, teacher_outputs="auto", worker=(0, 1), verbose=True):
+def _size(path):
+    return os.path.getsize(path) if os.path.isfile(path) else -1
+
+
+def images_digest(images):
+    """A digest of what the shards' order depends on: the files' paths (from their common folder) and sizes."""
+    root = os.path.commonpath([os.path.dirname(path) for path in images.files])
+    digest = hashlib.sha256(repr(tuple(images.input_shape)).encode())
+    for path in images.files:
+        digest.update(f"{os.path.relpath(path, root)}\0{os.path.getsize(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def score_to_shards(
+    teacher, images, folder, shard_size=4096, batch_size=256, top_k=None, teacher_outputs="auto", worker=(0, 1), jit_compile=False, verbose=True
+):
     """Scores every image of `images` with the teacher once, writing the outputs as shards into `folder`.
 
     Args:
@@ -107,6 +133,8 @@ def score_to_shards(teacher, images, folder, shard_size=4096, batch_size=256, to
         teacher_outputs: the teacher's output kind for models given directly.
         worker: `(index, count)`: score shards `index, index + count, ...`
             only (several machines over one shared folder).
+        jit_compile: compile the teacher's forward pass with XLA
+            (`benchmarks/scale.py` measures what it gains on a machine).
         verbose: print progress with the images scored per second.
 
     Returns:
@@ -122,30 +150,40 @@ def score_to_shards(teacher, images, folder, shard_size=4096, batch_size=256, to
     teachers, kinds = one_teacher(teacher, teacher_outputs)
     index, count = _check_arguments(images, shard_size, batch_size, top_k, worker)
     classes = int(teachers[0].output_shape[-1])
-    shards = TeacherShards(os.fspath(folder), len(images), shard_size, classes, top_k, teacher_fingerprint(teachers, kinds))
-    _claim_folder(shards, images)
+    fingerprint = teacher_fingerprint(teachers, kinds)
+    shards = TeacherShards(os.fspath(folder), len(images), shard_size, classes, top_k, fingerprint, images_digest(images))
+    _claim_folder(shards)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def score(x):
-        logits = tf.cast(logits_from(teachers[0](x, training=False), kinds[0]), tf.float32)
+        # uint8 images as float32: a subclassed teacher does not cast its inputs itself.
+        logits = tf.cast(logits_from(teachers[0](tf.cast(x, tf.float32), training=False), kinds[0]), tf.float32)
         if top_k is None:
             return logits, tf.zeros((tf.shape(x)[0], 0), tf.int32)
         kept = tf.math.top_k(logits, k=top_k)
         return kept.values, kept.indices
 
-    todo = [i for i in shards.missing() if i % count == index]
-    start, scored = time.perf_counter(), 0
-    for number, shard in enumerate(todo):
-        part = images.part(shard * shard_size, min((shard + 1) * shard_size, len(images)))
-        values, kept = zip(*(score(batch) for batch in part.dataset().batch(batch_size).prefetch(tf.data.AUTOTUNE)))
-        values, kept = np.concatenate(values).astype(np.float32), np.concatenate(kept).astype(np.int32)
-        if top_k is not None:
-            write_bytes(shards.path(shard, "classes"), kept.tobytes())
-        write_bytes(shards.path(shard, "logits" if top_k is None else "values"), values.tobytes())
-        scored += len(part)
-        if verbose:
-            rate = scored / (time.perf_counter() - start)
-            print(f"  teacher outputs: shard {number + 1}/{len(todo)} ({scored:,} images, {rate:,.0f} images/s)", flush=True)
+    todo = [(shard, shard * shard_size, min((shard + 1) * shard_size, len(images))) for shard in shards.missing() if shard % count == index]
+    if not todo:
+        return shards
+    # One input pipeline over every shard to score, so decoding never stops at a shard's end; batches that
+    # straddle two shards are cut when a shard is full.
+    order = np.concatenate([np.arange(begin, end) for _, begin, end in todo])
+    batches = images.dataset(order=order).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    start, scored, pending = time.perf_counter(), 0, []
+    for batch in batches:
+        pending.append(tuple(np.asarray(part) for part in score(batch)))
+        while todo and sum(len(values) for values, _ in pending) >= todo[0][2] - todo[0][1]:
+            shard, begin, end = todo.pop(0)
+            values, kept = (np.concatenate(part) for part in zip(*pending))
+            pending = [(values[end - begin :], kept[end - begin :])]
+            if top_k is not None:
+                write_bytes(shards.path(shard, "classes"), kept[: end - begin].astype(np.int32).tobytes())
+            write_bytes(shards.path(shard, "logits" if top_k is None else "values"), values[: end - begin].astype(np.float32).tobytes())
+            scored += end - begin
+            if verbose:
+                rate = scored / (time.perf_counter() - start)
+                print(f"  teacher outputs: shard {shard + 1}/{shards.shards} ({scored:,} images, {rate:,.0f} images/s)", flush=True)
     return shards
 
 
@@ -173,12 +211,12 @@ def _check_arguments(images, shard_size, batch_size, top_k, worker):
     return worker
 
 
-def _claim_folder(shards, images):
+def _claim_folder(shards):
     """Writes the manifest, or checks that the one in the folder describes the same pass."""
-    manifest = {**shards.to_config(), "images": _images_digest(images)}
-    path = os.path.join(shards.folder, MANIFEST)
     if shards.top_k is not None and shards.top_k >= shards.classes:
         raise ValueError(f"top_k={shards.top_k} keeps every one of the {shards.classes} classes; pass top_k=None.")
+    path = os.path.join(shards.folder, MANIFEST)
+    manifest = shards.manifest()
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
             found = json.load(handle)
@@ -189,15 +227,10 @@ def _claim_folder(shards, images):
                 "another folder, or delete that one to score again."
             )
         return
+    if os.path.isdir(shards.folder) and any(name.startswith("shard-") for name in os.listdir(shards.folder)):
+        raise ValueError(f"{shards.folder} holds shard files but no {MANIFEST}: nothing says what they are. Give another folder.")
     os.makedirs(shards.folder, exist_ok=True)
     write_json(path, manifest)
-
-
-def _images_digest(images):
-    """What the shards' order depends on: the image files (names and sizes) and their shape."""
-    listing = [[os.path.basename(path), os.path.getsize(path)] for path in images.files]
-    return {"count": len(images), "shape": list(images.input_shape), "first": listing[:1], "last": listing[-1:],
-            "bytes": int(sum(size for _, size in listing))}
 
 
 def load_teacher_shards(folder, teacher=None, teacher_outputs="auto"):
@@ -214,8 +247,10 @@ def load_teacher_shards(folder, teacher=None, teacher_outputs="auto"):
         raise FileNotFoundError(f"No teacher shards in {folder} (no {MANIFEST}); write them with score_to_shards.")
     with open(path, encoding="utf-8") as handle:
         manifest = json.load(handle)
-    fields = {field.name for field in dataclasses.fields(TeacherShards)}
-    shards = TeacherShards(**{**{key: value for key, value in manifest.items() if key in fields}, "folder": os.fspath(folder)})
+    fields = {field.name for field in dataclasses.fields(TeacherShards)} - {"folder"}
+    if set(manifest) != fields:
+        raise ValueError(f"{path} is not a manifest of score_to_shards (its keys: {sorted(manifest)}).")
+    shards = TeacherShards(folder=os.fspath(folder), **manifest)
     missing = shards.missing()
     if missing:
         raise ValueError(f"{folder} misses {len(missing)} of its {shards.shards} shards (first: {missing[0]}); run score_to_shards again to finish them.")
@@ -224,7 +259,7 @@ def load_teacher_shards(folder, teacher=None, teacher_outputs="auto"):
     return shards
 
 
-def sharded_transfer_set(labeled, images, shards, teacher, batch_size=64, labeled_share=0.25, shuffle=True, seed=0, buffer=1024):
+def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labeled_share=0.25, shuffle=True, seed=0, buffer=1024):
     """`data.transfer_set`'s batches with the teacher's outputs read from shards: the teacher never runs in training.
 
     An epoch is one pass over `images` (shards in a new order each pass, the
@@ -235,56 +270,72 @@ def sharded_transfer_set(labeled, images, shards, teacher, batch_size=64, labele
     Args:
         labeled: `(x, y)` arrays of labeled images.
         images: the stream `shards` were scored on.
-        shards: `TeacherShards` from `score_to_shards` or `load_teacher_shards`.
-        teacher: the teacher (to score the labeled images; one output row an image, as in the shards).
+        shards: complete `TeacherShards` (`score_to_shards`, `load_teacher_shards`).
+        distiller: the compiled `Distiller` that will train on the batches:
+            its teacher scores the labeled images, and with top-k shards its
+            losses must soften the teacher's logits (a temperature), as the
+            left-out classes carry no logit of their own.
         batch_size, labeled_share, shuffle, seed: as `data.transfer_set`.
         buffer: images held to shuffle within the current shards.
 
     Returns:
-        A `tf.data.Dataset` of batches `(x, {"labels", "labeled", "teacher_logits"})` for `Distiller.fit`.
+        A `tf.data.Dataset` of batches `(x, {"labels", "labeled", "teacher_logits"})` for `distiller.fit`.
+
+    Example:
+
+    ```python
+    distiller.fit(sharded_transfer_set((x_few, y_few), stream, shards, distiller), epochs=10)
+    ```
     """
     x, y = (np.asarray(a) for a in labeled)
-    if len(images) != shards.count or tuple(images.input_shape) != x.shape[1:]:
-        raise ValueError(
-            f"The shards hold {shards.count} images' outputs and the labeled images are {x.shape[1:]}; the stream "
-            f"has {len(images)} images of {tuple(images.input_shape)}. Give the stream they were scored on."
-        )
+    n_labeled, n_unlabeled = check_mixing(x, y, images.input_shape, len(images), batch_size, labeled_share)
+    (model,), (kind,) = _check_shards_for(shards, images, distiller)
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+        raise ValueError(f"buffer is the number of images held for shuffling, a whole number >= 1; got {buffer!r}.")
     check_same_scale(x, images.sample())
-    (model,), (kind,) = one_teacher(teacher, "auto")
-    if shards.fingerprint != teacher_fingerprint([model], [kind]):
-        raise ValueError("The shards are another teacher's outputs than the teacher given (other architecture, weights or output kind).")
     labeled_logits = np.concatenate(
         [np.asarray(logits_from(model(x[i : i + 256], training=False), kind)) for i in range(0, len(x), 256)]
     ).astype(np.float32)
-    n_labeled, n_unlabeled = batch_split(batch_size, labeled_share)
-    steps = -(-len(images) // n_unlabeled)
     files = tf.constant(np.asarray(images.files))
 
     def shard_elements(index):
         begin = index * shards.shard_size
         names = files[begin : tf.minimum(begin + shards.shard_size, shards.count)]
-        decoded = tf.data.Dataset.from_tensor_slices(names).map(images.decode, num_parallel_calls=tf.data.AUTOTUNE)
-        return tf.data.Dataset.zip((decoded, tf.data.Dataset.from_tensor_slices(shards.logits(index))))
+        # Each name is paired with its logits before decoding: no later step can misalign them.
+        pairs = tf.data.Dataset.from_tensor_slices((names, shards.logits(index)))
+        return pairs.map(lambda name, logits: (images.decode(name), logits), num_parallel_calls=tf.data.AUTOTUNE)
 
-    order = tf.data.Dataset.range(shards.shards)
-    if shuffle:
-        order = order.shuffle(shards.shards, seed=seed, reshuffle_each_iteration=True)
-    unlabeled = order.flat_map(shard_elements)
-    if shuffle:
-        unlabeled = unlabeled.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    order = shuffled(tf.data.Dataset.range(shards.shards), shards.shards, shuffle, seed)
     placeholder = placeholder_labels(1, y)[0]
-    dtype = x.dtype
-    parts = [unlabeled.map(lambda image, logits: (tf.cast(image, dtype), placeholder, logits))]
-    if n_labeled:
-        rows = tf.data.Dataset.from_tensor_slices((x, y, labeled_logits))
-        parts.append(rows.shuffle(len(x), seed=seed + 1, reshuffle_each_iteration=True) if shuffle else rows)
-    streams = []
-    for stream, per_batch in zip(parts, (n_unlabeled, n_labeled)):
-        streams.append(stream.repeat().batch(per_batch, drop_remainder=True).take(steps))
+    unlabeled = shuffled(order.flat_map(shard_elements), buffer, shuffle, seed)
+    unlabeled = unlabeled.map(lambda image, logits: (tf.cast(image, x.dtype), placeholder, logits[None]))
+    labeled_part = shuffled(tf.data.Dataset.from_tensor_slices((x, y, labeled_logits[:, None])), len(x), shuffle, seed + 1)
+    steps = -(-len(images) // n_unlabeled)
+    return mixed_batches(unlabeled, labeled_part, n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,))
 
-    def merge(*batches):
-        inputs, labels, logits = (tf.concat(part, axis=0) for part in zip(*batches))
-        masks = tf.concat([tf.fill([tf.shape(batch[0])[0]], mask) for batch, mask in zip(batches, (0.0, 1.0))], axis=0)
-        return inputs, {LABELS: labels, LABELED: masks, TEACHER_LOGITS: logits[:, None, :]}
 
-    return tf.data.Dataset.zip(tuple(streams)).map(merge).prefetch(tf.data.AUTOTUNE)
+def _check_shards_for(shards, images, distiller):
+    """Refuses shards that are incomplete, of other images or of another teacher than `distiller`'s, and top-k
+    shards with a loss on raw logits; returns the teacher and its output kind."""
+    if not isinstance(distiller, Distiller):
+        raise TypeError(f"distiller must be the compiled Distiller that trains on the batches; got {type(distiller).__name__}.")
+    if distiller.distillation_losses is None:
+        raise ValueError("Compile the Distiller before building its batches: its losses decide what the shards may hold.")
+    teachers, kinds = one_teacher(distiller, "auto")
+    missing = shards.missing()
+    if missing:
+        raise ValueError(
+            f"{shards.folder} misses {len(missing)} of its {shards.shards} shards (first: {missing[0]}): a worker has "
+            "not finished. Run score_to_shards for the missing ones, or wait for every worker."
+        )
+    if shards.images != images_digest(images) or shards.count != len(images):
+        raise ValueError(f"The shards in {shards.folder} were scored on other images (files added, removed or changed since); score them again.")
+    if shards.fingerprint != teacher_fingerprint(teachers, kinds):
+        raise ValueError(f"The shards in {shards.folder} are another teacher's outputs than the Distiller's (other architecture, weights or output kind).")
+    raw = [loss.name for loss in distiller.distillation_losses if "temperature" not in loss.get_config()]
+    if shards.top_k is not None and raw:
+        raise ValueError(
+            f"The shards keep the top {shards.top_k} logits of each image, but {', '.join(raw)} compares raw logits, "
+            "which the left-out classes do not have. Score the shards with top_k=None, or distill with soft_target_kl."
+        )
+    return teachers, kinds

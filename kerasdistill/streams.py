@@ -5,8 +5,8 @@ The unlabeled transfer set is usually the large part of a user's data: at
 before TensorFlow copies them. An `ImageStream` holds only the file names; a
 `tf.data` pipeline decodes each image when a batch needs it (uint8 until the
 model casts it), in parallel and ahead of the training step, so memory stays
-flat however many images the folder holds. `data.transfer_set` and
-`shards.score_to_shards` take a stream wherever they take an array.
+flat however many images the folder holds. `data.transfer_set` takes a
+stream in place of an array; `shards.score_to_shards` scores one.
 """
 
 import dataclasses

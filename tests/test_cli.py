@@ -135,3 +135,17 @@ def test_help_and_bad_arguments_answer_without_loading_tensorflow():
         "softening temperature in (0, 100]; auto: chosen on the validation split among 4, 2 (default: auto; config "
         "key distillation.temperature)"
     ) in " ".join(result.stdout.split())
+
+
+def test_flags_fill_empty_config_sections_and_a_config_that_is_no_mapping_is_refused(tmp_path, capsys):
+    from kerasdistill import cli, config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("training:\ntune:\n")
+    args = cli.build_parser().parse_args(["run", "--config", str(path), "--epochs", "3", "--tune"])
+    resolved = config.validate(cli._run_config(args))
+    assert resolved["training"]["epochs"] == 3 and resolved["tune"]["enabled"] is True
+    for text in ("0\n", "[]\n", "false\n"):
+        path.write_text(text)
+        status, _, err = cli_in_process(capsys, "run", "--config", path, "--epochs", "1", "--output", tmp_path / "out")
+        assert status == 2 and "A config is a mapping of sections" in err, err

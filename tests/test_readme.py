@@ -33,7 +33,8 @@ def test_the_readme_session_runs_as_written(tmp_path):
     result = run("\n".join(SESSION), tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for made in ("student.keras", "tuned_student.keras", "export/student_int8.tflite",
-                 "export/student_int8_classifier.tflite", "export/student_qat_int8.tflite", "teacher-cache"):
+                 "export/student_int8_classifier.tflite", "export/student_qat_int8.tflite", "teacher-cache",
+                 "teacher-shards/manifest.json"):
         assert (tmp_path / made).exists(), made
     assert "student_int8.tflite" in result.stdout  # the comparison table was printed
 

@@ -15,7 +15,7 @@ import pytest
 import kerasdistill as kd
 from kerasdistill import files, models
 from kerasdistill.backend import keras
-from kerasdistill.callbacks import BackupAndRestore, NonFiniteLossError
+from kerasdistill.callbacks import BackupAndRestore, NonFiniteLossError, StopOnNonFinite
 
 RUN = [sys.executable, "-m", "kerasdistill_cli", "run", "--epochs", "3"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -158,3 +158,18 @@ def test_a_keras_file_carrying_a_lambda_is_refused_unless_the_user_opts_in(tmp_p
     corrupt.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match="not a .keras model file.*corrupt, truncated"):
         files.load_model(corrupt)
+
+
+def test_the_nan_guard_names_the_first_failing_step_when_its_hooks_finish_out_of_order():
+    # Keras runs the guard's batch hooks on worker threads: the hook of step 4 may finish before step 3's.
+    import concurrent.futures
+
+    guard = StopOnNonFinite()
+    guard.on_epoch_begin(1)
+    for step in range(5):
+        guard.on_train_batch_begin(step)
+    losses = [0.5, 0.4, float("nan"), float("nan"), float("nan")]
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        futures = [pool.submit(guard.on_train_batch_end, step, {"loss": losses[step]}) for step in (4, 3, 1, 0, 2)]
+        errors = [str(future.exception(timeout=30)) for future in futures if future.exception(timeout=30)]
+    assert len(errors) == 3 and all("epoch 2, step 3: non-finite loss=nan" in error for error in errors), errors

@@ -43,11 +43,15 @@ def test_a_streamed_transfer_set_reads_every_image_once_an_epoch_as_the_array_on
         mask = targets["labeled"].numpy()
         assert x.dtype == np.float32 and mask.sum() == 10
         seen.extend(digest(image) for image in x.numpy()[mask == 0])
-    # One epoch: every unlabeled image once (the last batch repeats a few to stay whole), the same pixels as the
-    # array path decodes.
+    # One epoch (25 batches of 40 unlabeled images): every unlabeled image once, the same pixels as the array
+    # path decodes.
     assert set(seen) == {digest(image) for image in in_memory} and len(seen) == UNLABELED
-    epochs = [[digest(image) for image in next(iter(data.transfer_set(labeled, stream, batch_size=50, seed=3)))[0].numpy()[:5]] for _ in range(2)]
-    assert epochs[0] == epochs[1], "the same seed, the same order"
+
+    def first_images(**options):
+        return [digest(image) for image in next(iter(data.transfer_set(labeled, stream, batch_size=50, **options)))[0].numpy()[:5]]
+
+    assert first_images(seed=3) == first_images(seed=3), "the same seed, the same order"
+    assert first_images(seed=3) != first_images(shuffle=False), "shuffled"
 
 
 def test_a_stream_of_another_shape_or_scale_is_refused(digits, unlabeled_folder, tmp_path):
@@ -75,24 +79,27 @@ def test_shards_resume_after_a_kill_and_two_workers_give_the_same_outputs(traine
     written = []
     real_write = shards_lib.write_bytes
 
-    def killed_after_two_shards(path, payload):
-        if len(written) == 2:
+    def counted(path, payload, limit=None):
+        if len(written) == limit:
             raise KeyboardInterrupt
-        written.append(path)
+        written.append(os.path.basename(path))
         return real_write(path, payload)
 
-    monkeypatch.setattr(shards_lib, "write_bytes", killed_after_two_shards)
+    monkeypatch.setattr(shards_lib, "write_bytes", lambda path, payload: counted(path, payload, limit=2))
     with pytest.raises(KeyboardInterrupt):
         shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "killed", shard_size=300, verbose=False)
-    monkeypatch.setattr(shards_lib, "write_bytes", real_write)
-    before = {name: os.path.getmtime(tmp_path / "killed" / name) for name in os.listdir(tmp_path / "killed")}
-    resumed = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "killed", shard_size=300, verbose=False)
-    assert all(os.path.getmtime(tmp_path / "killed" / name) == time for name, time in before.items()), "finished shards are kept"
+    # Resumed from another working folder, the same folder named by a relative path: the 2 missing shards only.
+    written.clear()
+    monkeypatch.setattr(shards_lib, "write_bytes", counted)
+    monkeypatch.chdir(tmp_path)
+    resumed = shards_lib.score_to_shards(trained_teacher, stream, "killed", shard_size=300, verbose=False)
+    assert written == ["shard-00002.logits", "shard-00003.logits"], written
     for ours, theirs in zip(read(resumed), read(whole)):
         np.testing.assert_array_equal(ours, theirs)
 
-    for index in range(2):
-        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "workers", shard_size=300, worker=(index, 2), verbose=False)
+    first = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "workers", shard_size=300, worker=(0, 2), verbose=False)
+    assert first.missing() == [1, 3], "worker 0 of 2 scores shards 0 and 2"
+    shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "workers", shard_size=300, worker=(1, 2), verbose=False)
     for ours, theirs in zip(read(shards_lib.load_teacher_shards(tmp_path / "workers", teacher=trained_teacher)), read(whole)):
         np.testing.assert_array_equal(ours, theirs)
 
@@ -108,6 +115,35 @@ def test_shards_resume_after_a_kill_and_two_workers_give_the_same_outputs(traine
         shards_lib.score_to_shards(other, stream, tmp_path / "whole", shard_size=300, verbose=False)
     with pytest.raises(ValueError, match="another teacher's outputs"):
         shards_lib.load_teacher_shards(tmp_path / "whole", teacher=other)
+    with pytest.raises(ValueError, match="misses 2 of its 4 shards"):
+        os.remove(tmp_path / "workers" / "shard-00003.logits")
+        (tmp_path / "workers" / "shard-00001.logits").write_bytes(b"short")
+        shards_lib.load_teacher_shards(tmp_path / "workers")
+
+
+def test_sharded_batches_pair_each_image_with_its_own_teacher_outputs(digits, trained_teacher, unlabeled_folder, tmp_path):
+    stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1))
+    shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "shards", shard_size=300, verbose=False)
+    distiller = kd.Distiller(trained_teacher, models.build("convnet_student", (28, 28, 1), 10))
+    distiller.compile(optimizer="adam")
+    labeled = digits.train.x[:100], digits.train.y[:100]
+    rows = 0
+    # Shuffled shards, a shuffle buffer, a last shard of 100: every row's outputs are its own image's.
+    for x, targets in shards_lib.sharded_transfer_set(labeled, stream, shards, distiller, batch_size=64, buffer=128):
+        expected = np.asarray(trained_teacher(x, training=False))
+        np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], expected, atol=2e-3)
+        rows += int(np.sum(targets["labeled"].numpy() == 0))
+    assert rows >= UNLABELED
+
+    distiller.compile(optimizer="adam", distillation_loss_fn="logit_mse")
+    top = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "top3", top_k=3, verbose=False)
+    with pytest.raises(ValueError, match="logit_mse compares raw logits"):
+        shards_lib.sharded_transfer_set(labeled, stream, top, distiller)
+    partial = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "half", shard_size=300, worker=(0, 2), verbose=False)
+    with pytest.raises(ValueError, match="a worker has not finished"):
+        shards_lib.sharded_transfer_set(labeled, stream, partial, distiller)
+    with pytest.raises(ValueError, match="other images"):
+        shards_lib.sharded_transfer_set(labeled, ImageStream(stream.files[::-1], (28, 28, 1)), shards, distiller)
 
 
 def test_a_student_distilled_from_shards_learns_with_full_and_top_k_outputs(digits, trained_teacher, unlabeled_folder, tmp_path):
@@ -121,7 +157,7 @@ def test_a_student_distilled_from_shards_learns_with_full_and_top_k_outputs(digi
         distiller = kd.Distiller(trained_teacher, student)
         distiller.compile(optimizer=keras.optimizers.Adam(2e-3), alpha=0.1, temperature=4.0)
         teacher_before = [np.array(w) for w in trained_teacher.weights]
-        batches = shards_lib.sharded_transfer_set(labeled, stream, shards, trained_teacher, batch_size=64, seed=0)
+        batches = shards_lib.sharded_transfer_set(labeled, stream, shards, distiller, batch_size=64, seed=0)
         distiller.fit(batches, epochs=3, verbose=0)
         scores[top_k] = accuracy(student, *digits.test)
         for old, new in zip(teacher_before, trained_teacher.weights):
