@@ -259,11 +259,12 @@ def load_teacher_shards(folder, teacher=None, teacher_outputs="auto"):
     return shards
 
 
-def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labeled_share=0.25, shuffle=True, seed=0, buffer=1024):
+def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labeled_share=0.25, shuffle=True, seed=0, buffer=8192):
     """`data.transfer_set`'s batches with the teacher's outputs read from shards: the teacher never runs in training.
 
-    An epoch is one pass over `images` (shards in a new order each pass, the
-    images of a shard through a shuffle buffer of `buffer`); the labeled
+    An epoch is one pass over `images` (shards in a new order each pass,
+    their file names and logits through a shuffle buffer of `buffer`, before
+    any image is decoded); the labeled
     images fill `labeled_share` of each batch, their teacher outputs scored
     here once (they are few).
 
@@ -276,7 +277,7 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
             losses must soften the teacher's logits (a temperature), as the
             left-out classes carry no logit of their own.
         batch_size, labeled_share, shuffle, seed: as `data.transfer_set`.
-        buffer: images held to shuffle within the current shards.
+        buffer: file names (with their logits) held to shuffle across shards.
 
     Returns:
         A `tf.data.Dataset` of batches `(x, {"labels", "labeled", "teacher_logits"})` for `distiller.fit`.
@@ -291,24 +292,25 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     n_labeled, n_unlabeled = check_mixing(x, y, images.input_shape, len(images), batch_size, labeled_share)
     (model,), (kind,) = _check_shards_for(shards, images, distiller)
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-        raise ValueError(f"buffer is the number of images held for shuffling, a whole number >= 1; got {buffer!r}.")
+        raise ValueError(f"buffer is the number of file names held for shuffling, a whole number >= 1; got {buffer!r}.")
     check_same_scale(x, images.sample())
     labeled_logits = np.concatenate(
         [np.asarray(logits_from(model(x[i : i + 256], training=False), kind)) for i in range(0, len(x), 256)]
     ).astype(np.float32)
     files = tf.constant(np.asarray(images.files))
 
-    def shard_elements(index):
+    def shard_pairs(index):
         begin = index * shards.shard_size
-        names = files[begin : tf.minimum(begin + shards.shard_size, shards.count)]
-        # Each name is paired with its logits before decoding: no later step can misalign them.
-        pairs = tf.data.Dataset.from_tensor_slices((names, shards.logits(index)))
-        return pairs.map(lambda name, logits: (images.decode(name), logits), num_parallel_calls=tf.data.AUTOTUNE)
+        # Each file name is paired with its logits before anything else: no later step can misalign them.
+        return tf.data.Dataset.from_tensor_slices((files[begin : tf.minimum(begin + shards.shard_size, shards.count)], shards.logits(index)))
 
     order = shuffled(tf.data.Dataset.range(shards.shards), shards.shards, shuffle, seed)
     placeholder = placeholder_labels(1, y)[0]
-    unlabeled = shuffled(order.flat_map(shard_elements), buffer, shuffle, seed)
-    unlabeled = unlabeled.map(lambda image, logits: (tf.cast(image, x.dtype), placeholder, logits[None]))
+    # Names and logits are shuffled (a few hundred bytes an image), then one parallel map decodes the images.
+    pairs = shuffled(order.flat_map(shard_pairs), buffer, shuffle, seed)
+    unlabeled = pairs.map(
+        lambda name, logits: (tf.cast(images.decode(name), x.dtype), placeholder, logits[None]), num_parallel_calls=tf.data.AUTOTUNE
+    )
     labeled_part = shuffled(tf.data.Dataset.from_tensor_slices((x, y, labeled_logits[:, None])), len(x), shuffle, seed + 1)
     steps = -(-len(images) // n_unlabeled)
     return mixed_batches(unlabeled, labeled_part, n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,))
