@@ -12,7 +12,11 @@ images/s (up to 50,000 images, medians of 3 alternated runs) against a bare comp
 batches, and the peak memory of the in-memory path (`data.load_unlabeled` +
 `transfer_set`) for comparison.
 
-    python benchmarks/scale.py [--sizes 10000,50000,200000] [--folder /tmp/kerasdistill-scale]
+With `--run`, `kerasdistill run` itself instead: a labeled folder of 300
+images beside each size as `data.unlabeled_path` (streamed), small .keras
+models, one epoch; printed: the run's peak memory and seconds.
+
+    python benchmarks/scale.py [--sizes 10000,50000,200000] [--folder /tmp/kerasdistill-scale] [--run]
 """
 
 import argparse
@@ -23,6 +27,8 @@ import sys
 import time
 
 SIDE, CHUNK = 96, 10_000
+# The generated chunks (200,000 images): the labeled folder of `--run` takes the last chunk's last images.
+CHUNK_COUNT = 20
 
 MEASURE = r"""
 import json, os, resource, sys, time
@@ -135,6 +141,55 @@ def view(root, count):
     return folder
 
 
+RUN_MODELS = r"""
+import sys, keras
+def net(widths, seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(({side}, {side}, 3))
+    h = keras.layers.Rescaling(1 / 255.0)(inputs)
+    for width in widths:
+        h = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(3)(h))
+net((16, 32, 64), 0).save(sys.argv[1])
+net((8, 16), 1).save(sys.argv[2])
+"""
+
+
+def product_run(root, size):
+    """`kerasdistill run` on a labeled folder of 300 images (3 classes, the last generated ones) with the first
+    `size` images as `data.unlabeled_path`: `{"images", "peak_mib", "seconds"}` of the run's process."""
+    import resource
+
+    import yaml
+
+    labeled = os.path.join(root, "labeled")
+    if not os.path.isdir(labeled):
+        last = sorted(os.listdir(os.path.join(root, "all", f"chunk{CHUNK_COUNT - 1:03d}")))[-300:]
+        for index, name in enumerate(last):
+            os.makedirs(os.path.join(labeled, f"class{index % 3}"), exist_ok=True)
+            os.symlink(os.path.join(root, "all", f"chunk{CHUNK_COUNT - 1:03d}", name), os.path.join(labeled, f"class{index % 3}", name))
+    teacher, student = os.path.join(root, "teacher.keras"), os.path.join(root, "student.keras")
+    if not os.path.isfile(student):
+        subprocess.run([sys.executable, "-c", RUN_MODELS.format(side=SIDE), teacher, student], check=True, capture_output=True)
+    config = {
+        "data": {"source": "image_folder", "path": labeled, "unlabeled_path": view(root, size)},
+        "teacher": {"model": teacher}, "student": {"model": student},
+        "training": {"epochs": 1, "batch_size": 64},
+        "distillation": {"alpha": 0.1, "temperature": 4.0},
+        "export": {"quantizations": ["float32"], "targets": ["plain"]},
+        "report": {"plots": False},
+    }
+    path = os.path.join(root, f"run{size}.yaml")
+    with open(path, "w") as handle:
+        yaml.safe_dump(config, handle)
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "kerasdistill_cli", "run", "--config", path, "--output", os.path.join(root, f"runs-{os.getpid()}"), "--quiet"]
+    subprocess.run(command, check=True, capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    # The largest child so far: runs go from the smallest size up.
+    return {"images": size, "peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "seconds": time.perf_counter() - start}
+
+
 def measure(folder, mode, work):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, "-c", MEASURE.format(side=SIDE), folder, mode, work], capture_output=True, text=True, env=env)
@@ -148,11 +203,16 @@ def main():
     parser.add_argument("--sizes", default="10000,50000,200000")
     parser.add_argument("--folder", default="/tmp/kerasdistill-scale")
     parser.add_argument("--memory-path", action="store_true", help="also measure the in-memory path at the first size")
+    parser.add_argument("--run", action="store_true", help="measure `kerasdistill run` itself at each size instead")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     if any(size % CHUNK for size in sizes):
         parser.error(f"--sizes must be multiples of {CHUNK}")
-    generate(args.folder, max(sizes))
+    generate(args.folder, CHUNK * CHUNK_COUNT if args.run else max(sizes))
+    if args.run:
+        for size in sizes:
+            print(json.dumps(product_run(args.folder, size)), flush=True)
+        return
     rows = []
     for number, size in enumerate(sizes):
         work = os.path.join(args.folder, f"work{size}-{os.getpid()}")

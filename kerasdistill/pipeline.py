@@ -38,6 +38,7 @@ from kerasdistill.losses import CrossEntropy
 from kerasdistill.metrics import accuracy
 from kerasdistill.plan import make_plan
 from kerasdistill.runs import RunState
+from kerasdistill.streams import ImageStream
 from kerasdistill.tuning import tune
 
 
@@ -109,6 +110,12 @@ def prepare_inputs(state):
     sources.check_classes(splits)
     model_specs.check_models(config, shape, classes)
     model_specs.check_layer_pairs(config, shape, classes)
+    if config["distillation"]["teacher_views"] and isinstance(splits.unlabeled, ImageStream):
+        raise ValueError(
+            f"distillation.teacher_views caches {config['distillation']['teacher_views']} augmented views of every "
+            f"image in memory, but data.unlabeled_path ({len(splits.unlabeled)} images) is streamed from its folder. "
+            "Remove teacher_views: the teacher then scores each augmented view as it trains (augmentation alone)."
+        )
     batch_size = training["batch_size"]
     plan = make_plan(splits, batch_size, config["distillation"]["labeled_share"], training["seed"])
     if splits.unlabeled is None:
@@ -301,7 +308,8 @@ class _DistillationBatches:
         distillation, training = self.state.config["distillation"], self.state.config["training"]
         batches, augmentation = self.inputs.plan.distill, augment.build(distillation["augmentation"], seed=training["seed"])
         views = distillation["teacher_views"]
-        if not views and augmentation is None and self.searching:
+        # A streamed transfer set is not cached in memory: the search's probes run the teacher as they train.
+        if not views and augmentation is None and self.searching and not isinstance(self.inputs.splits.unlabeled, ImageStream):
             views = self.cached_views = 1
         if not views:
             return batches, augmentation, self.inputs.plan.steps

@@ -23,7 +23,10 @@ import numpy as np
 
 from kerasdistill import files
 from kerasdistill import version
-from kerasdistill.backend import keras
+from kerasdistill.backend import keras, tf
+from kerasdistill.data import undecodable
+from kerasdistill.shards import images_digest
+from kerasdistill.streams import ImageStream
 from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distribute import is_chief, make_strategy, set_precision
 
@@ -147,7 +150,9 @@ def split_record(splits, data_config):
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     record = {part: {"samples": len(x), "sha256": _digest(x, y)} for part, (x, y) in parts.items()}
     if splits.unlabeled is not None:
-        record["unlabeled"] = {"samples": len(splits.unlabeled), "sha256": _digest(splits.unlabeled)}
+        # A streamed folder is recorded by its files (paths and sizes): hashing its pixels would read it all.
+        streamed = isinstance(splits.unlabeled, ImageStream)
+        record["unlabeled"] = {"samples": len(splits.unlabeled), "sha256": images_digest(splits.unlabeled) if streamed else _digest(splits.unlabeled)}
     record["class_names"] = list(splits.class_names) if splits.class_names else None
     record["files"] = data_files(data_config)
     return record
@@ -164,7 +169,7 @@ def check_transfer_set(splits):
     """
     if splits.unlabeled is None or not len(splits.unlabeled):
         return
-    unlabeled = set(_sample_hashes(splits.unlabeled))
+    unlabeled = set(_stream_hashes(splits.unlabeled) if isinstance(splits.unlabeled, ImageStream) else _sample_hashes(splits.unlabeled))
     found = [
         f"{count} of the {len(split.x)} {part} images"
         for part, split in (("test", splits.test), ("validation", splits.val))
@@ -176,6 +181,17 @@ def check_transfer_set(splits):
             "are measured on, and the accuracies would be too high. Remove those images from the unlabeled "
             "folder (data.unlabeled_path), or point it at a folder that holds none of the labeled data."
         )
+
+
+def _stream_hashes(stream):
+    """The hashes of a streamed folder's images, read in one pass (which also finds a file that cannot be decoded)."""
+    hashes = []
+    try:
+        for batch in stream.dataset().batch(256):
+            hashes.extend(_sample_hashes(batch.numpy()))
+    except tf.errors.InvalidArgumentError:
+        raise undecodable(os.path.commonpath(stream.files)) from None
+    return hashes
 
 
 def _sample_hashes(images):

@@ -14,6 +14,7 @@ import numpy as np
 from kerasdistill import data as data_lib
 from kerasdistill.batch import label_indices_numpy
 from kerasdistill.runs import check_transfer_set
+from kerasdistill.streams import ImageStream
 
 
 def load_data(data_config, seed):
@@ -30,8 +31,14 @@ def load_data(data_config, seed):
         splits = splits._replace(class_names=names)
     if data_config["labeled_size"] is not None:
         splits = data_lib.hold_out_labels(splits, data_config["labeled_size"], seed)
-    if data_config["unlabeled_path"] is not None:
-        extra = data_lib.load_unlabeled(data_config["unlabeled_path"], splits.train.x.shape[1:])
+    path = data_config["unlabeled_path"]
+    if path is not None and os.path.isdir(path) and splits.unlabeled is None:
+        # A folder beside every label: streamed (file names in memory, images decoded per batch), any size.
+        stream = ImageStream.from_folder(path, splits.train.x.shape[1:])
+        check_transfer_set(splits._replace(unlabeled=stream))
+        return splits._replace(unlabeled=stream)
+    if path is not None:
+        extra = data_lib.load_unlabeled(path, splits.train.x.shape[1:])
         # The user's unlabeled folder must not hold the images the models are measured on.
         check_transfer_set(splits._replace(unlabeled=extra))
         splits = splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))

@@ -1,6 +1,7 @@
 """Transfer sets streamed from a folder, and teacher outputs as shards on disk: real digit images as PNG files."""
 
 import hashlib
+import json
 import os
 
 import numpy as np
@@ -166,3 +167,58 @@ def test_a_student_distilled_from_shards_learns_with_full_and_top_k_outputs(digi
     assert scores[None] > 0.8 and scores[3] > 0.8, scores
     # 3 logits and 3 classes an image instead of 10 logits.
     assert os.path.getsize(tmp_path / "top3" / "shard-00000.values") * 2 < os.path.getsize(tmp_path / "topNone" / "shard-00000.logits") * 0.7
+
+
+@pytest.fixture(scope="module")
+def labeled_folder(digits, tmp_path_factory):
+    """180 real digits of classes 0-2 as PNG files, one folder per class (a user's labeled folder)."""
+    folder = tmp_path_factory.mktemp("labeled")
+    for label in range(3):
+        (folder / f"digit_{label}").mkdir()
+        for index, image in enumerate(digits.train.x[:1500][digits.train.y[:1500] == label][:60]):
+            keras.utils.save_img(folder / f"digit_{label}" / f"{index:03d}.png", image, scale=False)
+    return folder
+
+
+def three_class_unlabeled(digits, folder, count=300):
+    """`count` other digits of classes 0-2 as PNG files in `folder`."""
+    folder.mkdir()
+    images = digits.train.x[-UNLABELED:][digits.train.y[-UNLABELED:] < 3][:count]
+    for index, image in enumerate(images):
+        keras.utils.save_img(folder / f"{index:04d}.png", image, scale=False)
+    return folder
+
+
+def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_folder, tmp_path):
+    from kerasdistill import pipeline, runs
+
+    unlabeled = three_class_unlabeled(digits, tmp_path / "more")
+    settings = {
+        "data": {"source": "image_folder", "path": str(labeled_folder), "unlabeled_path": str(unlabeled)},
+        "training": {"epochs": 2},
+        "distillation": {"alpha": 0.1, "temperature": 4.0},
+        "export": {"quantizations": ["float32"], "targets": ["plain"]},
+        "report": {"plots": False},
+    }
+    from kerasdistill import config, sources
+
+    resolved = config.validate(settings)
+    loaded = sources.load_data(resolved["data"], resolved["training"]["seed"])
+    assert isinstance(loaded.unlabeled, ImageStream) and len(loaded.unlabeled) == 300
+    report = pipeline.run(settings, output=str(tmp_path / "out"), name="streamed", verbose=False)
+    assert report["verdict"].endswith("with 300 unlabeled images in the transfer set.")
+    assert {row["model"] for row in report["models"]} >= {"teacher", "student (scratch)"}
+    record = json.loads((tmp_path / "out" / "streamed" / runs.SPLITS_FILE).read_text())
+    assert record["unlabeled"] == {"samples": 300, "sha256": shards_lib.images_digest(loaded.unlabeled)}
+
+    # Refused before anything trains: cached views of a streamed folder, a test image in it, an undecodable file.
+    with pytest.raises(ValueError, match="teacher_views caches 2 augmented views .* streamed"):
+        pipeline.run({**settings, "distillation": {"augmentation": ["translate"], "teacher_views": 2}}, output=str(tmp_path / "views"), verbose=False)
+    test_image = loaded.test.x[0]
+    keras.utils.save_img(unlabeled / "leak.png", test_image, scale=False)
+    with pytest.raises(ValueError, match="1 of the .* test images"):
+        pipeline.run(settings, output=str(tmp_path / "leak"), verbose=False)
+    (unlabeled / "leak.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        pipeline.run(settings, output=str(tmp_path / "broken"), verbose=False)
+    assert not (tmp_path / "views").exists() or not list((tmp_path / "views").glob("*/teacher.keras"))
