@@ -27,8 +27,6 @@ import sys
 import time
 
 SIDE, CHUNK = 96, 10_000
-# The generated chunks (200,000 images): the labeled folder of `--run` takes the last chunk's last images.
-CHUNK_COUNT = 20
 
 MEASURE = r"""
 import json, os, resource, sys, time
@@ -103,31 +101,34 @@ print("RESULT " + json.dumps(result))
 
 def generate(root, count):
     """`count` 96x96 colour JPEGs under `root`, in folders of 10,000 (kept between runs)."""
+    for chunk in range(-(-count // CHUNK)):
+        folder = os.path.join(root, "all", f"chunk{chunk:03d}")
+        if not (os.path.isdir(folder) and len(os.listdir(folder)) == CHUNK):
+            start = time.perf_counter()
+            write_images([os.path.join(folder, f"{index:05d}.jpg") for index in range(CHUNK)], first_seed=chunk * CHUNK)
+            print(f"  generated {folder} in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def write_images(names, first_seed):
+    """Smooth random colour fields with noise as JPEG files at `names` (their folders made), one seed each."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    for chunk in range(-(-count // CHUNK)):
-        folder = os.path.join(root, "all", f"chunk{chunk:03d}")
-        if os.path.isdir(folder) and len(os.listdir(folder)) == CHUNK:
-            continue
+    for folder in {os.path.dirname(name) for name in names}:
         os.makedirs(folder, exist_ok=True)
-        start = time.perf_counter()
-        names = [os.path.join(folder, f"{index:05d}.jpg") for index in range(CHUNK)]
 
-        def write(name, seed):
-            generator = tf.random.stateless_uniform
-            corners = generator((2, 2, 3), seed=tf.stack([seed, 0]), maxval=255.0)
-            field = tf.image.resize(corners[None], (SIDE, SIDE), method="bilinear")[0]
-            noise = generator((SIDE, SIDE, 3), seed=tf.stack([seed, 1]), minval=-20.0, maxval=20.0)
-            image = tf.cast(tf.clip_by_value(field + noise, 0, 255), tf.uint8)
-            tf.io.write_file(name, tf.io.encode_jpeg(image, quality=90))
-            return 0
+    def write(name, seed):
+        generator = tf.random.stateless_uniform
+        corners = generator((2, 2, 3), seed=tf.stack([seed, 0]), maxval=255.0)
+        field = tf.image.resize(corners[None], (SIDE, SIDE), method="bilinear")[0]
+        noise = generator((SIDE, SIDE, 3), seed=tf.stack([seed, 1]), minval=-20.0, maxval=20.0)
+        image = tf.cast(tf.clip_by_value(field + noise, 0, 255), tf.uint8)
+        tf.io.write_file(name, tf.io.encode_jpeg(image, quality=90))
+        return 0
 
-        seeds = tf.range(chunk * CHUNK, (chunk + 1) * CHUNK, dtype=tf.int64)
-        pipeline = tf.data.Dataset.from_tensor_slices((names, seeds)).map(write, num_parallel_calls=tf.data.AUTOTUNE)
-        for _ in pipeline:
-            pass
-        print(f"  generated {folder} in {time.perf_counter() - start:.0f} s", flush=True)
+    seeds = tf.range(first_seed, first_seed + len(names), dtype=tf.int64)
+    for _ in tf.data.Dataset.from_tensor_slices((names, seeds)).map(write, num_parallel_calls=tf.data.AUTOTUNE):
+        pass
 
 
 def view(root, count):
@@ -157,7 +158,7 @@ net((8, 16), 1).save(sys.argv[2])
 
 
 def product_run(root, size):
-    """`kerasdistill run` on a labeled folder of 300 images (3 classes, the last generated ones) with the first
+    """`kerasdistill run` on a labeled folder of 300 images of its own (3 classes) with the first
     `size` images as `data.unlabeled_path`: `{"images", "peak_mib", "seconds"}` of the run's process."""
     import resource
 
@@ -165,10 +166,8 @@ def product_run(root, size):
 
     labeled = os.path.join(root, "labeled")
     if not os.path.isdir(labeled):
-        last = sorted(os.listdir(os.path.join(root, "all", f"chunk{CHUNK_COUNT - 1:03d}")))[-300:]
-        for index, name in enumerate(last):
-            os.makedirs(os.path.join(labeled, f"class{index % 3}"), exist_ok=True)
-            os.symlink(os.path.join(root, "all", f"chunk{CHUNK_COUNT - 1:03d}", name), os.path.join(labeled, f"class{index % 3}", name))
+        # Images of their own (seeds past the unlabeled ones): the run refuses a transfer set holding its test images.
+        write_images([os.path.join(labeled, f"class{index % 3}", f"{index:03d}.jpg") for index in range(300)], first_seed=10**7)
     teacher, student = os.path.join(root, "teacher.keras"), os.path.join(root, "student.keras")
     if not os.path.isfile(student):
         subprocess.run([sys.executable, "-c", RUN_MODELS.format(side=SIDE), teacher, student], check=True, capture_output=True)
@@ -208,7 +207,7 @@ def main():
     sizes = [int(size) for size in args.sizes.split(",")]
     if any(size % CHUNK for size in sizes):
         parser.error(f"--sizes must be multiples of {CHUNK}")
-    generate(args.folder, CHUNK * CHUNK_COUNT if args.run else max(sizes))
+    generate(args.folder, max(sizes))
     if args.run:
         for size in sizes:
             print(json.dumps(product_run(args.folder, size)), flush=True)

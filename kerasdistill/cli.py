@@ -400,7 +400,7 @@ def _run_splits(folder, parts):
     from kerasdistill import config, runs, sources
 
     settings = config.load(os.path.join(folder, "config.yaml"))
-    splits = sources.load_data(settings["data"], settings["training"]["seed"])
+    splits = sources.load_data(settings["data"], settings["training"]["seed"], transfer_set="unlabeled" in parts)
     if not runs.check_split_record(folder, splits, settings["data"], parts):
         print(
             f"Warning: the run in {folder} recorded no splits (an older kerasdistill made it): its "

@@ -282,7 +282,7 @@ def _unlabeled_folder(path, shape):
     try:
         return dataset_to_arrays(tf.data.Dataset.from_tensor_slices(files).map(load), f"The unlabeled folder {path}")
     except tf.errors.InvalidArgumentError:
-        raise undecodable(path) from None
+        raise _undecodable(path) from None
 
 
 def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=True, seed=0):
@@ -636,7 +636,7 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
         try:
             x, y = dataset_to_arrays(images.map(lambda image, label: (tf.cast(image, tf.float32), label)))
         except tf.errors.InvalidArgumentError:
-            raise undecodable(path) from None
+            raise _undecodable(path) from None
         # test/ and val/ may hold fewer classes: their labels are renumbered by class name.
         names = classes.get(split, train_classes)
         arrays[split] = (x, np.asarray([train_classes.index(name) for name in names], np.int32)[y])
@@ -676,7 +676,7 @@ def _holds_class_folders(folder):
     return has_folders and not any(name.lower().endswith(IMAGE_FORMATS) for name in entries)
 
 
-def undecodable(folder):
+def _undecodable(folder):
     """The error for an image under `folder` that cannot be decoded, naming the first such file."""
     bad = None
     for path in image_files(folder):

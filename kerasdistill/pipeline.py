@@ -112,8 +112,8 @@ def prepare_inputs(state):
     model_specs.check_layer_pairs(config, shape, classes)
     if config["distillation"]["teacher_views"] and isinstance(splits.unlabeled, ImageStream):
         raise ValueError(
-            f"distillation.teacher_views caches {config['distillation']['teacher_views']} augmented views of every "
-            f"image in memory, but data.unlabeled_path ({len(splits.unlabeled)} images) is streamed from its folder. "
+            f"distillation.teacher_views caches the teacher's outputs on {config['distillation']['teacher_views']} "
+            "augmented view(s) of every image in memory, but data.unlabeled_path ({len(splits.unlabeled)} images) is streamed from its folder. "
             "Remove teacher_views: the teacher then scores each augmented view as it trains (augmentation alone)."
         )
     batch_size = training["batch_size"]
@@ -129,6 +129,8 @@ def prepare_inputs(state):
             f"teacher scores) / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes. "
             f"Every model trains {plan.steps} steps an epoch."
         )
+    # The one pass over a streamed folder, once everything cheaper was checked.
+    sources.check_streamed_transfer_set(splits)
     cautions = sources.pixel_cautions(splits)
     for caution in cautions:
         state.say(f"  Warning: {caution}")

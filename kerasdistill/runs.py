@@ -24,7 +24,6 @@ import numpy as np
 from kerasdistill import files
 from kerasdistill import version
 from kerasdistill.backend import keras, tf
-from kerasdistill.data import undecodable
 from kerasdistill.shards import images_digest
 from kerasdistill.streams import ImageStream
 from kerasdistill.callbacks import BackupAndRestore
@@ -87,6 +86,19 @@ def config_key(value):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+# Folders of more files are recorded by one digest of names, sizes and times (the resume key stays small).
+MAX_LISTED_FILES = 10_000
+
+
+def _listing_digest(paths):
+    digest = hashlib.sha256()
+    for full in paths:
+        with contextlib.suppress(OSError):
+            info = os.stat(full)
+            digest.update(f"{full}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def _data_paths(data_config):
     paths = [data_config["path"], data_config["unlabeled_path"]]
     if data_config["source"] == "tfds":
@@ -126,6 +138,10 @@ def data_files(data_config):
         for root, folders, names in os.walk(path):
             folders.sort()
             found += [os.path.join(root, name) for name in sorted(names)]
+        if len(found) > MAX_LISTED_FILES:
+            # A large folder (a streamed transfer set) is recorded by one digest of its listing, not file by file.
+            listing[path] = {"*": [len(found), _listing_digest(found)]}
+            continue
         entries = {}
         for full in found:
             with contextlib.suppress(OSError):
@@ -169,11 +185,20 @@ def check_transfer_set(splits):
     """
     if splits.unlabeled is None or not len(splits.unlabeled):
         return
-    unlabeled = set(_stream_hashes(splits.unlabeled) if isinstance(splits.unlabeled, ImageStream) else _sample_hashes(splits.unlabeled))
-    found = [
-        f"{count} of the {len(split.x)} {part} images"
+    streamed = isinstance(splits.unlabeled, ImageStream)
+    # A stream's images are rounded to uint8 pixels: the measured images are compared rounded the same way.
+    measured = {
+        part: _sample_hashes(np.clip(np.round(split.x), 0, 255) if streamed else split.x)
         for part, split in (("test", splits.test), ("validation", splits.val))
-        if (count := sum(digest in unlabeled for digest in _sample_hashes(split.x)))
+    }
+    wanted = set().union(*measured.values())
+    # Only the measured images' hashes are held; the transfer set's are looked up as they are read.
+    held = {digest for digest in (_stream_hashes(splits.unlabeled) if streamed else _sample_hashes(splits.unlabeled)) if digest in wanted}
+    sizes = {"test": len(splits.test.x), "validation": len(splits.val.x)}
+    found = [
+        f"{count} of the {sizes[part]} {part} images"
+        for part, digests in measured.items()
+        if (count := sum(digest in held for digest in digests))
     ]
     if found:
         raise ValueError(
@@ -185,13 +210,14 @@ def check_transfer_set(splits):
 
 def _stream_hashes(stream):
     """The hashes of a streamed folder's images, read in one pass (which also finds a file that cannot be decoded)."""
-    hashes = []
     try:
         for batch in stream.dataset().batch(256):
-            hashes.extend(_sample_hashes(batch.numpy()))
+            yield from _sample_hashes(batch.numpy())
     except tf.errors.InvalidArgumentError:
-        raise undecodable(os.path.commonpath(stream.files)) from None
-    return hashes
+        raise ValueError(
+            f"An image of the unlabeled folder cannot be decoded: {stream.undecodable() or 'unknown file'}. Remove "
+            "or replace it (a truncated download, or another format with an image extension)."
+        ) from None
 
 
 def _sample_hashes(images):

@@ -17,8 +17,14 @@ from kerasdistill.runs import check_transfer_set
 from kerasdistill.streams import ImageStream
 
 
-def load_data(data_config, seed):
-    """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section."""
+def load_data(data_config, seed, transfer_set=True):
+    """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section.
+
+    An unlabeled folder beside every label is an `ImageStream`, not yet read:
+    `check_streamed_transfer_set` reads it once, after the cheaper checks.
+    `transfer_set=False` leaves the unlabeled data out (what `evaluate` and
+    `export` need of a run's data).
+    """
     splits = _load_labeled(data_config, seed)
     if data_config["class_names"] is not None:
         names = tuple(data_config["class_names"])
@@ -31,18 +37,22 @@ def load_data(data_config, seed):
         splits = splits._replace(class_names=names)
     if data_config["labeled_size"] is not None:
         splits = data_lib.hold_out_labels(splits, data_config["labeled_size"], seed)
-    path = data_config["unlabeled_path"]
+    path = data_config["unlabeled_path"] if transfer_set else None
     if path is not None and os.path.isdir(path) and splits.unlabeled is None:
         # A folder beside every label: streamed (file names in memory, images decoded per batch), any size.
-        stream = ImageStream.from_folder(path, splits.train.x.shape[1:])
-        check_transfer_set(splits._replace(unlabeled=stream))
-        return splits._replace(unlabeled=stream)
+        return splits._replace(unlabeled=ImageStream.from_folder(path, splits.train.x.shape[1:]))
     if path is not None:
         extra = data_lib.load_unlabeled(path, splits.train.x.shape[1:])
         # The user's unlabeled folder must not hold the images the models are measured on.
         check_transfer_set(splits._replace(unlabeled=extra))
         splits = splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))
     return splits
+
+
+def check_streamed_transfer_set(splits):
+    """Reads a streamed transfer set once: refuses validation or test images in it and files that cannot be decoded."""
+    if isinstance(splits.unlabeled, ImageStream):
+        check_transfer_set(splits)
 
 
 def _check_own_names(names, splits):

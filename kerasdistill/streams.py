@@ -65,11 +65,34 @@ class ImageStream:
         return ImageStream(self.files[start:stop], self.input_shape)
 
     def decode(self, path):
-        """The image at `path` (a string tensor), decoded, resized to `input_shape`, uint8."""
+        """The image at `path` (a string tensor), decoded, resized to `input_shape`, uint8.
+
+        Decoded with its own channels, then converted (TensorFlow's decoders
+        cannot give every format every channel count: a GIF no grey, a BMP no
+        grey, a JPEG no alpha).
+        """
         height, width, channels = self.input_shape
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-        image = tf.image.resize(image, (height, width), method="bilinear")
+        image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+        own = tf.shape(image)[-1]
+        # Grey (with or without alpha) repeated to RGB; alpha dropped.
+        rgb = tf.cond(own < 3, lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3])
+        rgb = tf.image.resize(tf.ensure_shape(rgb, (None, None, 3)), (height, width), method="bilinear")
+        if channels == 1:
+            image = tf.image.rgb_to_grayscale(rgb)
+        elif channels == 4:
+            image = tf.concat([rgb, tf.fill(tf.concat([tf.shape(rgb)[:2], [1]], 0), 255.0)], axis=-1)
+        else:
+            image = rgb
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+    def undecodable(self):
+        """The first file that cannot be decoded, or None (one pass, for an error message)."""
+        for path in self.files:
+            try:
+                self.decode(tf.constant(path))
+            except tf.errors.InvalidArgumentError:
+                return path
+        return None
 
     def dataset(self, shuffle=False, seed=None, order=None):
         """A `tf.data.Dataset` of single uint8 images, decoded in parallel as they are read.
@@ -88,4 +111,10 @@ class ImageStream:
     def sample(self, count=256):
         """Up to `count` images spread evenly over the stream, as a float32 array (for scale checks)."""
         picks = np.unique(np.linspace(0, len(self) - 1, num=min(count, len(self))).astype(int))
-        return np.concatenate([batch.numpy() for batch in self.dataset(order=picks).batch(256)]).astype(np.float32)
+        try:
+            return np.concatenate([batch.numpy() for batch in self.dataset(order=picks).batch(256)]).astype(np.float32)
+        except tf.errors.InvalidArgumentError:
+            raise ValueError(
+                f"An image of the stream cannot be decoded: {self.undecodable() or 'unknown file'}. Remove or replace "
+                "it (a truncated download, or another format with an image extension)."
+            ) from None

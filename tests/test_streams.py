@@ -212,13 +212,30 @@ def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_fo
     assert record["unlabeled"] == {"samples": 300, "sha256": shards_lib.images_digest(loaded.unlabeled)}
 
     # Refused before anything trains: cached views of a streamed folder, a test image in it, an undecodable file.
-    with pytest.raises(ValueError, match="teacher_views caches 2 augmented views .* streamed"):
+    with pytest.raises(ValueError, match=r"teacher_views caches the teacher's outputs on 2 augmented view\(s\) .* streamed"):
         pipeline.run({**settings, "distillation": {"augmentation": ["translate"], "teacher_views": 2}}, output=str(tmp_path / "views"), verbose=False)
     test_image = loaded.test.x[0]
     keras.utils.save_img(unlabeled / "leak.png", test_image, scale=False)
     with pytest.raises(ValueError, match="1 of the .* test images"):
         pipeline.run(settings, output=str(tmp_path / "leak"), verbose=False)
+    # Resized (28 to 24 pixels, fractional values), the copy of a test image is still found.
+    with pytest.raises(ValueError, match="1 of the .* test images"):
+        pipeline.run({**settings, "data": {**settings["data"], "image_size": [24, 24]}}, output=str(tmp_path / "resized"), verbose=False)
     (unlabeled / "leak.png").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="cannot be decoded"):
+    with pytest.raises(ValueError, match="cannot be decoded: .*leak.png"):
         pipeline.run(settings, output=str(tmp_path / "broken"), verbose=False)
     assert not (tmp_path / "views").exists() or not list((tmp_path / "views").glob("*/teacher.keras"))
+
+
+def test_a_stream_converts_any_image_format_to_the_channels_asked(digits, tmp_path):
+    # TensorFlow's decoders give a GIF or a BMP no grey, a JPEG no alpha: the stream converts.
+    grey = digits.train.x[0]
+    rgba = np.concatenate([np.repeat(grey, 3, axis=-1), np.full_like(grey, 255)], axis=-1)
+    for name, image in (("a.gif", np.repeat(grey, 3, axis=-1)), ("b.bmp", np.repeat(grey, 3, axis=-1)), ("c.png", rgba), ("d.jpg", grey)):
+        keras.utils.save_img(tmp_path / name, image, scale=False)
+    for channels in (1, 3, 4):
+        stream = ImageStream.from_folder(tmp_path, (28, 28, channels))
+        images = np.concatenate([batch.numpy() for batch in stream.dataset().batch(4)])
+        assert images.shape == (4, 28, 28, channels)
+        # The lossless files give the digit's own pixels back.
+        np.testing.assert_allclose(images[:3, ..., 0], np.repeat(grey[None, ..., 0], 3, axis=0), atol=1)
