@@ -28,6 +28,20 @@ import time
 
 SIDE, CHUNK = 96, 10_000
 
+# The small teacher and student of every measurement (scripts define SIDE and CLASSES first).
+NETS = r"""
+def net(widths, seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIDE, SIDE, 3))
+    h = keras.layers.Rescaling(1 / 255.0)(inputs)
+    for width in widths:
+        h = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(h))
+
+teacher, student = net((16, 32, 64), 0), net((8, 16), 1)
+"""
+
 MEASURE = r"""
 import json, os, resource, sys, time
 import numpy as np
@@ -38,20 +52,10 @@ from kerasdistill import data, shards as shards_lib
 from kerasdistill.streams import ImageStream
 
 folder, mode, work = sys.argv[1], sys.argv[2], sys.argv[3]
-SIDE = {side}
+SIDE, CLASSES = {side}, 10
 def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-def net(widths, seed):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIDE, SIDE, 3))
-    h = keras.layers.Rescaling(1 / 255.0)(inputs)
-    for width in widths:
-        h = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    return keras.Model(inputs, keras.layers.Dense(10)(h))
-
-teacher, student = net((16, 32, 64), 0), net((8, 16), 1)
+{nets}
 stream = ImageStream.from_folder(folder, (SIDE, SIDE, 3))
 rng = np.random.default_rng(0)
 labeled_x = np.concatenate([b.numpy() for b in stream.part(0, 500).dataset().batch(500)]).astype("float32")
@@ -144,16 +148,10 @@ def view(root, count):
 
 RUN_MODELS = r"""
 import sys, keras
-def net(widths, seed):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(({side}, {side}, 3))
-    h = keras.layers.Rescaling(1 / 255.0)(inputs)
-    for width in widths:
-        h = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    return keras.Model(inputs, keras.layers.Dense(3)(h))
-net((16, 32, 64), 0).save(sys.argv[1])
-net((8, 16), 1).save(sys.argv[2])
+SIDE, CLASSES = {side}, 3
+{nets}
+teacher.save(sys.argv[1])
+student.save(sys.argv[2])
 """
 
 
@@ -170,7 +168,7 @@ def product_run(root, size):
         write_images([os.path.join(labeled, f"class{index % 3}", f"{index:03d}.jpg") for index in range(300)], first_seed=10**7)
     teacher, student = os.path.join(root, "teacher.keras"), os.path.join(root, "student.keras")
     if not os.path.isfile(student):
-        subprocess.run([sys.executable, "-c", RUN_MODELS.format(side=SIDE), teacher, student], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", RUN_MODELS.format(side=SIDE, nets=NETS), teacher, student], check=True, capture_output=True)
     config = {
         "data": {"source": "image_folder", "path": labeled, "unlabeled_path": view(root, size)},
         "teacher": {"model": teacher}, "student": {"model": student},
@@ -191,7 +189,7 @@ def product_run(root, size):
 
 def measure(folder, mode, work):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", MEASURE.format(side=SIDE), folder, mode, work], capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-c", MEASURE.format(side=SIDE, nets=NETS), folder, mode, work], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.split("RESULT ", 1)[1])

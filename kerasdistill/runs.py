@@ -214,10 +214,7 @@ def _stream_hashes(stream):
         for batch in stream.dataset().batch(256):
             yield from _sample_hashes(batch.numpy())
     except tf.errors.InvalidArgumentError:
-        raise ValueError(
-            f"An image of the unlabeled folder cannot be decoded: {stream.undecodable() or 'unknown file'}. Remove "
-            "or replace it (a truncated download, or another format with an image extension)."
-        ) from None
+        raise stream.undecodable_error() from None
 
 
 def _sample_hashes(images):

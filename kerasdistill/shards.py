@@ -123,7 +123,7 @@ def score_to_shards(
 
     Args:
         teacher: a `Distiller` with one teacher, or a teacher model.
-        images: an `ImageStream` (or anything with `__len__`, `part(start, stop)` and `dataset()`).
+        images: an `ImageStream` (what it reads: `files`, `input_shape`, `dataset(order=...)`).
         folder: the shards' folder; a pass killed before it ended resumes
             there (the manifest must match: same teacher, images, shard
             size and top-k, else refused).

@@ -85,14 +85,19 @@ class ImageStream:
             image = rgb
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
-    def undecodable(self):
-        """The first file that cannot be decoded, or None (one pass, for an error message)."""
+    def undecodable_error(self):
+        """The error to raise when a pass over the stream met a file it cannot decode: it names the first one."""
+        bad = None
         for path in self.files:
             try:
                 self.decode(tf.constant(path))
             except tf.errors.InvalidArgumentError:
-                return path
-        return None
+                bad = path
+                break
+        return ValueError(
+            f"An image of the unlabeled folder cannot be decoded: {bad or 'unknown file'}. Remove or replace it (a "
+            "truncated download, or another format with an image extension)."
+        )
 
     def dataset(self, shuffle=False, seed=None, order=None):
         """A `tf.data.Dataset` of single uint8 images, decoded in parallel as they are read.
@@ -114,7 +119,4 @@ class ImageStream:
         try:
             return np.concatenate([batch.numpy() for batch in self.dataset(order=picks).batch(256)]).astype(np.float32)
         except tf.errors.InvalidArgumentError:
-            raise ValueError(
-                f"An image of the stream cannot be decoded: {self.undecodable() or 'unknown file'}. Remove or replace "
-                "it (a truncated download, or another format with an image extension)."
-            ) from None
+            raise self.undecodable_error() from None
