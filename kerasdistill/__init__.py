@@ -25,6 +25,8 @@ _EXPORTS = {
     "Distiller": "kerasdistill.distiller",
     "FeatureAdapter": "kerasdistill.adapters",
     "ImageStream": "kerasdistill.streams",
+    "ArrayStream": "kerasdistill.streams",
+    "ChainStream": "kerasdistill.streams",
     "cache_teacher_outputs": "kerasdistill.cache",
     "load_cached_teacher_outputs": "kerasdistill.cache",
     "score_to_shards": "kerasdistill.shards",

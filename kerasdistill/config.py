@@ -280,8 +280,8 @@ SCHEMA = {
         "unlabeled_path": (
             None,
             _optional_path,
-            "more unlabeled images for the transfer set: a folder of images, an .npz file with array x, "
-            "or an IDX images file",
+            "more unlabeled images for the transfer set, streamed from disk: a folder of images, a .npy file, "
+            "an .npz file with array x (np.savez; a compressed one is read whole), or an IDX images file (gzipped: read whole)",
         ),
     },
     "teacher": {

@@ -297,10 +297,11 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
 
     Args:
         labeled: `(x, y)` arrays of labeled samples (class indices or one-hot).
-        unlabeled: array of unlabeled inputs of the same shape as `x`, or an
-            `ImageStream` (`kerasdistill.streams`: a folder read lazily, in
-            flat memory); both are cast to one dtype (e.g. uint8 pixels
-            beside float32 ones).
+        unlabeled: array of unlabeled inputs of the same shape as `x`, or a
+            stream (`kerasdistill.streams`: `ImageStream` for a folder,
+            `ArrayStream` for a memory-mapped file, read lazily in flat
+            memory); both are cast to one dtype (e.g. uint8 pixels beside
+            float32 ones).
         batch_size: samples per batch.
         labeled_share: share of each batch drawn from the labeled samples, in
             [0, 1); 0 trains on the transfer set alone.
@@ -320,6 +321,7 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     ```
     """
     x, y = (np.asarray(a) for a in labeled)
+    # A stream (`kerasdistill.streams`, which imports this module) is known by what it does.
     streamed = hasattr(unlabeled, "dataset")
     if not streamed:
         unlabeled = np.asarray(unlabeled)
@@ -328,9 +330,9 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     # A stream is checked on a sample of its images: reading them all is what streaming avoids.
     check_same_scale(x, unlabeled.sample() if streamed else unlabeled)
     # Both parts are concatenated into one batch, which takes one dtype.
-    dtype = np.result_type(x.dtype, np.uint8 if streamed else unlabeled.dtype)
+    dtype = np.result_type(x.dtype, unlabeled.dtype)
     if streamed:
-        # The file names are shuffled, not the images: the order is random and memory holds no image buffer.
+        # The keys are shuffled, not the images: the order is random and memory holds no image buffer.
         images = unlabeled.dataset(shuffle=shuffle, seed=seed).map(lambda image: tf.cast(image, dtype))
         unlabeled_part = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensors(placeholder_labels(1, y)[0]).repeat()))
     else:

@@ -17,6 +17,10 @@ IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x
 CHUNK_BYTES = 1 << 24
 
 
+class CompressedFileError(ValueError):
+    """A file whose values cannot be read in place because it is compressed: read it whole, or decompress it first."""
+
+
 def read_idx(path):
     """Reads one IDX file (gzipped or not) into a numpy array.
 
@@ -62,6 +66,36 @@ def read_idx(path):
             "corrupt; copy it again."
         )
     return np.frombuffer(content, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def map_idx(path):
+    """An uncompressed IDX file as a read-only memory map (nothing read until rows are indexed).
+
+    Raises:
+        CompressedFileError: the file is gzipped (a memory map needs the raw
+            values: `gunzip` it, or read it whole with `read_idx`).
+        ValueError: not a valid IDX file.
+
+    Example:
+
+    ```python
+    images = map_idx("unlabeled-images-idx3-ubyte")  # rows are read from disk as they are indexed
+    ```
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No IDX file at {path}.")
+    if _is_gzip(path):
+        raise CompressedFileError(f"{path} is gzipped: streaming reads rows in place, which needs the raw file. Run `gunzip {path}` and give the result.")
+    with open(path, "rb") as handle:
+        dtype, shape, header = _read_header(handle, path)
+    declared = header + math.prod(shape) * dtype.itemsize
+    if os.path.getsize(path) != declared:
+        raise ValueError(
+            f"{path} is not a valid IDX file: its header says shape {shape} ({declared} bytes with the header) but it "
+            f"holds {os.path.getsize(path)} bytes. The file is truncated or corrupt; copy it again."
+        )
+    return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=shape)
 
 
 def _read_header(handle, path):

@@ -38,7 +38,7 @@ from kerasdistill.losses import CrossEntropy
 from kerasdistill.metrics import accuracy
 from kerasdistill.plan import make_plan
 from kerasdistill.runs import RunState
-from kerasdistill.streams import ImageStream
+from kerasdistill.streams import is_stream
 from kerasdistill.tuning import tune
 
 
@@ -110,10 +110,10 @@ def prepare_inputs(state):
     sources.check_classes(splits)
     model_specs.check_models(config, shape, classes)
     model_specs.check_layer_pairs(config, shape, classes)
-    if config["distillation"]["teacher_views"] and isinstance(splits.unlabeled, ImageStream):
+    if config["distillation"]["teacher_views"] and is_stream(splits.unlabeled):
         raise ValueError(
             f"distillation.teacher_views caches the teacher's outputs on {config['distillation']['teacher_views']} "
-            "augmented view(s) of every image in memory, but data.unlabeled_path ({len(splits.unlabeled)} images) is streamed from its folder. "
+            f"augmented view(s) of every image in memory, but data.unlabeled_path ({len(splits.unlabeled)} images) is streamed from disk. "
             "Remove teacher_views: the teacher then scores each augmented view as it trains (augmentation alone)."
         )
     batch_size = training["batch_size"]
@@ -311,7 +311,7 @@ class _DistillationBatches:
         batches, augmentation = self.inputs.plan.distill, augment.build(distillation["augmentation"], seed=training["seed"])
         views = distillation["teacher_views"]
         # A streamed transfer set is not cached in memory: the search's probes run the teacher as they train.
-        if not views and augmentation is None and self.searching and not isinstance(self.inputs.splits.unlabeled, ImageStream):
+        if not views and augmentation is None and self.searching and not is_stream(self.inputs.splits.unlabeled):
             views = self.cached_views = 1
         if not views:
             return batches, augmentation, self.inputs.plan.steps

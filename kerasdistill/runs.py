@@ -24,8 +24,7 @@ import numpy as np
 from kerasdistill import files
 from kerasdistill import version
 from kerasdistill.backend import keras, tf
-from kerasdistill.shards import images_digest
-from kerasdistill.streams import ImageStream
+from kerasdistill.streams import is_stream
 from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distribute import is_chief, make_strategy, set_precision
 
@@ -166,9 +165,9 @@ def split_record(splits, data_config):
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     record = {part: {"samples": len(x), "sha256": _digest(x, y)} for part, (x, y) in parts.items()}
     if splits.unlabeled is not None:
-        # A streamed folder is recorded by its files (paths and sizes): hashing its pixels would read it all.
-        streamed = isinstance(splits.unlabeled, ImageStream)
-        record["unlabeled"] = {"samples": len(splits.unlabeled), "sha256": images_digest(splits.unlabeled) if streamed else _digest(splits.unlabeled)}
+        # A stream is recorded by its digest (a folder's paths and sizes): hashing its pixels would read it all.
+        unlabeled = splits.unlabeled
+        record["unlabeled"] = {"samples": len(unlabeled), "sha256": unlabeled.digest() if is_stream(unlabeled) else _digest(unlabeled)}
     record["class_names"] = list(splits.class_names) if splits.class_names else None
     record["files"] = data_files(data_config)
     return record
@@ -185,31 +184,31 @@ def check_transfer_set(splits):
     """
     if splits.unlabeled is None or not len(splits.unlabeled):
         return
-    streamed = isinstance(splits.unlabeled, ImageStream)
-    # A stream's images are rounded to uint8 pixels: the measured images are compared rounded the same way.
+    streamed = is_stream(splits.unlabeled)
+    # Decoded image files are rounded to uint8 pixels: the measured images are compared as they are and rounded.
     measured = {
-        part: _sample_hashes(np.clip(np.round(split.x), 0, 255) if streamed else split.x)
+        part: list(zip(_sample_hashes(split.x), _sample_hashes(np.clip(np.round(split.x), 0, 255)) if streamed else _sample_hashes(split.x)))
         for part, split in (("test", splits.test), ("validation", splits.val))
     }
-    wanted = set().union(*measured.values())
+    wanted = {digest for pairs in measured.values() for pair in pairs for digest in pair}
     # Only the measured images' hashes are held; the transfer set's are looked up as they are read.
     held = {digest for digest in (_stream_hashes(splits.unlabeled) if streamed else _sample_hashes(splits.unlabeled)) if digest in wanted}
     sizes = {"test": len(splits.test.x), "validation": len(splits.val.x)}
     found = [
         f"{count} of the {sizes[part]} {part} images"
-        for part, digests in measured.items()
-        if (count := sum(digest in held for digest in digests))
+        for part, pairs in measured.items()
+        if (count := sum(exact in held or rounded in held for exact, rounded in pairs))
     ]
     if found:
         raise ValueError(
             f"The unlabeled transfer set holds {' and '.join(found)}: the models would train on the images they "
             "are measured on, and the accuracies would be too high. Remove those images from the unlabeled "
-            "folder (data.unlabeled_path), or point it at a folder that holds none of the labeled data."
+            "folder or file (data.unlabeled_path), or point it at images that hold none of the labeled data."
         )
 
 
 def _stream_hashes(stream):
-    """The hashes of a streamed folder's images, read in one pass (which also finds a file that cannot be decoded)."""
+    """The hashes of a stream's images, read in one pass (which also finds a file that cannot be decoded)."""
     try:
         for batch in stream.dataset().batch(256):
             yield from _sample_hashes(batch.numpy())

@@ -2,7 +2,7 @@
 
 `cache_teacher_outputs` keeps the images and their outputs together, in
 memory or in one `tf.data` folder: for a large streamed transfer set
-(`streams.ImageStream`) that is a second copy of the images. Here the teacher
+(`streams.ImageStream`, `streams.ArrayStream`) that is a second copy of the images. Here the teacher
 scores the stream once and only its outputs are written, one file per shard
 of `shard_size` images (40 bytes an image for 10 classes; with `top_k`, the k
 largest logits and their classes alone, as "Fast Knowledge Distillation" and
@@ -14,14 +14,14 @@ decoded again from the files: memory holds a shuffle buffer, not the set.
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
+import weakref
 
 import numpy as np
 
-from kerasdistill.backend import require_tensorflow_backend, tf
+from kerasdistill.backend import keras, require_tensorflow_backend, tf
 from kerasdistill.batch import TEACHER_LOGITS, placeholder_labels
 from kerasdistill.cache import teacher_fingerprint, teachers_and_kinds
 from kerasdistill.data import check_mixing, check_same_scale, mixed_batches, shuffled
@@ -30,6 +30,7 @@ from kerasdistill.files import write_bytes, write_json
 from kerasdistill.losses.base import logits_from
 
 MANIFEST = "manifest.json"
+PRECISIONS = ("float32", "bfloat16")
 # The logit of the classes a top-k shard leaves out: their softened probability is 0 at any temperature, so the
 # KL-family losses see the top k renormalised (a loss on raw logits, such as logit MSE, needs full outputs).
 LEFT_OUT_LOGIT = -1e9
@@ -46,7 +47,8 @@ class TeacherShards:
         classes: outputs per image.
         top_k: classes kept per image, or None for all.
         fingerprint: the teacher's (`cache.teacher_fingerprint`).
-        images: the digest of the stream's files (`images_digest`).
+        images: the stream's digest (`digest()`: its files' names and sizes, or its rows).
+        precision: what the teacher computed in (`"float32"` or `"bfloat16"`).
     """
 
     folder: str
@@ -56,6 +58,7 @@ class TeacherShards:
     top_k: object
     fingerprint: str
     images: str
+    precision: str = "float32"
 
     @property
     def shards(self):
@@ -107,23 +110,24 @@ def _size(path):
     return os.path.getsize(path) if os.path.isfile(path) else -1
 
 
-def images_digest(images):
-    """A digest of what the shards' order depends on: the files' paths (from their common folder) and sizes."""
-    root = os.path.commonpath([os.path.dirname(path) for path in images.files])
-    digest = hashlib.sha256(repr(tuple(images.input_shape)).encode())
-    for path in images.files:
-        digest.update(f"{os.path.relpath(path, root)}\0{os.path.getsize(path)}\n".encode())
-    return digest.hexdigest()
-
-
 def score_to_shards(
-    teacher, images, folder, shard_size=4096, batch_size=256, top_k=None, teacher_outputs="auto", worker=(0, 1), jit_compile=False, verbose=True
+    teacher,
+    images,
+    folder,
+    shard_size=4096,
+    batch_size=256,
+    top_k=None,
+    teacher_outputs="auto",
+    worker=(0, 1),
+    jit_compile=False,
+    precision="float32",
+    verbose=True,
 ):
     """Scores every image of `images` with the teacher once, writing the outputs as shards into `folder`.
 
     Args:
         teacher: a `Distiller` with one teacher, or a teacher model.
-        images: an `ImageStream` (what it reads: `files`, `input_shape`, `dataset(order=...)`).
+        images: an `ImageStream` or `ArrayStream` (a `ChainStream` is scored part by part).
         folder: the shards' folder; a pass killed before it ended resumes
             there (the manifest must match: same teacher, images, shard
             size and top-k, else refused).
@@ -135,6 +139,12 @@ def score_to_shards(
             only (several machines over one shared folder).
         jit_compile: compile the teacher's forward pass with XLA
             (`benchmarks/scale.py` measures what it gains on a machine).
+        precision: `"float32"`, or `"bfloat16"` to score with a bfloat16
+            copy of the teacher (functional or Sequential teachers): faster
+            where the CPU or accelerator has bfloat16 units and kernels for
+            the teacher's layers, slower elsewhere (`benchmarks/scale.py`
+            measures both); the outputs differ from float32's in the third
+            digit, and the shards record the precision.
         verbose: print progress with the images scored per second.
 
     Returns:
@@ -148,21 +158,13 @@ def score_to_shards(
     """
     require_tensorflow_backend("Teacher-output shards (score_to_shards, a tf.data pipeline)")
     teachers, kinds = one_teacher(teacher, teacher_outputs)
-    index, count = _check_arguments(images, shard_size, batch_size, top_k, worker)
+    index, count = _check_arguments(images, shard_size, batch_size, top_k, worker, precision)
     classes = int(teachers[0].output_shape[-1])
     fingerprint = teacher_fingerprint(teachers, kinds)
-    shards = TeacherShards(os.fspath(folder), len(images), shard_size, classes, top_k, fingerprint, images_digest(images))
+    shards = TeacherShards(os.fspath(folder), len(images), shard_size, classes, top_k, fingerprint, images.digest(), precision)
     _claim_folder(shards)
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def score(x):
-        # uint8 images as float32: a subclassed teacher does not cast its inputs itself.
-        logits = tf.cast(logits_from(teachers[0](tf.cast(x, tf.float32), training=False), kinds[0]), tf.float32)
-        if top_k is None:
-            return logits, tf.zeros((tf.shape(x)[0], 0), tf.int32)
-        kept = tf.math.top_k(logits, k=top_k)
-        return kept.values, kept.indices
-
+    score = _scorer(teachers[0], kinds[0], top_k, jit_compile, precision)
     todo = [(shard, shard * shard_size, min((shard + 1) * shard_size, len(images))) for shard in shards.missing() if shard % count == index]
     if not todo:
         return shards
@@ -198,7 +200,52 @@ def one_teacher(teacher, teacher_outputs):
     return teachers, kinds
 
 
-def _check_arguments(images, shard_size, batch_size, top_k, worker):
+# One traced scorer per teacher and settings, kept while the teacher lives: a second pass (another folder,
+# another worker's part) does not trace the teacher again, which on a short pass costs more than the scoring.
+_SCORERS = weakref.WeakKeyDictionary()
+
+
+def _scorer(model, kind, top_k, jit_compile, precision):
+    """The compiled function from a uint8 batch to its (values, classes) rows, shared by every pass of `model`."""
+    settings = (kind, top_k, jit_compile, precision)
+    cached = _SCORERS.setdefault(model, {})
+    if settings in cached:
+        return cached[settings]
+    copy = None if precision == "float32" else _in_bfloat16(model)
+    # The function refers to the teacher weakly: a strong reference from the cache's value would keep the key alive.
+    scored = weakref.ref(model) if copy is None else (lambda: copy)
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def score(x):
+        # uint8 images as float32: a subclassed teacher does not cast its inputs itself.
+        logits = tf.cast(logits_from(scored()(tf.cast(x, tf.float32), training=False), kind), tf.float32)
+        if top_k is None:
+            return logits, tf.zeros((tf.shape(x)[0], 0), tf.int32)
+        kept = tf.math.top_k(logits, k=top_k)
+        return kept.values, kept.indices
+
+    cached[settings] = score
+    return score
+
+
+def _in_bfloat16(model):
+    """A copy of `model` computing in bfloat16 (variables float32, the "mixed_bfloat16" policy), its weights copied."""
+
+    def with_policy(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_bfloat16"})
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=with_policy, recursive=True)
+    except ValueError as error:
+        raise ValueError(
+            f"precision='bfloat16' copies the teacher layer by layer, which {type(model).__name__} does not allow "
+            f"({error}). Score it with precision='float32', or build it as a functional or Sequential model."
+        ) from None
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _check_arguments(images, shard_size, batch_size, top_k, worker, precision):
     for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1; got {value!r}.")
@@ -206,6 +253,8 @@ def _check_arguments(images, shard_size, batch_size, top_k, worker):
         raise ValueError(f"top_k is the number of logits kept per image, a whole number >= 1, or None for all; got {top_k!r}.")
     if not (isinstance(worker, (tuple, list)) and len(worker) == 2 and all(isinstance(v, int) for v in worker) and 0 <= worker[0] < worker[1]):
         raise ValueError(f"worker is (index, count) with 0 <= index < count, e.g. (0, 2) and (1, 2) for two workers; got {worker!r}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision is one of {', '.join(map(repr, PRECISIONS))}; got {precision!r}.")
     if not len(images):
         raise ValueError("There are no images to score.")
     return worker
@@ -247,6 +296,8 @@ def load_teacher_shards(folder, teacher=None, teacher_outputs="auto"):
         raise FileNotFoundError(f"No teacher shards in {folder} (no {MANIFEST}); write them with score_to_shards.")
     with open(path, encoding="utf-8") as handle:
         manifest = json.load(handle)
+    # Shards written before the precision was recorded were scored in float32.
+    manifest.setdefault("precision", "float32")
     fields = {field.name for field in dataclasses.fields(TeacherShards)} - {"folder"}
     if set(manifest) != fields:
         raise ValueError(f"{path} is not a manifest of score_to_shards (its keys: {sorted(manifest)}).")
@@ -263,7 +314,7 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     """`data.transfer_set`'s batches with the teacher's outputs read from shards: the teacher never runs in training.
 
     An epoch is one pass over `images` (shards in a new order each pass,
-    their file names and logits through a shuffle buffer of `buffer`, before
+    their keys (file names or rows) and logits through a shuffle buffer of `buffer`, before
     any image is decoded); the labeled
     images fill `labeled_share` of each batch, their teacher outputs scored
     here once (they are few).
@@ -277,7 +328,7 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
             losses must soften the teacher's logits (a temperature), as the
             left-out classes carry no logit of their own.
         batch_size, labeled_share, shuffle, seed: as `data.transfer_set`.
-        buffer: file names (with their logits) held to shuffle across shards.
+        buffer: keys (with their logits) held to shuffle across shards.
 
     Returns:
         A `tf.data.Dataset` of batches `(x, {"labels", "labeled", "teacher_logits"})` for `distiller.fit`.
@@ -292,25 +343,23 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     n_labeled, n_unlabeled = check_mixing(x, y, images.input_shape, len(images), batch_size, labeled_share)
     (model,), (kind,) = _check_shards_for(shards, images, distiller)
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-        raise ValueError(f"buffer is the number of file names held for shuffling, a whole number >= 1; got {buffer!r}.")
+        raise ValueError(f"buffer is the number of keys held for shuffling, a whole number >= 1; got {buffer!r}.")
     check_same_scale(x, images.sample())
     labeled_logits = np.concatenate(
         [np.asarray(logits_from(model(x[i : i + 256], training=False), kind)) for i in range(0, len(x), 256)]
     ).astype(np.float32)
-    files = tf.constant(np.asarray(images.files))
+    keys = tf.constant(np.asarray(images.keys))
 
     def shard_pairs(index):
         begin = index * shards.shard_size
-        # Each file name is paired with its logits before anything else: no later step can misalign them.
-        return tf.data.Dataset.from_tensor_slices((files[begin : tf.minimum(begin + shards.shard_size, shards.count)], shards.logits(index)))
+        # Each key (file name or row) is paired with its logits before anything else: no later step can misalign them.
+        return tf.data.Dataset.from_tensor_slices((keys[begin : tf.minimum(begin + shards.shard_size, shards.count)], shards.logits(index)))
 
     order = shuffled(tf.data.Dataset.range(shards.shards), shards.shards, shuffle, seed)
     placeholder = placeholder_labels(1, y)[0]
-    # Names and logits are shuffled (a few hundred bytes an image), then one parallel map decodes the images.
+    # Keys and logits are shuffled (a few hundred bytes an image), then the stream reads the images in parallel.
     pairs = shuffled(order.flat_map(shard_pairs), buffer, shuffle, seed)
-    unlabeled = pairs.map(
-        lambda name, logits: (tf.cast(images.decode(name), x.dtype), placeholder, logits[None]), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    unlabeled = images.read(pairs).map(lambda image, logits: (tf.cast(image, x.dtype), placeholder, logits[None]))
     labeled_part = shuffled(tf.data.Dataset.from_tensor_slices((x, y, labeled_logits[:, None])), len(x), shuffle, seed + 1)
     steps = -(-len(images) // n_unlabeled)
     return mixed_batches(unlabeled, labeled_part, n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,))
@@ -330,7 +379,7 @@ def _check_shards_for(shards, images, distiller):
             f"{shards.folder} misses {len(missing)} of its {shards.shards} shards (first: {missing[0]}): a worker has "
             "not finished. Run score_to_shards for the missing ones, or wait for every worker."
         )
-    if shards.images != images_digest(images) or shards.count != len(images):
+    if shards.images != images.digest() or shards.count != len(images):
         raise ValueError(f"The shards in {shards.folder} were scored on other images (files added, removed or changed since); score them again.")
     if shards.fingerprint != teacher_fingerprint(teachers, kinds):
         raise ValueError(f"The shards in {shards.folder} are another teacher's outputs than the Distiller's (other architecture, weights or output kind).")

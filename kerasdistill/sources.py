@@ -14,14 +14,18 @@ import numpy as np
 from kerasdistill import data as data_lib
 from kerasdistill.batch import label_indices_numpy
 from kerasdistill.runs import check_transfer_set
-from kerasdistill.streams import ImageStream
+from kerasdistill.idx import CompressedFileError
+from kerasdistill.streams import ArrayStream, ChainStream, ImageStream, is_stream
 
 
 def load_data(data_config, seed, transfer_set=True):
     """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section.
 
-    An unlabeled folder beside every label is an `ImageStream`, not yet read:
-    `check_streamed_transfer_set` reads it once, after the cheaper checks.
+    An unlabeled folder is an `ImageStream`, an uncompressed `.npy`/`.npz`/IDX
+    file an `ArrayStream` (joined to the held-out labels of
+    `data.labeled_size` by a `ChainStream`), not yet read:
+    `check_streamed_transfer_set` reads it once, after the cheaper checks; a
+    compressed file is read whole.
     `transfer_set=False` leaves the unlabeled data out (what `evaluate` and
     `export` need of a run's data).
     """
@@ -38,20 +42,27 @@ def load_data(data_config, seed, transfer_set=True):
     if data_config["labeled_size"] is not None:
         splits = data_lib.hold_out_labels(splits, data_config["labeled_size"], seed)
     path = data_config["unlabeled_path"] if transfer_set else None
-    if path is not None and os.path.isdir(path) and splits.unlabeled is None:
-        # A folder beside every label: streamed (file names in memory, images decoded per batch), any size.
-        return splits._replace(unlabeled=ImageStream.from_folder(path, splits.train.x.shape[1:]))
-    if path is not None:
-        extra = data_lib.load_unlabeled(path, splits.train.x.shape[1:])
-        # The user's unlabeled folder must not hold the images the models are measured on.
+    if path is None:
+        return splits
+    shape = splits.train.x.shape[1:]
+    try:
+        # Streamed (keys in memory, images read per batch), any size: a folder, or a file mapped into memory.
+        stream = ImageStream.from_folder(path, shape) if os.path.isdir(path) else ArrayStream.from_file(path, shape)
+    except CompressedFileError:
+        # A compressed file (np.savez_compressed, a gzipped IDX file) cannot be read in place: read whole.
+        extra = data_lib.load_unlabeled(path, shape)
+        # The user's unlabeled images must not hold the images the models are measured on.
         check_transfer_set(splits._replace(unlabeled=extra))
-        splits = splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))
-    return splits
+        return splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))
+    if splits.unlabeled is not None:
+        # Beside the labels held out of training (data.labeled_size), which are already in memory.
+        stream = ChainStream([ArrayStream(splits.unlabeled, "the labels held out (data.labeled_size)"), stream])
+    return splits._replace(unlabeled=stream)
 
 
 def check_streamed_transfer_set(splits):
-    """Reads a streamed transfer set once: refuses validation or test images in it and files that cannot be decoded."""
-    if isinstance(splits.unlabeled, ImageStream):
+    """Reads a streamed transfer set once: refuses validation or test images in it and images that cannot be read."""
+    if is_stream(splits.unlabeled):
         check_transfer_set(splits)
 
 

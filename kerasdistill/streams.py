@@ -1,25 +1,68 @@
-"""Images streamed from disk: a transfer set that never becomes one array.
+"""Transfer sets streamed from disk: images that never become one array.
 
 The unlabeled transfer set is usually the large part of a user's data: at
 96x96 colour a float32 image is 108 KiB, so 100,000 of them are 10.5 GiB
-before TensorFlow copies them. An `ImageStream` holds only the file names; a
-`tf.data` pipeline decodes each image when a batch needs it (uint8 until the
-model casts it), in parallel and ahead of the training step, so memory stays
-flat however many images the folder holds. `data.transfer_set` takes a
-stream in place of an array; `shards.score_to_shards` scores one.
+before TensorFlow copies them. A stream holds only keys (file names, or row
+numbers of an array file mapped into memory); a `tf.data` pipeline reads each
+image when a batch needs it, in its own dtype (uint8 for image files) until
+the model casts it, in parallel and ahead of the training step, so memory
+stays flat however many images there are. `data.transfer_set` takes a stream
+in place of an array; `shards.score_to_shards` scores one.
+
+Every stream has `input_shape`, `dtype`, `len()`, `dataset()`, `sample()`,
+`digest()` and `undecodable_error()`; `ImageStream` and `ArrayStream` also
+have `keys` and `read()` (what teacher shards pair their outputs with), and
+`part()`.
 """
 
-import dataclasses
+import hashlib
 import os
+import zipfile
 
 import numpy as np
 
 from kerasdistill.backend import tf
 from kerasdistill.data import IMAGE_FORMATS, image_files
+from kerasdistill.idx import CompressedFileError, map_idx
+
+# Rows gathered per call into a memory-mapped array: one Python call for many images.
+GATHER_ROWS = 256
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageStream:
+class Stream:
+    """What every stream shares; subclasses give `keys`, `input_shape`, `dtype` and `read`."""
+
+    def __len__(self):
+        return len(self.keys)
+
+    def dataset(self, shuffle=False, seed=None, order=None):
+        """A `tf.data.Dataset` of single images in the stream's dtype, read in parallel as they are needed.
+
+        Args:
+            shuffle: reshuffle the keys every pass (no image buffer).
+            seed: shuffling seed.
+            order: optional indices into the stream to read instead of all, in that order.
+        """
+        keys = np.asarray(self.keys) if order is None else np.asarray(self.keys)[np.asarray(order)]
+        keyed = tf.data.Dataset.from_tensor_slices((keys,))
+        if shuffle:
+            keyed = keyed.shuffle(len(keys), seed=seed, reshuffle_each_iteration=True)
+        return self.read(keyed).map(lambda image: image)
+
+    def sample(self, count=256):
+        """Up to `count` images spread evenly over the stream, as a float32 array (for scale checks)."""
+        picks = np.unique(np.linspace(0, len(self) - 1, num=min(count, len(self))).astype(int))
+        try:
+            return np.concatenate([batch.numpy() for batch in self.dataset(order=picks).batch(256)]).astype(np.float32)
+        except tf.errors.InvalidArgumentError:
+            raise self.undecodable_error() from None
+
+    def undecodable_error(self):
+        """The error to raise when a pass over the stream failed to read an image."""
+        return ValueError(f"An image of the {type(self).__name__} cannot be read.")
+
+
+class ImageStream(Stream):
     """The images of a folder, decoded lazily, resized to one shape.
 
     Args:
@@ -35,8 +78,11 @@ class ImageStream:
     ```
     """
 
-    files: tuple
-    input_shape: tuple
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, files, input_shape):
+        self.files = tuple(files)
+        self.input_shape = _checked_shape(input_shape)
 
     @classmethod
     def from_folder(cls, path, input_shape):
@@ -49,20 +95,23 @@ class ImageStream:
         """
         if not os.path.isdir(path):
             raise FileNotFoundError(f"No folder at {path}: a streamed transfer set reads a folder of images.")
-        shape = tuple(int(side) for side in input_shape)
-        if len(shape) != 3 or shape[2] not in (1, 3, 4) or min(shape) < 1:
-            raise ValueError(f"input_shape must be (height, width, channels) with 1, 3 or 4 channels; got {input_shape}.")
+        shape = _checked_shape(input_shape)
         files = tuple(image_files(path))
         if not files:
             raise ValueError(f"{path} holds no images ({', '.join(IMAGE_FORMATS)}) outside hidden folders.")
         return cls(files, shape)
 
-    def __len__(self):
-        return len(self.files)
+    @property
+    def keys(self):
+        return self.files
 
     def part(self, start, stop):
         """The images `start` to `stop` (a shard of the stream), as a stream."""
         return ImageStream(self.files[start:stop], self.input_shape)
+
+    def read(self, keyed):
+        """`(file name, *rest)` elements to `(image, *rest)`, decoded in parallel, in order."""
+        return keyed.map(lambda name, *rest: (self.decode(name), *rest), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def decode(self, path):
         """The image at `path` (a string tensor), decoded, resized to `input_shape`, uint8.
@@ -85,6 +134,14 @@ class ImageStream:
             image = rgb
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
+    def digest(self):
+        """A digest of what the stream's order and images depend on: the files' paths (from their common folder) and sizes."""
+        root = os.path.commonpath([os.path.dirname(path) for path in self.files])
+        digest = hashlib.sha256(repr(tuple(self.input_shape)).encode())
+        for path in self.files:
+            digest.update(f"{os.path.relpath(path, root)}\0{os.path.getsize(path)}\n".encode())
+        return digest.hexdigest()
+
     def undecodable_error(self):
         """The error to raise when a pass over the stream met a file it cannot decode: it names the first one."""
         bad = None
@@ -99,24 +156,176 @@ class ImageStream:
             "truncated download, or another format with an image extension)."
         )
 
-    def dataset(self, shuffle=False, seed=None, order=None):
-        """A `tf.data.Dataset` of single uint8 images, decoded in parallel as they are read.
 
-        Args:
-            shuffle: reshuffle the file names every pass (no image buffer).
-            seed: shuffling seed.
-            order: optional indices into `files` to read instead of all.
+class ArrayStream(Stream):
+    """The rows of an array, read when a batch needs them: a file mapped into memory (`from_file`), or an array.
+
+    Args:
+        array: `(N, height, width[, channels])` images: a `numpy.memmap`
+            (read from disk as rows are indexed) or any array.
+        source: where the array comes from (named in messages and digests).
+
+    Example:
+
+    ```python
+    stream = ArrayStream.from_file("unlabeled.npy", (28, 28, 1))
+    train = data.transfer_set((x_few, y_few), stream, batch_size=128)
+    ```
+    """
+
+    def __init__(self, array, source="an array"):
+        if not hasattr(array, "shape") or len(array.shape) not in (3, 4) or not len(array):
+            raise ValueError(f"An ArrayStream reads images shaped (N, height, width[, channels]); {source} has shape {getattr(array, 'shape', None)}.")
+        # Grey images without a channel axis get one (a view: a memory map stays one).
+        self.array = array[..., None] if len(array.shape) == 3 else array
+        self.source = source
+        self.input_shape = _checked_shape(self.array.shape[1:])
+        self.dtype = np.dtype(self.array.dtype).newbyteorder("=")
+
+    @classmethod
+    def from_file(cls, path, input_shape):
+        """The images of a `.npy` file, an `.npz` file's array `x` (saved by `np.savez`, not compressed) or a raw
+        IDX images file, mapped into memory.
+
+        Raises:
+            FileNotFoundError: no file at `path`.
+            ValueError: the file is compressed (it must be read whole: give
+                `.npy`, `np.savez` or a gunzipped IDX file), holds no `x`, or
+                its images are not shaped `input_shape`.
         """
-        files = np.asarray(self.files) if order is None else np.asarray(self.files)[np.asarray(order)]
-        names = tf.data.Dataset.from_tensor_slices(files)
-        if shuffle:
-            names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        return names.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No file at {path}: give a .npy file, an .npz file holding array 'x', or an IDX images file.")
+        if path.endswith(".npy"):
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        elif path.endswith(".npz"):
+            array = _map_npz_member(path, "x")
+        else:
+            array = map_idx(path)
+        stream = cls(array, source=path)
+        if stream.input_shape != _checked_shape(input_shape):
+            raise ValueError(
+                f"The images in {path} have shape {stream.input_shape} but the labeled images have {tuple(input_shape)}; "
+                "give images of the same size and channels."
+            )
+        return stream
+
+    @property
+    def keys(self):
+        return np.arange(len(self.array), dtype=np.int64)
+
+    def part(self, start, stop):
+        """The rows `start` to `stop` (a shard of the stream), as a stream (a view, not a copy)."""
+        return ArrayStream(self.array[start:stop], self.source)
+
+    def read(self, keyed):
+        """`(row number, *rest)` elements to `(image, *rest)`, the rows gathered `GATHER_ROWS` at a time, in order."""
+
+        def gather(rows):
+            return np.ascontiguousarray(self.array[rows], dtype=self.dtype)
+
+        def rows(numbers, *rest):
+            images = tf.numpy_function(gather, [numbers], tf.as_dtype(self.dtype), stateful=False)
+            return (tf.ensure_shape(images, (None, *self.input_shape)), *rest)
+
+        return keyed.batch(GATHER_ROWS).map(rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+
+    def digest(self):
+        """A digest of the rows: every byte of an array in memory; of a memory map, its size and 1,024 rows spread over it."""
+        digest = hashlib.sha256(f"{self.dtype.str}{self.array.shape}".encode())
+        picks = slice(None) if not isinstance(self.array, np.memmap) else np.unique(np.linspace(0, len(self) - 1, num=min(1024, len(self))).astype(int))
+        digest.update(np.ascontiguousarray(self.array[picks]).tobytes())
+        return digest.hexdigest()
+
+    def undecodable_error(self):
+        return ValueError(f"The images of {self.source} cannot be read (the file changed or was truncated while it was read).")
+
+
+class ChainStream(Stream):
+    """Several streams read as one transfer set (e.g. held-out rows of the labeled data beside a folder).
+
+    Shuffled, each pass interleaves the parts at random in proportion to
+    their sizes (every image once); in order, the parts follow each other.
+
+    Args:
+        parts: streams of one image shape.
+    """
+
+    def __init__(self, parts):
+        parts = tuple(parts)
+        shapes = {tuple(part.input_shape) for part in parts}
+        if not parts or len(shapes) != 1:
+            raise ValueError(f"A ChainStream joins streams of one image shape; got {sorted(shapes) or 'none'}.")
+        self.parts = parts
+        self.input_shape = shapes.pop()
+        self.dtype = np.result_type(*(part.dtype for part in parts))
+
+    def __len__(self):
+        return sum(len(part) for part in self.parts)
+
+    def dataset(self, shuffle=False, seed=None, order=None):
+        if order is not None:
+            raise ValueError("A ChainStream is read whole; score or index each of its parts instead.")
+        parts = [part.dataset(shuffle, None if seed is None else seed + index).map(lambda image: tf.cast(image, self.dtype)) for index, part in enumerate(self.parts)]
+        if not shuffle:
+            joined = parts[0]
+            for part in parts[1:]:
+                joined = joined.concatenate(part)
+            return joined
+        weights = [len(part) / len(self) for part in self.parts]
+        return tf.data.Dataset.sample_from_datasets(parts, weights=weights, seed=seed, stop_on_empty_dataset=False)
 
     def sample(self, count=256):
-        """Up to `count` images spread evenly over the stream, as a float32 array (for scale checks)."""
-        picks = np.unique(np.linspace(0, len(self) - 1, num=min(count, len(self))).astype(int))
-        try:
-            return np.concatenate([batch.numpy() for batch in self.dataset(order=picks).batch(256)]).astype(np.float32)
-        except tf.errors.InvalidArgumentError:
-            raise self.undecodable_error() from None
+        return np.concatenate([part.sample(max(1, count * len(part) // len(self))) for part in self.parts])
+
+    def digest(self):
+        return hashlib.sha256("".join(part.digest() for part in self.parts).encode()).hexdigest()
+
+    def undecodable_error(self):
+        for part in self.parts:
+            try:
+                for _ in part.dataset().batch(256):
+                    pass
+            except tf.errors.InvalidArgumentError:
+                return part.undecodable_error()
+        return super().undecodable_error()
+
+
+def is_stream(value):
+    return isinstance(value, Stream)
+
+
+def _checked_shape(input_shape):
+    shape = tuple(int(side) for side in input_shape)
+    if len(shape) != 3 or shape[2] not in (1, 3, 4) or min(shape) < 1:
+        raise ValueError(f"input_shape must be (height, width, channels) with 1, 3 or 4 channels; got {tuple(input_shape)}.")
+    return shape
+
+
+def _map_npz_member(path, key):
+    """Array `key` of an `.npz` file as a memory map: an archive member stored uncompressed (`np.savez`) is a
+    `.npy` file at a known offset in the archive."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name[:-4]: info for name in archive.namelist() if name.endswith(".npy") for info in [archive.getinfo(name)]}
+        if key not in members:
+            raise ValueError(f"{path} must hold an array '{key}' of unlabeled images; it holds {sorted(members)}.")
+        info = members[key]
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CompressedFileError(
+                f"{path} is compressed (np.savez_compressed): streaming reads rows in place, which needs them "
+                "uncompressed. Save it with np.savez or np.save (.npy), or load it whole with data.load_unlabeled."
+            )
+    with open(path, "rb") as handle:
+        # The member's local header: 30 bytes, then its name and extra field, whose lengths it gives.
+        handle.seek(info.header_offset + 26)
+        name_length, extra_length = np.frombuffer(handle.read(4), "<u2")
+        handle.seek(info.header_offset + 30 + int(name_length) + int(extra_length))
+        version = np.lib.format.read_magic(handle)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f"Array '{key}' of {path} has .npy format {version}; save it again with np.savez.")
+        shape, fortran, dtype = readers[version](handle)
+        offset = handle.tell()
+    if fortran or dtype.hasobject:
+        raise ValueError(f"Array '{key}' of {path} is not a plain C-ordered array; save it with np.savez(path, x=np.ascontiguousarray(x)).")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)

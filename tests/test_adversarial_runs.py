@@ -35,8 +35,9 @@ def test_transfer_set_holding_test_or_validation_images_is_refused(tmp_path, dig
     ).astype(np.float32)
     np.savez(tmp_path / "more.npz", x=unlabeled)
     settings = config_lib.validate({"data": {"unlabeled_path": str(tmp_path / "more.npz")}})
+    # Streamed (an uncompressed .npz), the file is read once by the check that follows the cheaper ones.
     with pytest.raises(ValueError) as caught:
-        sources.load_data(settings["data"], seed=0)
+        sources.check_streamed_transfer_set(sources.load_data(settings["data"], seed=0))
     message = str(caught.value)
     assert "3 of the 1000 test images" in message and "2 of the 500 validation images" in message
     assert "unlabeled folder" in message
@@ -44,6 +45,10 @@ def test_transfer_set_holding_test_or_validation_images_is_refused(tmp_path, dig
     runs.check_transfer_set(digits._replace(unlabeled=unlabeled[:5]))
     np.savez(tmp_path / "more.npz", x=unlabeled[:5])
     assert len(sources.load_data(settings["data"], seed=0).unlabeled) == 3000 + 5
+    # Compressed, it is read whole and checked as it loads.
+    np.savez_compressed(tmp_path / "packed.npz", x=unlabeled)
+    with pytest.raises(ValueError, match="3 of the 1000 test images"):
+        sources.load_data(config_lib.validate({"data": {"unlabeled_path": str(tmp_path / "packed.npz")}})["data"], seed=0)
 
 
 # 2. A teacher-output cache of another teacher with the same weights.

@@ -10,7 +10,8 @@ import pytest
 import kerasdistill as kd
 from kerasdistill import data, models, shards as shards_lib
 from kerasdistill.backend import keras
-from kerasdistill.streams import ImageStream
+from kerasdistill.idx import CompressedFileError
+from kerasdistill.streams import ArrayStream, ChainStream, ImageStream
 
 from conftest import accuracy
 
@@ -122,6 +123,27 @@ def test_shards_resume_after_a_kill_and_two_workers_give_the_same_outputs(traine
         shards_lib.load_teacher_shards(tmp_path / "workers")
 
 
+def test_bfloat16_scoring_is_recorded_close_to_float32_and_a_second_pass_reuses_the_trace(trained_teacher, unlabeled_folder, tmp_path):
+    stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1)).part(0, 300)
+    full = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "float32", verbose=False)
+    scorer = shards_lib._scorer(trained_teacher, "logits", None, False, "float32")
+    traced = scorer.experimental_get_tracing_count()
+    shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "again", verbose=False)
+    assert traced >= 1 and scorer.experimental_get_tracing_count() == traced, "the second pass reuses the first one's trace"
+
+    half = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "bfloat16", precision="bfloat16", verbose=False)
+    assert json.loads((tmp_path / "bfloat16" / "manifest.json").read_text())["precision"] == "bfloat16"
+    ours, theirs = np.concatenate(read(half)), np.concatenate(read(full))
+    assert not np.array_equal(ours, theirs), "computed in bfloat16"
+    assert np.mean(ours.argmax(1) == theirs.argmax(1)) > 0.97
+    np.testing.assert_allclose(ours, theirs, atol=0.1 * np.abs(theirs).max())
+    assert trained_teacher.dtype_policy.name == "float32", "the teacher itself is untouched"
+    with pytest.raises(ValueError, match="another scoring pass .*precision"):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "float32", precision="bfloat16", verbose=False)
+    with pytest.raises(ValueError, match="precision is one of 'float32', 'bfloat16'"):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "other", precision="float16", verbose=False)
+
+
 def test_sharded_batches_pair_each_image_with_its_own_teacher_outputs(digits, trained_teacher, unlabeled_folder, tmp_path):
     stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1))
     shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "shards", shard_size=300, verbose=False)
@@ -169,6 +191,74 @@ def test_a_student_distilled_from_shards_learns_with_full_and_top_k_outputs(digi
     assert os.path.getsize(tmp_path / "top3" / "shard-00000.values") * 2 < os.path.getsize(tmp_path / "topNone" / "shard-00000.logits") * 0.7
 
 
+def write_idx(path, images):
+    """An uncompressed IDX images file (magic 0x00000803, three big-endian sizes, the bytes), as MNIST ships it."""
+    header = bytes([0, 0, 8, 3]) + b"".join(int(side).to_bytes(4, "big") for side in images.shape)
+    path.write_bytes(header + np.ascontiguousarray(images, np.uint8).tobytes())
+    return path
+
+
+def test_array_files_stream_rows_from_disk_and_their_shards_pair_each_row_with_its_outputs(digits, trained_teacher, tmp_path):
+    images = digits.train.x[-UNLABELED:].astype(np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    np.savez(tmp_path / "x.npz", x=images, y=np.zeros(len(images)))
+    labeled = digits.train.x[:200], digits.train.y[:200]
+    for path in (tmp_path / "x.npy", tmp_path / "x.npz", write_idx(tmp_path / "x-idx3-ubyte", images[..., 0])):
+        stream = ArrayStream.from_file(path, (28, 28, 1))
+        assert isinstance(stream.array, np.memmap) and len(stream) == UNLABELED and stream.dtype == np.uint8
+        seen = []
+        for x, targets in data.transfer_set(labeled, stream, batch_size=50, labeled_share=0.2, seed=3):
+            seen.extend(digest(image) for image in x.numpy()[targets["labeled"].numpy() == 0])
+        assert sorted(seen) == sorted(digest(image) for image in images), path.name
+
+    stream = ArrayStream.from_file(tmp_path / "x.npy", (28, 28, 1))
+    shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "shards", shard_size=300, verbose=False)
+    np.testing.assert_allclose(np.concatenate(read(shards)), trained_teacher.predict(images.astype(np.float32), verbose=0), atol=1e-4)
+    distiller = kd.Distiller(trained_teacher, models.build("convnet_student", (28, 28, 1), 10))
+    distiller.compile(optimizer="adam")
+    rows = 0
+    for x, targets in shards_lib.sharded_transfer_set(labeled, stream, shards, distiller, batch_size=64, buffer=128):
+        np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], trained_teacher(x, training=False), atol=1e-4)
+        rows += int(np.sum(targets["labeled"].numpy() == 0))
+    assert rows >= UNLABELED
+    np.save(tmp_path / "x.npy", images[::-1])
+    with pytest.raises(ValueError, match="other images"):
+        shards_lib.sharded_transfer_set(labeled, ArrayStream.from_file(tmp_path / "x.npy", (28, 28, 1)), shards, distiller)
+
+
+def test_array_files_that_cannot_stream_are_refused_with_the_fix(digits, tmp_path):
+    images = digits.train.x[:50].astype(np.uint8)
+    np.savez_compressed(tmp_path / "packed.npz", x=images)
+    with pytest.raises(CompressedFileError, match=r"np.savez_compressed.*np.savez"):
+        ArrayStream.from_file(tmp_path / "packed.npz", (28, 28, 1))
+    import gzip
+
+    (tmp_path / "x-idx3-ubyte.gz").write_bytes(gzip.compress(write_idx(tmp_path / "raw", images[..., 0]).read_bytes()))
+    with pytest.raises(CompressedFileError, match="gunzip"):
+        ArrayStream.from_file(tmp_path / "x-idx3-ubyte.gz", (28, 28, 1))
+    np.savez(tmp_path / "other.npz", images=images)
+    with pytest.raises(ValueError, match=r"must hold an array 'x'.*\['images'\]"):
+        ArrayStream.from_file(tmp_path / "other.npz", (28, 28, 1))
+    np.save(tmp_path / "x.npy", images)
+    with pytest.raises(ValueError, match=r"shape \(28, 28, 1\) but the labeled images have \(32, 32, 1\)"):
+        ArrayStream.from_file(tmp_path / "x.npy", (32, 32, 1))
+    (tmp_path / "short").write_bytes((tmp_path / "raw").read_bytes()[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        ArrayStream.from_file(tmp_path / "short", (28, 28, 1))
+
+
+def test_a_chain_stream_reads_every_image_of_its_parts_once_a_pass(digits, unlabeled_folder):
+    held = digits.train.x[:300]
+    chain = ChainStream([ArrayStream(held), ImageStream.from_folder(unlabeled_folder, (28, 28, 1))])
+    assert len(chain) == 300 + UNLABELED and chain.dtype == np.float32
+    expected = sorted([digest(image) for image in held] + [digest(image) for image in data.load_unlabeled(str(unlabeled_folder), (28, 28, 1))])
+    shuffled = chain.dataset(shuffle=True, seed=4).batch(128)
+    passes = [[digest(image) for batch in shuffled for image in batch.numpy()] for _ in range(2)]
+    assert sorted(passes[0]) == sorted(passes[1]) == expected
+    assert passes[0] != passes[1], "reshuffled each pass"
+    assert passes[0][:300] != [digest(image) for image in held], "the parts are interleaved"
+
+
 @pytest.fixture(scope="module")
 def labeled_folder(digits, tmp_path_factory):
     """180 real digits of classes 0-2 as PNG files, one folder per class (a user's labeled folder)."""
@@ -209,7 +299,7 @@ def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_fo
     assert report["verdict"].endswith("with 300 unlabeled images in the transfer set.")
     assert {row["model"] for row in report["models"]} >= {"teacher", "student (scratch)"}
     record = json.loads((tmp_path / "out" / "streamed" / runs.SPLITS_FILE).read_text())
-    assert record["unlabeled"] == {"samples": 300, "sha256": shards_lib.images_digest(loaded.unlabeled)}
+    assert record["unlabeled"] == {"samples": 300, "sha256": loaded.unlabeled.digest()}
 
     # Refused before anything trains: cached views of a streamed folder, a test image in it, an undecodable file.
     with pytest.raises(ValueError, match=r"teacher_views caches the teacher's outputs on 2 augmented view\(s\) .* streamed"):
@@ -225,6 +315,31 @@ def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_fo
     with pytest.raises(ValueError, match="cannot be decoded: .*leak.png"):
         pipeline.run(settings, output=str(tmp_path / "broken"), verbose=False)
     assert not (tmp_path / "views").exists() or not list((tmp_path / "views").glob("*/teacher.keras"))
+
+
+def test_a_run_streams_unlabeled_images_beside_the_labels_it_holds_out(digits, unlabeled_folder, tmp_path):
+    from kerasdistill import config, pipeline, sources
+
+    # The embedded digits keep 1,000 labels by default; the other training images join the streamed folder.
+    settings = {
+        "data": {"unlabeled_path": str(unlabeled_folder)},
+        "training": {"epochs": 1},
+        "distillation": {"alpha": 0.1, "temperature": 4.0},
+        "export": {"quantizations": ["float32"], "targets": ["plain"]},
+        "report": {"plots": False},
+    }
+    resolved = config.validate(settings)
+    loaded = sources.load_data(resolved["data"], resolved["training"]["seed"])
+    held_out, folder = loaded.unlabeled.parts
+    assert isinstance(loaded.unlabeled, ChainStream) and isinstance(folder, ImageStream)
+    assert len(held_out) + len(loaded.train.x) == 4000 - len(loaded.val.x) and len(folder) == UNLABELED
+    report = pipeline.run(settings, output=str(tmp_path / "out"), name="chained", verbose=False)
+    assert report["verdict"].endswith(f"with {len(loaded.unlabeled)} unlabeled images in the transfer set.")
+
+    # A .npy file is mapped into memory and streamed the same way.
+    np.save(tmp_path / "more.npy", digits.train.x[-UNLABELED:].astype(np.uint8))
+    from_file = sources.load_data({**resolved["data"], "unlabeled_path": str(tmp_path / "more.npy")}, 0).unlabeled.parts[1]
+    assert isinstance(from_file, ArrayStream) and isinstance(from_file.array, np.memmap)
 
 
 def test_a_stream_converts_any_image_format_to_the_channels_asked(digits, tmp_path):
