@@ -8,6 +8,12 @@ workers on one machine (ports free on 127.0.0.1):
     TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:23456", "127.0.0.1:23457"]},
                 "task": {"type": "worker", "index": 1}}' python examples/multi_worker.py
 
+With `--unlabeled FOLDER --shards FOLDER`, the few-labels case at scale: the
+workers split the teacher's scoring of a streamed folder of images (each
+scores every other shard into the shared shards folder, then waits for the
+rest), and the student is distilled on the streamed transfer set, the
+teacher's outputs read from the shards.
+
 The teacher is any saved model; `kerasdistill run` writes one (teacher.keras)
 in its run folder. On a real cluster, list each machine's `host:port` under "worker" and give
 each its own "index"; `--backup-dir` and `--output` must then be on storage
@@ -38,7 +44,12 @@ parser.add_argument("--batch-size", type=int, default=64, help="global batch siz
 parser.add_argument("--backup-dir", default="export/multi-worker-backup")
 parser.add_argument("--output", default="export/multi-worker-student.keras")
 parser.add_argument("--dump-weights", help="folder where each worker writes its student weights (to compare them)")
+parser.add_argument("--unlabeled", help="a folder of unlabeled 28x28 grey images: the streamed transfer set")
+parser.add_argument("--shards", help="with --unlabeled: the teacher-output shards' folder, shared by the workers")
+parser.add_argument("--labels", type=int, default=None, help="with --unlabeled: training labels kept (default: all)")
 args = parser.parse_args()
+if bool(args.unlabeled) != bool(args.shards):
+    parser.error("--unlabeled and --shards go together: the folder of images and where the teacher's outputs go")
 
 # The strategy first: it must exist before any other TensorFlow op runs.
 strategy = make_strategy("multi_worker")
@@ -46,9 +57,6 @@ task = json.loads(os.environ["TF_CONFIG"])["task"]
 print(json.dumps({"worker": task["index"], "replicas": strategy.num_replicas_in_sync}), flush=True)
 
 digits = data.load_digits()
-# Every worker builds the same pipeline; fit shards it across workers and
-# splits each global batch between them.
-train = tf.data.Dataset.from_tensor_slices(tuple(digits.train)).shuffle(4096, seed=0).batch(args.batch_size)
 
 with strategy.scope():
     keras.utils.set_random_seed(0)
@@ -56,6 +64,18 @@ with strategy.scope():
     student = models.build("convnet_student", (28, 28, 1), 10)
     distiller = kd.Distiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1, temperature=4.0)
+
+# Every worker builds the same pipeline; fit shards it across workers and
+# splits each global batch between them.
+if args.unlabeled:
+    labeled = tuple(array[: args.labels] for array in digits.train)
+    stream = kd.ImageStream.from_folder(args.unlabeled, (28, 28, 1))
+    workers = len(json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"])
+    kd.score_to_shards(distiller, stream, args.shards, shard_size=256, worker=(task["index"], workers))
+    shards = kd.load_teacher_shards(args.shards, teacher=distiller, wait=600)
+    train = kd.sharded_transfer_set(labeled, stream, shards, distiller, batch_size=args.batch_size)
+else:
+    train = tf.data.Dataset.from_tensor_slices(tuple(digits.train)).shuffle(4096, seed=0).batch(args.batch_size)
 
 
 class PrintEpochs(keras.callbacks.Callback):

@@ -282,15 +282,27 @@ def _claim_folder(shards):
     write_json(path, manifest)
 
 
-def load_teacher_shards(folder, teacher=None, teacher_outputs="auto"):
+def load_teacher_shards(folder, teacher=None, teacher_outputs="auto", wait=0):
     """The complete shards in `folder`; with `teacher`, refused unless they are that teacher's outputs.
+
+    Args:
+        folder: the folder `score_to_shards` wrote.
+        teacher: the teacher the shards must be of (optional).
+        teacher_outputs: the teacher's output kind for models given directly.
+        wait: seconds to wait for shards other workers are still scoring
+            (0: refuse incomplete shards at once).
 
     Example:
 
     ```python
-    shards = load_teacher_shards("teacher-shards", teacher=teacher)
+    # Each of 2 workers scores its part, then waits for the other's.
+    score_to_shards(teacher, stream, "teacher-shards", worker=(index, 2))
+    shards = load_teacher_shards("teacher-shards", teacher=teacher, wait=600)
     ```
     """
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
+        raise ValueError(f"wait is the number of seconds to wait for other workers' shards, >= 0; got {wait!r}.")
+    deadline = time.monotonic() + wait
     path = os.path.join(folder, MANIFEST)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No teacher shards in {folder} (no {MANIFEST}); write them with score_to_shards.")
@@ -302,9 +314,13 @@ def load_teacher_shards(folder, teacher=None, teacher_outputs="auto"):
     if set(manifest) != fields:
         raise ValueError(f"{path} is not a manifest of score_to_shards (its keys: {sorted(manifest)}).")
     shards = TeacherShards(folder=os.fspath(folder), **manifest)
-    missing = shards.missing()
+    while (missing := shards.missing()) and time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     if missing:
-        raise ValueError(f"{folder} misses {len(missing)} of its {shards.shards} shards (first: {missing[0]}); run score_to_shards again to finish them.")
+        raise ValueError(
+            f"{folder} misses {len(missing)} of its {shards.shards} shards (first: {missing[0]}){f' after waiting {wait} s' if wait else ''}; "
+            "run score_to_shards again to finish them (or wait for the workers still scoring)."
+        )
     if teacher is not None and shards.fingerprint != teacher_fingerprint(*one_teacher(teacher, teacher_outputs)):
         raise ValueError(f"The shards in {folder} are another teacher's outputs (other architecture, weights or output kind); score them again.")
     return shards

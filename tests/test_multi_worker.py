@@ -101,6 +101,41 @@ def test_two_workers_distill_the_same_student(tmp_path, teacher_file):
 
 
 @pytest.mark.slow
+def test_two_workers_split_the_scoring_and_distill_on_a_streamed_folder(tmp_path, teacher_file, digits):
+    import tensorflow as tf
+
+    from kerasdistill import models
+    from kerasdistill.backend import keras
+    from conftest import accuracy
+
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    for index, image in enumerate(digits.train.x[-1200:]):
+        keras.utils.save_img(folder / f"{index:04d}.png", image, scale=False)
+    args = [*arguments(tmp_path, teacher_file, epochs=2), "--unlabeled", str(folder), "--shards", str(tmp_path / "shards"), "--labels", "200"]
+    workers = start_workers(tmp_path, *args)
+    assert wait(workers) == [0, 0], (tmp_path / "worker-0.log").read_text()[-3000:]
+    # 1,200 images in 5 shards of 256: worker 0 scores shards 1, 3, 5 and worker 1 shards 2, 4, into one folder.
+    for index, own in ((0, ["1/5", "3/5", "5/5"]), (1, ["2/5", "4/5"])):
+        text = (tmp_path / f"worker-{index}.log").read_text()
+        assert [line.split("shard ")[1].split(" ")[0] for line in text.splitlines() if "teacher outputs: shard" in line] == own
+    assert sorted(name for name in os.listdir(tmp_path / "shards") if name.startswith("shard-")) == [f"shard-{i:05d}.logits" for i in range(5)]
+    for index in range(2):
+        losses = [e["loss"] for e in events(tmp_path, index) if "epoch" in e]
+        assert len(losses) == 2 and losses[1] < losses[0]
+    assert_identical_students(tmp_path)
+    # The same student on the 200 labels alone, for as many steps (25 an epoch) of as many labeled images (16 a batch).
+    keras.utils.set_random_seed(0)
+    alone = models.build("convnet_student", (28, 28, 1), 10)
+    alone.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    labeled = tf.data.Dataset.from_tensor_slices(tuple(a[:200] for a in digits.train)).shuffle(200, seed=0).repeat().batch(16)
+    alone.fit(labeled, epochs=2, steps_per_epoch=25, verbose=0)
+    scratch = accuracy(alone, *digits.test)
+    distilled = [e for e in events(tmp_path, 0) if "saved" in e][0]["test_accuracy"]
+    assert distilled > scratch + 0.03, (distilled, scratch)
+
+
+@pytest.mark.slow
 def test_killed_worker_resumes_from_the_last_finished_epoch(tmp_path, teacher_file):
     args = arguments(tmp_path, teacher_file, epochs=4)
     state = tmp_path / "backup" / "training_state.json"

@@ -121,6 +121,18 @@ def test_shards_resume_after_a_kill_and_two_workers_give_the_same_outputs(traine
         os.remove(tmp_path / "workers" / "shard-00003.logits")
         (tmp_path / "workers" / "shard-00001.logits").write_bytes(b"short")
         shards_lib.load_teacher_shards(tmp_path / "workers")
+    with pytest.raises(ValueError, match="misses 2 of its 4 shards .* after waiting 0.3 s"):
+        shards_lib.load_teacher_shards(tmp_path / "workers", wait=0.3)
+    # Another worker finishes its shards while this one waits.
+    import shutil
+    import threading
+
+    def finish():
+        for name in ("shard-00001.logits", "shard-00003.logits"):
+            shutil.copy(tmp_path / "whole" / name, tmp_path / "workers" / name)
+
+    threading.Timer(0.5, finish).start()
+    assert not shards_lib.load_teacher_shards(tmp_path / "workers", teacher=trained_teacher, wait=60).missing()
 
 
 def test_bfloat16_scoring_is_recorded_close_to_float32_and_a_second_pass_reuses_the_trace(trained_teacher, unlabeled_folder, tmp_path):
