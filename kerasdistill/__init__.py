@@ -27,6 +27,7 @@ _EXPORTS = {
     "ImageStream": "kerasdistill.streams",
     "ArrayStream": "kerasdistill.streams",
     "ChainStream": "kerasdistill.streams",
+    "DatasetStream": "kerasdistill.streams",
     "cache_teacher_outputs": "kerasdistill.cache",
     "load_cached_teacher_outputs": "kerasdistill.cache",
     "score_to_shards": "kerasdistill.shards",

@@ -127,7 +127,8 @@ def score_to_shards(
 
     Args:
         teacher: a `Distiller` with one teacher, or a teacher model.
-        images: an `ImageStream` or `ArrayStream` (a `ChainStream` is scored part by part).
+        images: an `ImageStream`, `ArrayStream` or `DatasetStream` (a
+            `ChainStream` is scored part by part).
         folder: the shards' folder; a pass killed before it ended resumes
             there (the manifest must match: same teacher, images, shard
             size and top-k, else refused).
@@ -364,6 +365,22 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     labeled_logits = np.concatenate(
         [np.asarray(logits_from(model(x[i : i + 256], training=False), kind)) for i in range(0, len(x), 256)]
     ).astype(np.float32)
+    placeholder = placeholder_labels(1, y)[0]
+    unlabeled = _images_with_logits(images, shards, shuffle, seed, buffer).map(
+        lambda image, logits: (tf.cast(image, x.dtype), placeholder, logits[None])
+    )
+    labeled_part = shuffled(tf.data.Dataset.from_tensor_slices((x, y, labeled_logits[:, None])), len(x), shuffle, seed + 1)
+    steps = -(-len(images) // n_unlabeled)
+    return mixed_batches(unlabeled, labeled_part, n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,))
+
+
+def _images_with_logits(images, shards, shuffle, seed, buffer):
+    """`(image, logits)` pairs of every image of the stream, once, shuffled across shards."""
+    if not hasattr(images, "keys"):
+        # A dataset is read in its own order: its images meet the shards' rows by position, then a buffer of
+        # decoded images shuffles them.
+        logits = tf.data.Dataset.range(shards.shards).map(shards.logits).unbatch()
+        return shuffled(tf.data.Dataset.zip((images.dataset(), logits)), images.shuffle_buffer, shuffle, seed)
     keys = tf.constant(np.asarray(images.keys))
 
     def shard_pairs(index):
@@ -372,13 +389,8 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
         return tf.data.Dataset.from_tensor_slices((keys[begin : tf.minimum(begin + shards.shard_size, shards.count)], shards.logits(index)))
 
     order = shuffled(tf.data.Dataset.range(shards.shards), shards.shards, shuffle, seed)
-    placeholder = placeholder_labels(1, y)[0]
     # Keys and logits are shuffled (a few hundred bytes an image), then the stream reads the images in parallel.
-    pairs = shuffled(order.flat_map(shard_pairs), buffer, shuffle, seed)
-    unlabeled = images.read(pairs).map(lambda image, logits: (tf.cast(image, x.dtype), placeholder, logits[None]))
-    labeled_part = shuffled(tf.data.Dataset.from_tensor_slices((x, y, labeled_logits[:, None])), len(x), shuffle, seed + 1)
-    steps = -(-len(images) // n_unlabeled)
-    return mixed_batches(unlabeled, labeled_part, n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,))
+    return images.read(shuffled(order.flat_map(shard_pairs), buffer, shuffle, seed))
 
 
 def _check_shards_for(shards, images, distiller):

@@ -7,6 +7,7 @@ trains, data no model can learn from or an output folder inside the data,
 and `pixel_cautions` says what looks wrong without refusing it.
 """
 
+import glob
 import os
 
 import numpy as np
@@ -15,14 +16,14 @@ from kerasdistill import data as data_lib
 from kerasdistill.batch import label_indices_numpy
 from kerasdistill.runs import check_transfer_set
 from kerasdistill.idx import CompressedFileError
-from kerasdistill.streams import ArrayStream, ChainStream, ImageStream, is_stream
+from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream, is_stream
 
 
 def load_data(data_config, seed, transfer_set=True):
     """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section.
 
-    An unlabeled folder is an `ImageStream`, an uncompressed `.npy`/`.npz`/IDX
-    file an `ArrayStream` (joined to the held-out labels of
+    An unlabeled folder is an `ImageStream`, TFRecord files a `DatasetStream`,
+    an uncompressed `.npy`/`.npz`/IDX file an `ArrayStream` (joined to the held-out labels of
     `data.labeled_size` by a `ChainStream`), not yet read:
     `check_streamed_transfer_set` reads it once, after the cheaper checks; a
     compressed file is read whole.
@@ -46,8 +47,8 @@ def load_data(data_config, seed, transfer_set=True):
         return splits
     shape = splits.train.x.shape[1:]
     try:
-        # Streamed (keys in memory, images read per batch), any size: a folder, or a file mapped into memory.
-        stream = ImageStream.from_folder(path, shape) if os.path.isdir(path) else ArrayStream.from_file(path, shape)
+        # Streamed (keys in memory, images read per batch), any size: a folder, TFRecord files, or a file mapped into memory.
+        stream = _unlabeled_stream(path, shape)
     except CompressedFileError:
         # A compressed file (np.savez_compressed, a gzipped IDX file) cannot be read in place: read whole.
         extra = data_lib.load_unlabeled(path, shape)
@@ -58,6 +59,13 @@ def load_data(data_config, seed, transfer_set=True):
         # Beside the labels held out of training (data.labeled_size), which are already in memory.
         stream = ChainStream([ArrayStream(splits.unlabeled, "the labels held out (data.labeled_size)"), stream])
     return splits._replace(unlabeled=stream)
+
+
+def _unlabeled_stream(path, shape):
+    # A TFRecord file, or a folder holding TFRecord files (as TFDS writes them), is read record by record.
+    if ".tfrecord" in os.path.basename(path) or (os.path.isdir(path) and glob.glob(os.path.join(glob.escape(path), "*.tfrecord*"))):
+        return DatasetStream.from_tfrecord(path, shape)
+    return ImageStream.from_folder(path, shape) if os.path.isdir(path) else ArrayStream.from_file(path, shape)
 
 
 def check_streamed_transfer_set(splits):

@@ -114,25 +114,8 @@ class ImageStream(Stream):
         return keyed.map(lambda name, *rest: (self.decode(name), *rest), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def decode(self, path):
-        """The image at `path` (a string tensor), decoded, resized to `input_shape`, uint8.
-
-        Decoded with its own channels, then converted (TensorFlow's decoders
-        cannot give every format every channel count: a GIF no grey, a BMP no
-        grey, a JPEG no alpha).
-        """
-        height, width, channels = self.input_shape
-        image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
-        own = tf.shape(image)[-1]
-        # Grey (with or without alpha) repeated to RGB; alpha dropped.
-        rgb = tf.cond(own < 3, lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3])
-        rgb = tf.image.resize(tf.ensure_shape(rgb, (None, None, 3)), (height, width), method="bilinear")
-        if channels == 1:
-            image = tf.image.rgb_to_grayscale(rgb)
-        elif channels == 4:
-            image = tf.concat([rgb, tf.fill(tf.concat([tf.shape(rgb)[:2], [1]], 0), 255.0)], axis=-1)
-        else:
-            image = rgb
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        """The image at `path` (a string tensor), decoded, resized to `input_shape`, uint8."""
+        return decode_image(tf.io.read_file(path), self.input_shape)
 
     def digest(self):
         """A digest of what the stream's order and images depend on: the files' paths (from their common folder) and sizes."""
@@ -289,6 +272,184 @@ class ChainStream(Stream):
             except tf.errors.InvalidArgumentError:
                 return part.undecodable_error()
         return super().undecodable_error()
+
+
+class DatasetStream(Stream):
+    """The images of a `tf.data.Dataset` (a user's pipeline, TFRecord files), read in the dataset's order.
+
+    The dataset cannot be indexed, so a shuffled pass goes through a buffer
+    of `shuffle_buffer` decoded images (memory: that many images, not the
+    set), and teacher shards are paired with the images by position: the
+    dataset must give the same images in the same order on every pass (no
+    shuffling inside it).
+
+    Args:
+        dataset: a `tf.data.Dataset` of images, of `(images, ...)` tuples
+            (the first part is taken), batched or not.
+        count: the number of images; default the dataset's cardinality, or
+            one pass counting them when it is unknown.
+        source: what the dataset is, named in messages.
+        digest: what identifies the images for teacher shards (e.g. a digest
+            of the files it reads); default the count and the first 256
+            images' bytes.
+        shuffle_buffer: images held to shuffle a pass.
+
+    Example:
+
+    ```python
+    stream = DatasetStream.from_tfrecord("unlabeled-*.tfrecord", (96, 96, 3))
+    train = data.transfer_set((x_few, y_few), stream, batch_size=128)
+    ```
+    """
+
+    def __init__(self, dataset, count=None, source="a tf.data dataset", digest=None, shuffle_buffer=4096):
+        if not isinstance(dataset, tf.data.Dataset):
+            raise TypeError(f"DatasetStream reads a tf.data.Dataset; got {type(dataset).__name__}.")
+        spec = dataset.element_spec
+        if isinstance(spec, (tuple, list)):
+            dataset, spec = dataset.map(lambda first, *rest: first), spec[0]
+        if not isinstance(spec, tf.TensorSpec) or spec.shape.rank not in (3, 4) or not spec.shape[-3:].is_fully_defined():
+            raise ValueError(
+                f"{source} must give images of one known shape, (height, width, channels) or batches of them; its elements are "
+                f"{spec}. Resize them in the dataset (tf.image.resize) first."
+            )
+        self.images = dataset.unbatch() if spec.shape.rank == 4 else dataset
+        self.input_shape = _checked_shape(spec.shape[-3:])
+        self.dtype = np.dtype(spec.dtype.as_numpy_dtype)
+        self.source, self._digest = source, digest
+        if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int) or shuffle_buffer < 1:
+            raise ValueError(f"shuffle_buffer is a number of images, a whole number >= 1; got {shuffle_buffer!r}.")
+        self.shuffle_buffer = shuffle_buffer
+        if count is None:
+            known = int(self.images.cardinality())
+            count = known if known >= 0 else int(self.images.reduce(np.int64(0), lambda total, _: total + 1))
+        if not count:
+            raise ValueError(f"{source} holds no images.")
+        self.count = int(count)
+
+    @classmethod
+    def from_tfrecord(cls, pattern, input_shape, image_key=None, shuffle_buffer=4096):
+        """The images of TFRecord files of `tf.train.Example`s, each holding an encoded image (PNG, JPEG, GIF, BMP)
+        under `image_key`, decoded and resized to `input_shape` as `ImageStream` does.
+
+        Args:
+            pattern: a file, a folder of `*.tfrecord*` files, or a glob
+                pattern (`"unlabeled-*.tfrecord"`); the files are read in
+                sorted order.
+            input_shape: `(height, width, channels)`.
+            image_key: the feature holding the encoded image; default the
+                first record's `"image"` (TFDS), `"image/encoded"` (the TF
+                Object Detection API) or its one feature holding image bytes.
+            shuffle_buffer: images held to shuffle a pass.
+        """
+        pattern = os.fspath(pattern)
+        files = sorted(tf.io.gfile.glob(os.path.join(pattern, "*.tfrecord*") if os.path.isdir(pattern) else pattern))
+        if not files:
+            raise FileNotFoundError(f"No TFRecord file matches {pattern}.")
+        shape = _checked_shape(input_shape)
+        image_key = image_key or _image_feature(files[0])
+        features = {image_key: tf.io.FixedLenFeature([], tf.string)}
+
+        def parse(record):
+            return decode_image(tf.io.parse_single_example(record, features)[image_key], shape)
+
+        digest = hashlib.sha256(repr(shape).encode())
+        for path in files:
+            digest.update(f"{os.path.basename(path)}\0{tf.io.gfile.stat(path).length}\n".encode())
+        records = tf.data.TFRecordDataset(files)
+        stream = cls(
+            records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True),
+            count=int(records.reduce(np.int64(0), lambda total, _: total + 1)),
+            source=f"the TFRecord files {pattern}",
+            digest=digest.hexdigest(),
+            shuffle_buffer=shuffle_buffer,
+        )
+        stream.files = tuple(files)
+        return stream
+
+    def __len__(self):
+        return self.count
+
+    def dataset(self, shuffle=False, seed=None, order=None):
+        images = self.images.take(self.count)
+        if order is not None:
+            # Positions, not keys: every image is read, the ones not asked for are dropped.
+            wanted = np.zeros(self.count, bool)
+            wanted[np.asarray(order)] = True
+            if not np.all(np.diff(np.asarray(order)) > 0):
+                raise ValueError("A DatasetStream is read in its own order: give increasing positions.")
+            mask = tf.constant(wanted)
+            images = images.enumerate().filter(lambda position, image: mask[position]).map(lambda position, image: image)
+        if shuffle:
+            images = images.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return images
+
+    def sample(self, count=256):
+        """The first `count` images (a dataset is read in order), as a float32 array."""
+        try:
+            return np.concatenate([batch.numpy() for batch in self.images.take(min(count, self.count)).batch(256)]).astype(np.float32)
+        except tf.errors.InvalidArgumentError as error:
+            raise self.undecodable_error(error) from None
+
+    def digest(self):
+        if self._digest is not None:
+            return self._digest
+        digest = hashlib.sha256(f"{self.count}{self.input_shape}{self.dtype.str}".encode())
+        digest.update(np.ascontiguousarray(self.sample(256)).tobytes())
+        return digest.hexdigest()
+
+    def undecodable_error(self, error=None):
+        return ValueError(f"An image of {self.source} cannot be read{f' ({error.message})' if error is not None else ''}.")
+
+
+# The first bytes of the encodings tf.io.decode_image reads.
+IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")
+
+
+def _image_feature(path):
+    """The feature of the first record of `path` that holds an encoded image."""
+    try:
+        first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+    except tf.errors.DataLossError:
+        raise ValueError(f"{path} is not a TFRecord file (or it is corrupt).") from None
+    if first is None:
+        raise ValueError(f"{path} holds no record.")
+    try:
+        feature = tf.train.Example.FromString(first.numpy()).features.feature
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError has no stable import path
+        raise ValueError(f"The records of {path} are not tf.train.Example protos.") from None
+    images = [key for key, value in feature.items() if value.bytes_list.value and value.bytes_list.value[0].startswith(IMAGE_SIGNATURES)]
+    for key in ("image", "image/encoded"):
+        if key in images:
+            return key
+    if len(images) != 1:
+        raise ValueError(
+            f"The records of {path} hold {len(images) or 'no'} features of encoded images ({', '.join(images) or 'features: ' + ', '.join(sorted(feature))}); "
+            "name the one to read (image_key=...)."
+        )
+    return images[0]
+
+
+def decode_image(content, input_shape):
+    """Encoded image bytes (PNG, JPEG, GIF, BMP) decoded, resized to `input_shape` (bilinear), uint8.
+
+    Decoded with its own channels, then converted (TensorFlow's decoders
+    cannot give every format every channel count: a GIF no grey, a BMP no
+    grey, a JPEG no alpha).
+    """
+    height, width, channels = input_shape
+    image = tf.io.decode_image(content, channels=0, expand_animations=False)
+    own = tf.shape(image)[-1]
+    # Grey (with or without alpha) repeated to RGB; alpha dropped.
+    rgb = tf.cond(own < 3, lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3])
+    rgb = tf.image.resize(tf.ensure_shape(rgb, (None, None, 3)), (height, width), method="bilinear")
+    if channels == 1:
+        image = tf.image.rgb_to_grayscale(rgb)
+    elif channels == 4:
+        image = tf.concat([rgb, tf.fill(tf.concat([tf.shape(rgb)[:2], [1]], 0), 255.0)], axis=-1)
+    else:
+        image = rgb
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
 def is_stream(value):

@@ -11,7 +11,7 @@ import kerasdistill as kd
 from kerasdistill import data, models, shards as shards_lib
 from kerasdistill.backend import keras
 from kerasdistill.idx import CompressedFileError
-from kerasdistill.streams import ArrayStream, ChainStream, ImageStream
+from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream
 
 from conftest import accuracy
 
@@ -257,6 +257,69 @@ def test_array_files_that_cannot_stream_are_refused_with_the_fix(digits, tmp_pat
     (tmp_path / "short").write_bytes((tmp_path / "raw").read_bytes()[:-10])
     with pytest.raises(ValueError, match="truncated"):
         ArrayStream.from_file(tmp_path / "short", (28, 28, 1))
+
+
+def write_tfrecords(folder, images, files=2):
+    """`images` as PNG bytes in `tf.train.Example`s under "image", spread over `files` TFRecord files (as TFDS writes them)."""
+    import tensorflow as tf
+
+    folder.mkdir()
+    for part in range(files):
+        with tf.io.TFRecordWriter(str(folder / f"unlabeled-{part:05d}.tfrecord")) as writer:
+            for image in images[part::files]:
+                encoded = tf.io.encode_png(np.asarray(image, np.uint8)).numpy()
+                feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded]))}
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return str(folder / "unlabeled-*.tfrecord")
+
+
+def test_tfrecord_files_and_datasets_stream_in_their_order_and_pair_with_their_shards(digits, trained_teacher, tmp_path):
+    import tensorflow as tf
+
+    images = digits.train.x[-UNLABELED:].astype(np.uint8)
+    stream = DatasetStream.from_tfrecord(write_tfrecords(tmp_path / "records", images), (28, 28, 1), shuffle_buffer=256)
+    in_order = np.concatenate([images[0::2], images[1::2]])  # file by file
+    assert len(stream) == UNLABELED and stream.dtype == np.uint8
+    assert [digest(image) for batch in stream.dataset().batch(256) for image in batch.numpy()] == [digest(image) for image in in_order]
+    labeled = digits.train.x[:200], digits.train.y[:200]
+    seen = []
+    for x, targets in data.transfer_set(labeled, stream, batch_size=50, labeled_share=0.2, seed=3):
+        seen.extend(digest(image) for image in x.numpy()[targets["labeled"].numpy() == 0])
+    assert sorted(seen) == sorted(digest(image) for image in images) and seen != [digest(image) for image in in_order]
+
+    shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "shards", shard_size=300, worker=(0, 2), verbose=False)
+    assert shards.missing() == [1, 3]
+    shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "shards", shard_size=300, worker=(1, 2), verbose=False)
+    np.testing.assert_allclose(np.concatenate(read(shards)), trained_teacher.predict(in_order.astype(np.float32), verbose=0), atol=1e-4)
+    distiller = kd.Distiller(trained_teacher, models.build("convnet_student", (28, 28, 1), 10))
+    distiller.compile(optimizer="adam")
+    rows = 0
+    for x, targets in shards_lib.sharded_transfer_set(labeled, stream, shards, distiller, batch_size=64):
+        np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], trained_teacher(x, training=False), atol=1e-4)
+        rows += int(np.sum(targets["labeled"].numpy() == 0))
+    assert rows >= UNLABELED
+
+    # Any tf.data pipeline: batched or not, (images, labels) or images, its length known or counted.
+    batched = tf.data.Dataset.from_tensor_slices((images, np.zeros(UNLABELED))).batch(32)
+    assert len(DatasetStream(batched)) == UNLABELED
+    filtered = tf.data.Dataset.from_tensor_slices(images).filter(lambda image: tf.reduce_max(image) > 0)
+    assert len(DatasetStream(filtered)) == UNLABELED and DatasetStream(filtered).digest() == DatasetStream(filtered).digest()
+    with pytest.raises(ValueError, match="images of one known shape"):
+        DatasetStream(tf.data.Dataset.from_tensor_slices(images.reshape(UNLABELED, -1)))
+    with pytest.raises(FileNotFoundError, match="No TFRecord file matches"):
+        DatasetStream.from_tfrecord(str(tmp_path / "none-*.tfrecord"), (28, 28, 1))
+    # The image feature is found in the first record (here "image"); a record without one is named.
+    with tf.io.TFRecordWriter(str(tmp_path / "labels.tfrecord")) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature={"label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))})).SerializeToString())
+    with pytest.raises(ValueError, match="hold no features of encoded images .*label.*image_key"):
+        DatasetStream.from_tfrecord(str(tmp_path / "labels.tfrecord"), (28, 28, 1))
+
+    # The run reads a folder of TFRecord files as its streamed transfer set.
+    from kerasdistill import config, sources
+
+    resolved = config.validate({"data": {"unlabeled_path": str(tmp_path / "records")}})
+    chained = sources.load_data(resolved["data"], 0).unlabeled
+    assert isinstance(chained.parts[1], DatasetStream) and len(chained.parts[1]) == UNLABELED
 
 
 def test_a_chain_stream_reads_every_image_of_its_parts_once_a_pass(digits, unlabeled_folder):
