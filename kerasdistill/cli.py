@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from kerasdistill.defaults import EMBEDDED_LABELED_SIZE, PRECISIONS, QUANTIZATIONS, STRATEGIES, TARGETS
+from kerasdistill.defaults import ALPHA, AUTO, EMBEDDED_LABELED_SIZE, PRECISIONS, QUANTIZATIONS, STRATEGIES, TARGETS, TEMPERATURE
 from kerasdistill.version import __version__
 
 # Command-line flags of `run` and the config keys they override.
@@ -105,6 +105,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     _add_run(commands)
+    _add_compress(commands)
     _add_tools(commands)
     _add_export(commands)
     return parser
@@ -169,6 +170,99 @@ def _add_run(commands):
     )
     run.add_argument("--quiet", action="store_true", help="print only errors")
     _add_verbose(run)
+
+
+# Flags of `compress` and the config keys they override.
+COMPRESS_OVERRIDES = {
+    "max_drop": ("compress", "max_drop"),
+    "max_size": ("compress", "max_size_kib"),
+    "max_latency": ("compress", "max_latency_ms"),
+    "families": ("compress", "families"),
+    "rungs": ("compress", "rungs"),
+    "threads": ("compress", "threads"),
+    "unlabeled": ("data", "unlabeled_path"),
+    "labeled_size": ("data", "labeled_size"),
+    "seed": ("training", "seed"),
+}
+
+
+def _add_compress(commands):
+    compress = commands.add_parser(
+        "compress",
+        help="find the smallest student that keeps the teacher's accuracy (or meets a size or latency budget)",
+        description=(
+            "From a trained teacher (.keras) and the data of --config (default: the embedded digits), distills a family "
+            "of students (built-in CNNs at several widths and depths, MobileNetV2 width multipliers, slimmed copies of the "
+            "teacher), drops those that cannot meet the budget before training, stops about half at each rung of epochs "
+            "(successive halving on validation), exports the rest (int8, float16), measures the files through LiteRT, and "
+            "chooses the smallest file that meets the budget. OUTPUT gets the files, pareto.png and report.json; a search "
+            "killed there resumes when the same command runs again."
+        ),
+    )
+    compress.add_argument("teacher", help="the trained teacher (.keras), e.g. teacher.keras of a run folder")
+    compress.add_argument("--config", default=None, help="a YAML config: its data, training and compress sections are read")
+    compress.add_argument("--max-drop", type=_float_in(0.0, None), default=None, help="most points of validation accuracy below the teacher")
+    compress.add_argument("--max-size", type=_float_in(0.0, None), default=None, help="largest .tflite file, KiB")
+    compress.add_argument("--max-latency", type=_float_in(0.0, None), default=None, help="slowest latency per image, ms (LiteRT, batch of one)")
+    compress.add_argument("--families", type=_names, default=None, help="comma-separated: convnet, mobilenet_v2, slim (default: all)")
+    compress.add_argument("--candidates", type=_names, default=None, help="comma-separated candidate names to try (default: every one of the families)")
+    compress.add_argument("--rungs", type=_rung_list, default=None, help="cumulative epochs of the rungs, e.g. 2,6,18 (the default)")
+    compress.add_argument("--threads", type=_positive_int, default=None, help="LiteRT threads for latency (default: 1)")
+    compress.add_argument("--unlabeled", default=None, help="more unlabeled images for the transfer set (a folder, TFRecord, .npy, .npz or IDX file)")
+    compress.add_argument("--labeled-size", type=_labeled_size, default=None, help="keep the labels of this many training images; the others become unlabeled")
+    compress.add_argument("--seed", type=int, default=None, help="seed of the data split and the candidates")
+    compress.add_argument("--output", default=os.path.join("export", "compress"), help="the search's folder (default: export/compress)")
+    compress.add_argument("--quiet", action="store_true", help="print only errors")
+    _add_verbose(compress)
+
+
+def _rung_list(text):
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be increasing whole numbers of epochs, e.g. 2,6,18; got {text}") from None
+    return values
+
+
+def _overridden(args, overrides):
+    """The config of `--config` (or the defaults) with the flags of `overrides` given on the command line."""
+    from kerasdistill import config
+
+    # Read, not validated: validated once Keras (which some checks need) is loaded.
+    resolved = config.read(args.config) if args.config else config.defaults()
+    if resolved is None:  # an empty file: the defaults
+        resolved = {}
+    if not isinstance(resolved, dict):
+        return resolved  # refused by the validation, which names what a config is
+    for flag, (section, key) in overrides.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if resolved.get(section) is None:  # absent, or `section:` with nothing under it
+            resolved[section] = {}
+        # A section that is no mapping is left for the validation to refuse, naming it.
+        if isinstance(resolved[section], dict):
+            resolved[section][key] = None if value == "all" else value
+    return resolved
+
+
+def _compress(args, settings):
+    from kerasdistill import compress, config, files, sources
+
+    settings = config.validate(settings)
+    section, training, distillation = settings["compress"], settings["training"], settings["distillation"]
+    budget = compress.Budget(section["max_drop"], section["max_size_kib"], section["max_latency_ms"])
+    teacher = files.load_model(args.teacher)
+    splits = sources.load_data(settings["data"], training["seed"])
+    sources.check_classes(splits)
+    sources.check_streamed_transfer_set(splits)
+    # The run chooses alpha and T on validation; the search uses the config's numbers, or the defaults for every candidate.
+    numbers = {name: distillation[name] if distillation[name] != AUTO else default for name, default in (("alpha", ALPHA), ("temperature", TEMPERATURE))}
+    compress.compress(
+        teacher, splits, args.output, budget, families=section["families"], rungs=section["rungs"],
+        quantizations=section["quantizations"], batch_size=training["batch_size"], labeled_share=distillation["labeled_share"],
+        seed=training["seed"], threads=section["threads"], candidates=args.candidates, verbose=not args.quiet, **numbers,
+    )  # fmt: skip
 
 
 def _add_tools(commands):
@@ -411,24 +505,10 @@ def _run_splits(folder, parts):
 
 
 def _run_config(args):
-    from kerasdistill import config
-
-    # Read, not validated: the run validates it once Keras (which some checks need) is loaded.
-    resolved = config.read(args.config) if args.config else config.defaults()
-    if resolved is None:  # an empty file: the defaults
-        resolved = {}
-    if not isinstance(resolved, dict):
-        return resolved  # refused by the run's validation, which names what a config is
-    overrides = [(section, key, None if getattr(args, flag) == "all" else getattr(args, flag))
-                 for flag, (section, key) in RUN_OVERRIDES.items() if getattr(args, flag) is not None]
-    overrides += [("tune", "enabled", True)] * bool(args.tune) + [("report", "tensorboard", True)] * bool(args.tensorboard)
-    for section, key, value in overrides:
-        if resolved.get(section) is None:  # absent, or `section:` with nothing under it
-            resolved[section] = {}
-        # A section that is no mapping is left for the run's validation to refuse, naming it.
-        if isinstance(resolved[section], dict):
-            resolved[section][key] = value
-    return resolved
+    args.enable_tune = True if args.tune else None
+    args.enable_tensorboard = True if args.tensorboard else None
+    overrides = dict(RUN_OVERRIDES, enable_tune=("tune", "enabled"), enable_tensorboard=("report", "tensorboard"))
+    return _overridden(args, overrides)
 
 
 def _clean(args):
@@ -483,7 +563,7 @@ def _command(args):
     try:
         # Checked before Keras loads (seconds): the files the command reads, and a run's config file.
         _check_files(args)
-        run_config = _run_config(args) if args.command == "run" else None
+        run_config = {"run": _run_config, "compress": lambda given: _overridden(given, COMPRESS_OVERRIDES)}.get(args.command, lambda _: None)(args)
     except (ValueError, TypeError, OSError) as error:
         print(f"kerasdistill {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -503,6 +583,8 @@ def _command(args):
             _clean(args)
         elif args.command == "run":
             pipeline.run(run_config, output=args.output, name=args.name, overwrite=args.overwrite, verbose=not args.quiet)
+        elif args.command == "compress":
+            _compress(args, run_config)
     except (ValueError, TypeError, OSError, ArithmeticError, UnsupportedBackendError) as error:
         print(f"kerasdistill {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -514,6 +596,7 @@ def _check_files(args):
     named = {
         "export": [("model", "model", "a saved .keras model")],
         "evaluate": [("tflite", "tflite", "a .tflite file"), ("--keras-model", "keras_model", "the .keras model the file came from")],
+        "compress": [("teacher", "teacher", "the trained teacher .keras model")],
     }.get(args.command, [])
     for argument, attribute, what in named:
         path = getattr(args, attribute)

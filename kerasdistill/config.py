@@ -13,6 +13,8 @@ from kerasdistill.defaults import (
     ALPHAS,
     AUTO,
     BATCH_SIZE,
+    COMPRESS_FAMILIES,
+    COMPRESS_RUNGS,
     EMBEDDED_LABELED_SIZE,
     EPOCHS,
     FINE_TUNE_SHARE,
@@ -237,6 +239,16 @@ def _choices(options):
     return check
 
 
+def _optional_budget(key, value):
+    return value if value is None else _number(0)(key, value)
+
+
+def _rungs(key, value):
+    if not isinstance(value, list) or not value or any(not in_range(v, 1, whole=True) for v in value) or value != sorted(set(value)):
+        raise ValueError(f"{key} must be increasing whole numbers of epochs >= 1, e.g. {list(COMPRESS_RUNGS)}; got {_shown(value)}.")
+    return value
+
+
 def _class_names(key, value):
     if value is None:
         return None
@@ -371,6 +383,20 @@ SCHEMA = {
         "temperature": ({"low": 1.0, "high": 10.0}, _search_space(0.0, MAX_TEMPERATURE, True), "a list of values, or {low, high}"),
         "alpha": ({"low": 0.0, "high": 1.0}, _search_space(0.0, 1.0, False), "a list of values, or {low, high}, in [0, 1]"),
         "methods": (["soft_target_kl", "dkd"], _methods, "output losses to choose from"),
+    },
+    "compress": {
+        "max_drop": (None, _optional_budget, "kerasdistill compress: most points of validation accuracy below the teacher"),
+        "max_size_kib": (None, _optional_budget, "kerasdistill compress: largest .tflite file, KiB"),
+        "max_latency_ms": (None, _optional_budget, "kerasdistill compress: slowest latency per image (LiteRT, batch of one), ms"),
+        "families": (
+            list(COMPRESS_FAMILIES),
+            _choices(COMPRESS_FAMILIES),
+            "candidate students: convnet (widths and depths), mobilenet_v2 (width multipliers), slim (the teacher's "
+            "filters pruned by importance, recovered by distillation)",
+        ),
+        "rungs": (list(COMPRESS_RUNGS), _rungs, "cumulative epochs at which about half of the candidates stop"),
+        "quantizations": (["int8", "float16"], _choices(QUANTIZATIONS), ".tflite files made of each finalist"),
+        "threads": (1, _number(1, whole=True), "LiteRT threads of the latency measurements"),
     },
     "report": {
         "plots": (True, _flag, "PNG plots: training curves, accuracy vs size and latency, tuning trials"),

@@ -296,7 +296,9 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     samples only. `cache_teacher_outputs` accepts these batches too.
 
     Args:
-        labeled: `(x, y)` arrays of labeled samples (class indices or one-hot).
+        labeled: `(x, y)`: arrays of labeled samples (class indices or
+            one-hot), or `x` a stream read by key (`ImageStream`,
+            `ArrayStream`) whose images the labels `y` follow.
         unlabeled: array of unlabeled inputs of the same shape as `x`, or a
             stream (`kerasdistill.streams`: `ImageStream` for a folder,
             `ArrayStream` for a memory-mapped file, read lazily in flat
@@ -320,7 +322,7 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     distiller.fit(train, epochs=20, validation_data=(x_val, y_val))
     ```
     """
-    x, y = (np.asarray(a) for a in labeled)
+    x, y = labeled_inputs(labeled)
     # A stream (`kerasdistill.streams`, which imports this module) is known by what it does.
     streamed = hasattr(unlabeled, "dataset")
     if not streamed:
@@ -328,7 +330,7 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     shape = tuple(unlabeled.input_shape) if streamed else unlabeled.shape[1:]
     n_labeled, n_unlabeled = check_mixing(x, y, shape, len(unlabeled), batch_size, labeled_share)
     # A stream is checked on a sample of its images: reading them all is what streaming avoids.
-    check_same_scale(x, unlabeled.sample() if streamed else unlabeled)
+    check_same_scale(sample_of(x), unlabeled.sample() if streamed else unlabeled)
     # Both parts are concatenated into one batch, which takes one dtype.
     dtype = np.result_type(x.dtype, unlabeled.dtype)
     if streamed:
@@ -338,8 +340,32 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     else:
         unlabeled = unlabeled.astype(dtype, copy=False)
         unlabeled_part = shuffled(tf.data.Dataset.from_tensor_slices((unlabeled, placeholder_labels(len(unlabeled), y))), len(unlabeled), shuffle, seed)
-    labeled_part = shuffled(tf.data.Dataset.from_tensor_slices((x.astype(dtype, copy=False), y)), len(x), shuffle, seed + 1)
+    labeled_part = labeled_samples(x, y, dtype, shuffle, seed + 1)
     return mixed_batches(unlabeled_part, labeled_part, n_unlabeled, n_labeled, steps=-(-len(unlabeled) // n_unlabeled))
+
+
+def labeled_inputs(labeled):
+    """`(x, y)` of `labeled`: arrays, or a stream whose rows the labels `y` follow (`ImageStream`, `ArrayStream`)."""
+    x, y = labeled
+    if hasattr(x, "dataset"):
+        if not hasattr(x, "read"):
+            raise ValueError(f"Labeled images must be arrays, an ImageStream or an ArrayStream (read by key); got {type(x).__name__}.")
+        return x, np.asarray(y)
+    return np.asarray(x), np.asarray(y)
+
+
+def sample_of(x):
+    """The labeled inputs to check scales on: an array itself, or a stream's spread sample."""
+    return x.sample() if hasattr(x, "dataset") else x
+
+
+def labeled_samples(x, y, dtype, shuffle, seed, extras=()):
+    """`(input, label, *extras)` elements of labeled arrays or of a stream's rows (keys and labels shuffled together,
+    then the images read), in `dtype`."""
+    if hasattr(x, "read"):
+        keyed = shuffled(tf.data.Dataset.from_tensor_slices((np.asarray(x.keys), y, *extras)), len(y), shuffle, seed)
+        return x.read(keyed).map(lambda image, *rest: (tf.cast(image, dtype), *rest))
+    return shuffled(tf.data.Dataset.from_tensor_slices((x.astype(dtype, copy=False), y, *extras)), len(x), shuffle, seed)
 
 
 def check_mixing(x, y, unlabeled_shape, unlabeled_count, batch_size, labeled_share):
@@ -348,12 +374,13 @@ def check_mixing(x, y, unlabeled_shape, unlabeled_count, batch_size, labeled_sha
     Returns:
         `(labeled, unlabeled)`: the samples of each kind in a batch.
     """
+    shape = tuple(x.input_shape) if hasattr(x, "dataset") else x.shape[1:]
     if len(x) != len(y) or not len(x):
-        raise ValueError(f"labeled must be (x, y) arrays of the same non-zero length; got {len(x)} and {len(y)}.")
-    if not unlabeled_count or tuple(unlabeled_shape) != x.shape[1:]:
+        raise ValueError(f"labeled must be (x, y) of the same non-zero length; got {len(x)} and {len(y)}.")
+    if not unlabeled_count or tuple(unlabeled_shape) != shape:
         raise ValueError(
-            f"unlabeled must be a non-empty array (or ImageStream) of inputs shaped like the labeled ones "
-            f"({x.shape[1:]} per sample); got {unlabeled_count} of {tuple(unlabeled_shape)}."
+            f"unlabeled must be a non-empty array (or stream) of inputs shaped like the labeled ones "
+            f"({shape} per sample); got {unlabeled_count} of {tuple(unlabeled_shape)}."
         )
     if isinstance(labeled_share, bool) or not isinstance(labeled_share, (int, float)) or not 0 <= labeled_share < 1:
         raise ValueError(f"labeled_share is the share of each batch with labels, in [0, 1); got {labeled_share!r}.")

@@ -57,3 +57,7 @@ QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 # "classifier" (RGB in, probabilities out, metadata and labels for
 # MediaPipe Tasks and the TFLite Task Library).
 TARGETS = ("plain", "classifier")
+# `kerasdistill compress`: the candidate families (kerasdistill.candidates) and the cumulative epochs at
+# which about half the candidates stop (successive halving).
+COMPRESS_FAMILIES = ("convnet", "mobilenet_v2", "slim")
+COMPRESS_RUNGS = (2, 6, 18)

@@ -134,3 +134,38 @@ def tuning_trials(trials, path):
     axis.set_ylabel("validation accuracy")
     axis.set_title("distillation settings tried")
     return _save(figure, path)
+
+
+def pareto_plot(path, files, fronts, chosen, teacher):
+    """Test accuracy against file size and against latency: every measured file, the front, the chosen one.
+
+    Args:
+        path: the `.png` file to write.
+        files: `compress`'s measured files (`file`, `quantization`,
+            `size_kib`, `latency_ms`, `test_accuracy`).
+        fronts: `{"size_kib": names, "latency_ms": names}`: the files on the
+            Pareto front of accuracy against each.
+        chosen: the chosen file's record, or None.
+        teacher: the teacher's record (its test accuracy and int8 file).
+
+    Returns:
+        The path.
+    """
+    figure, axes = _figure(2, sharey=True)
+    for axis, key, label in zip(axes[0], ("size_kib", "latency_ms"), ("file size (KiB, log scale)", "latency per image (ms, log scale)")):
+        for index, quantization in enumerate(sorted({file["quantization"] for file in files})):
+            shown = [file for file in files if file["quantization"] == quantization]
+            axis.scatter([f[key] for f in shown], [f["test_accuracy"] for f in shown], label=quantization, alpha=0.8, **_style(index + 1))
+        on_front = sorted((file for file in files if file["file"] in fronts[key]), key=lambda file: file[key])
+        if on_front:
+            axis.step([f[key] for f in on_front], [f["test_accuracy"] for f in on_front], where="post", color="black", linewidth=1, label="Pareto front")
+        axis.axhline(teacher["test_accuracy"], color="tab:gray", linestyle="--", linewidth=1, label="teacher (Keras)")
+        axis.scatter([teacher["int8"][key]], [teacher["int8"]["test_accuracy"]], color="tab:gray", marker="s", label="teacher int8")
+        if chosen is not None:
+            axis.scatter([chosen[key]], [chosen["test_accuracy"]], s=220, facecolors="none", edgecolors="tab:red", linewidths=2, label="chosen")
+        axis.set_xscale("log")
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (LiteRT)")
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    return _save(figure, path)

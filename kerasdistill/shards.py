@@ -24,7 +24,7 @@ import numpy as np
 from kerasdistill.backend import keras, require_tensorflow_backend, tf
 from kerasdistill.batch import TEACHER_LOGITS, placeholder_labels
 from kerasdistill.cache import teacher_fingerprint, teachers_and_kinds
-from kerasdistill.data import check_mixing, check_same_scale, mixed_batches, shuffled
+from kerasdistill.data import check_mixing, check_same_scale, labeled_inputs, labeled_samples, mixed_batches, sample_of, shuffled
 from kerasdistill.distiller import Distiller
 from kerasdistill.files import write_bytes, write_json
 from kerasdistill.losses.base import logits_from
@@ -337,7 +337,8 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     here once (they are few).
 
     Args:
-        labeled: `(x, y)` arrays of labeled images.
+        labeled: `(x, y)` arrays of labeled images, or `x` a stream read by
+            key (`ImageStream`, `ArrayStream`) whose images `y` follow.
         images: the stream `shards` were scored on.
         shards: complete `TeacherShards` (`score_to_shards`, `load_teacher_shards`).
         distiller: the compiled `Distiller` that will train on the batches:
@@ -356,20 +357,21 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     distiller.fit(sharded_transfer_set((x_few, y_few), stream, shards, distiller), epochs=10)
     ```
     """
-    x, y = (np.asarray(a) for a in labeled)
+    x, y = labeled_inputs(labeled)
     n_labeled, n_unlabeled = check_mixing(x, y, images.input_shape, len(images), batch_size, labeled_share)
     (model,), (kind,) = _check_shards_for(shards, images, distiller)
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
         raise ValueError(f"buffer is the number of keys held for shuffling, a whole number >= 1; got {buffer!r}.")
-    check_same_scale(x, images.sample())
-    labeled_logits = np.concatenate(
-        [np.asarray(logits_from(model(x[i : i + 256], training=False), kind)) for i in range(0, len(x), 256)]
-    ).astype(np.float32)
+    check_same_scale(sample_of(x), images.sample())
+    # The labeled images are few: the teacher scores them here, once.
+    batches = x.dataset().batch(256) if hasattr(x, "dataset") else (x[i : i + 256] for i in range(0, len(x), 256))
+    labeled_logits = np.concatenate([np.asarray(logits_from(model(tf.cast(b, tf.float32), training=False), kind)) for b in batches]).astype(np.float32)
+    dtype = np.result_type(x.dtype, images.dtype)
     placeholder = placeholder_labels(1, y)[0]
     unlabeled = _images_with_logits(images, shards, shuffle, seed, buffer).map(
-        lambda image, logits: (tf.cast(image, x.dtype), placeholder, logits[None])
+        lambda image, logits: (tf.cast(image, dtype), placeholder, logits[None])
     )
-    labeled_part = shuffled(tf.data.Dataset.from_tensor_slices((x, y, labeled_logits[:, None])), len(x), shuffle, seed + 1)
+    labeled_part = labeled_samples(x, y, dtype, shuffle, seed + 1, extras=(labeled_logits[:, None],))
     steps = -(-len(images) // n_unlabeled)
     return mixed_batches(unlabeled, labeled_part, n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,))
 

@@ -238,6 +238,31 @@ def test_array_files_stream_rows_from_disk_and_their_shards_pair_each_row_with_i
         shards_lib.sharded_transfer_set(labeled, ArrayStream.from_file(tmp_path / "x.npy", (28, 28, 1)), shards, distiller)
 
 
+def test_labeled_images_stream_too_each_with_its_own_label_and_teacher_outputs(digits, trained_teacher, unlabeled_folder, tmp_path):
+    x, y = digits.train.x[:300].astype(np.uint8), digits.train.y[:300]
+    np.save(tmp_path / "labeled.npy", x)
+    labeled = ArrayStream.from_file(tmp_path / "labeled.npy", (28, 28, 1)), y
+    label_of = {digest(image): label for image, label in zip(x, y)}
+    stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1))
+    seen = 0
+    for images, targets in data.transfer_set(labeled, stream, batch_size=50, labeled_share=0.2, seed=3):
+        mask = targets["labeled"].numpy() == 1
+        for image, label in zip(images.numpy()[mask], targets["labels"].numpy()[mask]):
+            assert label_of[digest(image)] == label
+            seen += 1
+    assert seen == 10 * 25, "10 labeled rows in each of the 25 batches (1,000 unlabeled, 40 a batch)"
+
+    shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "shards", verbose=False)
+    distiller = kd.Distiller(trained_teacher, models.build("convnet_student", (28, 28, 1), 10))
+    distiller.compile(optimizer="adam")
+    for images, targets in shards_lib.sharded_transfer_set(labeled, stream, shards, distiller, batch_size=64):
+        mask = targets["labeled"].numpy() == 1
+        np.testing.assert_allclose(targets["teacher_logits"].numpy()[mask, 0], trained_teacher(images.numpy()[mask], training=False), atol=2e-3)
+        assert all(label_of[digest(image)] == label for image, label in zip(images.numpy()[mask], targets["labels"].numpy()[mask]))
+    with pytest.raises(ValueError, match="same non-zero length; got 300 and 299"):
+        data.transfer_set((labeled[0], y[:299]), stream)
+
+
 def test_array_files_that_cannot_stream_are_refused_with_the_fix(digits, tmp_path):
     images = digits.train.x[:50].astype(np.uint8)
     np.savez_compressed(tmp_path / "packed.npz", x=images)
