@@ -169,7 +169,7 @@ def slim(model, keep):
         raise ValueError(f"keep is the share of filters kept, in (0, 1]; got {keep!r}.")
     plan = plan_slimming(model)
     config = model.get_config()
-    outputs = {tensor[0] for tensor in _output_names(config)} if "output_layers" in config else {config["layers"][-1]["config"]["name"]}
+    outputs = _output_producers(plan, config)
     kept, weights = {}, {}
     for (entry, source), layer_config in zip(plan, config["layers"]):
         name, kind = entry["config"]["name"], entry["class_name"]
@@ -201,7 +201,27 @@ def slim(model, keep):
     slimmed = type(model).from_config(config)
     for name, values in weights.items():
         slimmed.get_layer(name).set_weights(values)
+    if slimmed.output_shape != model.output_shape:
+        raise ValueError(f"The slimmed model outputs {slimmed.output_shape}, not the teacher's {model.output_shape}.")
     return slimmed
+
+
+def _output_producers(plan, config):
+    """The Conv2D or Dense layers whose units are the model's outputs: the output layers themselves, or the last
+    such layer before them through channel-wise layers (a separate Softmax, a global pooling of a 1x1 convolution)."""
+    if "output_layers" in config:
+        names = [tensor[0] for tensor in _output_names(config)]
+    else:
+        names = [config["layers"][-1]["config"]["name"]]
+    kinds = {entry["config"]["name"]: entry["class_name"] for entry, _ in plan}
+    sources = {entry["config"]["name"]: source for entry, source in plan}
+    producers = set()
+    for name in names:
+        while name is not None and kinds[name] not in ("Conv2D", "Dense"):
+            name = sources[name]
+        if name is not None:
+            producers.add(name)
+    return producers
 
 
 def _output_names(config):

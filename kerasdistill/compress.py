@@ -35,9 +35,9 @@ from kerasdistill.distiller import Distiller
 from kerasdistill.export.interpreter import TFLiteModel
 from kerasdistill.export.tflite import to_tflite
 from kerasdistill.files import atomic_path, write_json
-from kerasdistill.metrics import accuracy
+from kerasdistill.metrics import accuracy, class_indices
 from kerasdistill.shards import score_to_shards, sharded_transfer_set
-from kerasdistill.streams import ChainStream, is_stream
+from kerasdistill.streams import is_stream
 
 STATE = "state.json"
 REPORT = "report.json"
@@ -78,7 +78,7 @@ class Budget:
         """What `size_kib`, `latency_ms` and `drop_points` (None: not known yet) miss of the budget, as words."""
         missed = []
         if self.max_size_kib is not None and size_kib > self.max_size_kib:
-            missed.append(f"{size_kib:.1f} KiB > {self.max_size_kib:g} KiB")
+            missed.append(f"{size_kib:.1f} KiB > {self.max_size_kib:.1f} KiB")
         if self.max_latency_ms is not None and latency_ms > self.max_latency_ms:
             missed.append(f"{latency_ms:.3f} ms > {self.max_latency_ms:g} ms")
         if self.max_drop is not None and drop_points is not None and drop_points > self.max_drop:
@@ -217,7 +217,7 @@ class _Search:
         if os.path.isdir(self.output) and os.listdir(self.output):
             raise FileExistsError(f"{self.output} already holds files but no search ({STATE}); give a new or empty output folder.")
         os.makedirs(os.path.join(self.output, "candidates"), exist_ok=True)
-        self.state = {"key": key, "teacher": None, "candidates": {}, "notes": notes}
+        self.state = {"key": key, "teacher": None, "candidates": {}, "halved": 0, "notes": notes}
         self.save()
 
     def _find_candidates(self):
@@ -241,12 +241,13 @@ class _Search:
             raise ValueError(f"The families {', '.join(self.settings['families'])} give no candidate for this teacher: {'; '.join(notes)}.")
         return notes
 
-    def measure_file(self, model, name, quantization):
-        """The model as a `.tflite` file in the output folder: size, latency, validation and test accuracy."""
+    def measure_file(self, model, name, quantization, scored=True):
+        """The model as a `.tflite` file in the output folder: size, latency, and (`scored`) validation and test
+        accuracy."""
         path = os.path.join(self.output, f"{name}_{quantization}.tflite")
         to_tflite(model, path, quantization, representative_data=self.splits.train.x[:200], calibration_steps=200)
         runtime = TFLiteModel(path, num_threads=self.settings["threads"])
-        scores = {part: accuracy_of(runtime, getattr(self.splits, part)) for part in ("val", "test")}
+        scores = {part: accuracy_of(runtime, getattr(self.splits, part)) if scored else None for part in ("val", "test")}
         return {
             "file": os.path.basename(path),
             "quantization": quantization,
@@ -282,7 +283,7 @@ class _Search:
                 continue
             keras.utils.set_random_seed(self.settings["seed"])
             model = candidate.build(self.shape, self.classes)
-            measured = self.measure_file(model, f"candidates/{name}-untrained", "int8")
+            measured = self.measure_file(model, f"candidates/{name}-untrained", "int8", scored=False)
             os.remove(os.path.join(self.output, "candidates", f"{name}-untrained_int8.tflite"))
             record = {
                 "family": candidate.family,
@@ -306,15 +307,12 @@ class _Search:
 
     def batches(self, distiller):
         """The distillation batches and steps an epoch: teacher outputs computed once, shared by every candidate
-        (shards on disk for a stream; a joined stream, which shards cannot index, runs the teacher online)."""
+        (in memory, or as shards on disk for a stream)."""
         train, unlabeled, batch_size, share = self.splits.train, self.splits.unlabeled, self.settings["batch_size"], self.settings["labeled_share"]
-        if is_stream(unlabeled) and not isinstance(unlabeled, ChainStream):
+        if is_stream(unlabeled):
             if self.cached is None:
                 self.cached = score_to_shards(distiller, unlabeled, os.path.join(self.output, "teacher-shards"), verbose=False)
             batches = sharded_transfer_set(train, unlabeled, self.cached, distiller, batch_size, share, seed=self.settings["seed"])
-            return batches.repeat(), int(batches.cardinality())
-        if is_stream(unlabeled):
-            batches = data_lib.transfer_set(train, unlabeled, batch_size, share, seed=self.settings["seed"])
             return batches.repeat(), int(batches.cardinality())
         if self.cached is None:
             if unlabeled is None:
@@ -332,9 +330,8 @@ class _Search:
         done = record["rungs"][-1]["epochs"] if record["rungs"] else 0
         keras.utils.set_random_seed(self.settings["seed"])
         student = self.candidates[name].build(self.shape, self.classes)
-        weights = os.path.join(self.output, "candidates", f"{name}.weights.h5")
         if done:
-            student.load_weights(weights)
+            student.load_weights(self.weights_path(name, done))
         distiller = Distiller(self.teacher, student)
         distiller.compile(
             optimizer=keras.optimizers.Adam(self.settings["learning_rate"]), alpha=self.settings["alpha"], temperature=self.settings["temperature"]
@@ -342,11 +339,18 @@ class _Search:
         batches, steps = self.batches(distiller)
         start = time.perf_counter()
         distiller.fit(batches, epochs=epochs - done, steps_per_epoch=steps, verbose=0)
-        with atomic_path(weights) as temporary:
+        # Named by the epochs they hold: a kill before the state is saved leaves them beside, never in place of,
+        # the weights the state names.
+        with atomic_path(self.weights_path(name, epochs)) as temporary:
             student.save_weights(temporary)
         record["rungs"].append({"epochs": epochs, "val_accuracy": accuracy(student, *self.splits.val), "seconds": time.perf_counter() - start})
         self.save()
+        if done:
+            os.remove(self.weights_path(name, done))
         return record["rungs"][-1]["val_accuracy"]
+
+    def weights_path(self, name, epochs):
+        return os.path.join(self.output, "candidates", f"{name}-e{epochs}.weights.h5")
 
     def distill_rungs(self):
         rungs = self.settings["rungs"]
@@ -358,7 +362,8 @@ class _Search:
                 if not any(rung["epochs"] == epochs for rung in record["rungs"]):
                     self.train(name, epochs)
                 self.say(f"  {name:<20} validation {record['rungs'][-1]['val_accuracy']:.4f}")
-            if number + 1 < len(rungs):
+            # A resumed search does not halve a rung again: who went on is in the state.
+            if number + 1 < len(rungs) and number + 1 > self.state["halved"]:
                 self._halve(alive, number + 1)
 
     def _halve(self, alive, rung):
@@ -374,6 +379,7 @@ class _Search:
                     f"validation accuracy, {points[name][1]:.4f})"
                 )
                 self.say(f"  stops: {name} ({records[name]['status']})")
+        self.state["halved"] = rung
         self.save()
 
     def finals(self):
@@ -383,7 +389,7 @@ class _Search:
             if record["status"] != "training":
                 continue
             student = self.candidates[name].build(self.shape, self.classes)
-            student.load_weights(os.path.join(self.output, "candidates", f"{name}.weights.h5"))
+            student.load_weights(self.weights_path(name, record["rungs"][-1]["epochs"]))
             record.setdefault("files", [])
             for quantization in self.settings["quantizations"]:
                 if any(file["quantization"] == quantization for file in record["files"]):
@@ -451,7 +457,8 @@ def choose(files, budget, teacher):
 
 
 def accuracy_of(runtime, split):
-    return float(np.mean(np.argmax(runtime.predict(split.x), axis=-1) == np.asarray(split.y).reshape(-1)))
+    """Top-1 accuracy of a `.tflite` file's runtime on a split (labels sparse or one-hot)."""
+    return float(np.mean(np.argmax(runtime.predict(split.x), axis=-1) == class_indices(split.y)))
 
 
 def pareto_ranks(points):
@@ -477,8 +484,8 @@ def pareto_front(points):
 
 
 def _closest(files):
-    """With no file meeting the budget: the one that misses it least (fewest misses, then the most accurate that
-    meets the size and latency, then the smallest)."""
+    """With no file meeting the budget: the one that misses it least (fewest of its limits missed, then the most
+    accurate on validation, then the smallest)."""
     if not files:
         return None
     return min(files, key=lambda file: (len(file["misses"]), -file["val_accuracy"], file["size_kib"]))
@@ -499,8 +506,12 @@ def _verdict(chosen, met, teacher, budget):
 
 
 def _described(budget):
-    parts = {"max_drop": "at most {:g} points below the teacher", "max_size_kib": "at most {:g} KiB", "max_latency_ms": "at most {:g} ms per image"}
-    return ", ".join(parts[name].format(value) for name, value in dataclasses.asdict(budget).items() if value is not None)
+    parts = {
+        "max_drop": lambda value: f"at most {value:g} point{'' if value == 1 else 's'} below the teacher",
+        "max_size_kib": lambda value: f"at most {value:.1f} KiB",
+        "max_latency_ms": lambda value: f"at most {value:g} ms per image",
+    }
+    return ", ".join(parts[name](value) for name, value in dataclasses.asdict(budget).items() if value is not None)
 
 
 def _splits_digest(splits):

@@ -745,6 +745,19 @@ def image_files(folder):
     return found
 
 
+def holds_images(folder):
+    """Whether `folder` (outside its hidden entries) holds an image file; stops at the first one."""
+    for entry in os.listdir(folder):
+        path = os.path.join(folder, entry)
+        if _hidden(entry):
+            continue
+        if entry.lower().endswith(IMAGE_FORMATS) and os.path.isfile(path):
+            return True
+        if os.path.isdir(path) and any(name.lower().endswith(IMAGE_FORMATS) for _, _, names in os.walk(path) for name in names):
+            return True
+    return False
+
+
 def _class_folders(folder):
     """The class sub-folders of an image folder, sorted (Keras' label order); at least 2."""
     classes = sorted(

@@ -14,6 +14,7 @@ decoded again from the files: memory holds a shuffle buffer, not the set.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -127,8 +128,8 @@ def score_to_shards(
 
     Args:
         teacher: a `Distiller` with one teacher, or a teacher model.
-        images: an `ImageStream`, `ArrayStream` or `DatasetStream` (a
-            `ChainStream` is scored part by part).
+        images: an `ImageStream`, `ArrayStream` or `DatasetStream`; a
+            `ChainStream` is scored part by part, each into `folder/part-N`.
         folder: the shards' folder; a pass killed before it ended resumes
             there (the manifest must match: same teacher, images, shard
             size and top-k, else refused).
@@ -149,7 +150,8 @@ def score_to_shards(
         verbose: print progress with the images scored per second.
 
     Returns:
-        `TeacherShards` (complete once every worker has finished).
+        `TeacherShards` (complete once every worker has finished); for a
+        `ChainStream`, a tuple of them, one per part.
 
     Example:
 
@@ -158,6 +160,11 @@ def score_to_shards(
     ```
     """
     require_tensorflow_backend("Teacher-output shards (score_to_shards, a tf.data pipeline)")
+    if hasattr(images, "parts"):
+        # A ChainStream: each part into a folder of its own (parts are indexed differently).
+        options = dict(shard_size=shard_size, batch_size=batch_size, top_k=top_k, teacher_outputs=teacher_outputs, worker=worker,
+                       jit_compile=jit_compile, precision=precision, verbose=verbose)  # fmt: skip
+        return tuple(score_to_shards(teacher, part, os.path.join(folder, f"part-{index}"), **options) for index, part in enumerate(images.parts))
     teachers, kinds = one_teacher(teacher, teacher_outputs)
     index, count = _check_arguments(images, shard_size, batch_size, top_k, worker, precision)
     classes = int(teachers[0].output_shape[-1])
@@ -165,7 +172,7 @@ def score_to_shards(
     shards = TeacherShards(os.fspath(folder), len(images), shard_size, classes, top_k, fingerprint, images.digest(), precision)
     _claim_folder(shards)
 
-    score = _scorer(teachers[0], kinds[0], top_k, jit_compile, precision)
+    score = _scorer(teachers[0], kinds[0], top_k, jit_compile, precision, fingerprint)
     todo = [(shard, shard * shard_size, min((shard + 1) * shard_size, len(images))) for shard in shards.missing() if shard % count == index]
     if not todo:
         return shards
@@ -206,9 +213,10 @@ def one_teacher(teacher, teacher_outputs):
 _SCORERS = weakref.WeakKeyDictionary()
 
 
-def _scorer(model, kind, top_k, jit_compile, precision):
-    """The compiled function from a uint8 batch to its (values, classes) rows, shared by every pass of `model`."""
-    settings = (kind, top_k, jit_compile, precision)
+def _scorer(model, kind, top_k, jit_compile, precision, fingerprint):
+    """The compiled function from a uint8 batch to its (values, classes) rows, shared by every pass of `model`
+    (a bfloat16 copy holds the weights of its time: it is made again when the teacher's fingerprint changes)."""
+    settings = (kind, top_k, jit_compile, precision, None if precision == "float32" else fingerprint)
     cached = _SCORERS.setdefault(model, {})
     if settings in cached:
         return cached[settings]
@@ -268,8 +276,7 @@ def _claim_folder(shards):
     path = os.path.join(shards.folder, MANIFEST)
     manifest = shards.manifest()
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            found = json.load(handle)
+        found = _read_manifest(path)
         changed = sorted(key for key in manifest if found.get(key) != manifest[key])
         if changed:
             raise ValueError(
@@ -281,6 +288,15 @@ def _claim_folder(shards):
         raise ValueError(f"{shards.folder} holds shard files but no {MANIFEST}: nothing says what they are. Give another folder.")
     os.makedirs(shards.folder, exist_ok=True)
     write_json(path, manifest)
+
+
+def _read_manifest(path):
+    with open(path, encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    # Shards written before the precision was recorded were scored in float32.
+    if isinstance(manifest, dict):
+        manifest.setdefault("precision", "float32")
+    return manifest
 
 
 def load_teacher_shards(folder, teacher=None, teacher_outputs="auto", wait=0):
@@ -307,10 +323,7 @@ def load_teacher_shards(folder, teacher=None, teacher_outputs="auto", wait=0):
     path = os.path.join(folder, MANIFEST)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No teacher shards in {folder} (no {MANIFEST}); write them with score_to_shards.")
-    with open(path, encoding="utf-8") as handle:
-        manifest = json.load(handle)
-    # Shards written before the precision was recorded were scored in float32.
-    manifest.setdefault("precision", "float32")
+    manifest = _read_manifest(path)
     fields = {field.name for field in dataclasses.fields(TeacherShards)} - {"folder"}
     if set(manifest) != fields:
         raise ValueError(f"{path} is not a manifest of score_to_shards (its keys: {sorted(manifest)}).")
@@ -340,7 +353,8 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
         labeled: `(x, y)` arrays of labeled images, or `x` a stream read by
             key (`ImageStream`, `ArrayStream`) whose images `y` follow.
         images: the stream `shards` were scored on.
-        shards: complete `TeacherShards` (`score_to_shards`, `load_teacher_shards`).
+        shards: complete `TeacherShards` (`score_to_shards`, `load_teacher_shards`);
+            for a `ChainStream`, the tuple `score_to_shards` gave for it.
         distiller: the compiled `Distiller` that will train on the batches:
             its teacher scores the labeled images, and with top-k shards its
             losses must soften the teacher's logits (a temperature), as the
@@ -359,7 +373,7 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     """
     x, y = labeled_inputs(labeled)
     n_labeled, n_unlabeled = check_mixing(x, y, images.input_shape, len(images), batch_size, labeled_share)
-    (model,), (kind,) = _check_shards_for(shards, images, distiller)
+    (model,), (kind,) = _check_chain_shards(shards, images, distiller)
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
         raise ValueError(f"buffer is the number of keys held for shuffling, a whole number >= 1; got {buffer!r}.")
     check_same_scale(sample_of(x), images.sample())
@@ -376,8 +390,26 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     return mixed_batches(unlabeled, labeled_part, n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,))
 
 
+def _check_chain_shards(shards, images, distiller):
+    """`_check_shards_for` of a stream, or of each part of a `ChainStream` with its own shards."""
+    if not hasattr(images, "parts"):
+        return _check_shards_for(shards, images, distiller)
+    if not isinstance(shards, (tuple, list)) or len(shards) != len(images.parts):
+        raise ValueError(f"A ChainStream of {len(images.parts)} parts takes the tuple of {len(images.parts)} shards score_to_shards gave for it.")
+    return [_check_shards_for(part_shards, part, distiller) for part_shards, part in zip(shards, images.parts)][0]
+
+
 def _images_with_logits(images, shards, shuffle, seed, buffer):
-    """`(image, logits)` pairs of every image of the stream, once, shuffled across shards."""
+    """`(image, logits)` pairs of every image of the stream, once, shuffled across shards (and across the parts of
+    a `ChainStream`, in proportion to their sizes)."""
+    if hasattr(images, "parts"):
+        parts = [
+            _images_with_logits(part, part_shards, shuffle, None if seed is None else seed + index, buffer).map(lambda image, logits: (tf.cast(image, images.dtype), logits))
+            for index, (part, part_shards) in enumerate(zip(images.parts, shards))
+        ]  # fmt: skip
+        if not shuffle:
+            return functools.reduce(lambda joined, part: joined.concatenate(part), parts)
+        return tf.data.Dataset.sample_from_datasets(parts, weights=[len(part) / len(images) for part in images.parts], seed=seed, stop_on_empty_dataset=False)
     if not hasattr(images, "keys"):
         # A dataset is read in its own order: its images meet the shards' rows by position, then a buffer of
         # decoded images shuffles them.

@@ -63,7 +63,10 @@ def load_data(data_config, seed, transfer_set=True):
 
 def _unlabeled_stream(path, shape):
     # A TFRecord file, or a folder holding TFRecord files (as TFDS writes them), is read record by record.
-    if ".tfrecord" in os.path.basename(path) or (os.path.isdir(path) and glob.glob(os.path.join(glob.escape(path), "*.tfrecord*"))):
+    records = os.path.isdir(path) and glob.glob(os.path.join(glob.escape(path), "*.tfrecord*"))
+    if records and data_lib.holds_images(path):
+        raise ValueError(f"{path} holds both TFRecord files and image files: give a folder of one kind (data.unlabeled_path).")
+    if ".tfrecord" in os.path.basename(path) or records:
         return DatasetStream.from_tfrecord(path, shape)
     return ImageStream.from_folder(path, shape) if os.path.isdir(path) else ArrayStream.from_file(path, shape)
 

@@ -17,6 +17,7 @@ have `keys` and `read()` (what teacher shards pair their outputs with), and
 
 import hashlib
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -157,13 +158,17 @@ class ArrayStream(Stream):
     """
 
     def __init__(self, array, source="an array"):
-        if not hasattr(array, "shape") or len(array.shape) not in (3, 4) or not len(array):
+        if not hasattr(array, "shape") or len(array.shape) not in (3, 4):
             raise ValueError(f"An ArrayStream reads images shaped (N, height, width[, channels]); {source} has shape {getattr(array, 'shape', None)}.")
+        if not len(array):
+            raise ValueError(f"{source} holds no images.")
         # Grey images without a channel axis get one (a view: a memory map stays one).
         self.array = array[..., None] if len(array.shape) == 3 else array
         self.source = source
         self.input_shape = _checked_shape(self.array.shape[1:])
-        self.dtype = np.dtype(self.array.dtype).newbyteorder("=")
+        dtype = np.dtype(self.array.dtype).newbyteorder("=")
+        # float64 rows are read as float32, what every model computes in (and half the batch's memory).
+        self.dtype = np.dtype(np.float32) if dtype.kind == "f" and dtype.itemsize > 4 else dtype
 
     @classmethod
     def from_file(cls, path, input_shape):
@@ -302,9 +307,15 @@ class DatasetStream(Stream):
     ```
     """
 
-    def __init__(self, dataset, count=None, source="a tf.data dataset", digest=None, shuffle_buffer=4096):
+    def __init__(self, dataset, count=None, source="a tf.data dataset", digest=None, shuffle_buffer=4096, decode=None):
         if not isinstance(dataset, tf.data.Dataset):
             raise TypeError(f"DatasetStream reads a tf.data.Dataset; got {type(dataset).__name__}.")
+        if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+            raise ValueError(f"{source[:1].upper()}{source[1:]} repeats forever: a stream is one pass over the images. Remove its .repeat().")
+        # Raw elements (e.g. TFRecord records) are kept apart from their decoding, so a worker's part is picked
+        # before anything is decoded.
+        self.raw, self.decode = dataset, decode
+        dataset = dataset if decode is None else dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         spec = dataset.element_spec
         if isinstance(spec, (tuple, list)):
             dataset, spec = dataset.map(lambda first, *rest: first), spec[0]
@@ -313,6 +324,8 @@ class DatasetStream(Stream):
                 f"{source} must give images of one known shape, (height, width, channels) or batches of them; its elements are "
                 f"{spec}. Resize them in the dataset (tf.image.resize) first."
             )
+        if spec.shape.rank == 4 and decode is not None:
+            raise ValueError("decode must give one image per raw element, not a batch.")
         self.images = dataset.unbatch() if spec.shape.rank == 4 else dataset
         self.input_shape = _checked_shape(spec.shape[-3:])
         self.dtype = np.dtype(spec.dtype.as_numpy_dtype)
@@ -347,7 +360,16 @@ class DatasetStream(Stream):
         if not files:
             raise FileNotFoundError(f"No TFRecord file matches {pattern}.")
         shape = _checked_shape(input_shape)
-        image_key = image_key or _image_feature(files[0])
+        # TFDS names each split's files NAME-SPLIT.tfrecord-*: a folder of several splits is not one transfer set.
+        splits = sorted({match.group(1) for path in files if (match := re.search(r"-(\w+)\.tfrecord-\d{5}-of-\d{5}$", os.path.basename(path)))})
+        if len(splits) > 1:
+            raise ValueError(
+                f"{pattern} holds the TFRecord files of several splits ({', '.join(splits)}): give one split's files, e.g. "
+                f"a folder or pattern of the *-{splits[-1]}.tfrecord* files only."
+            )
+        with open(files[0], "rb") as handle:
+            compression = "GZIP" if handle.read(2) == b"\x1f\x8b" else ""
+        image_key = image_key or _image_feature(files[0], compression)
         features = {image_key: tf.io.FixedLenFeature([], tf.string)}
 
         def parse(record):
@@ -356,16 +378,15 @@ class DatasetStream(Stream):
         digest = hashlib.sha256(repr(shape).encode())
         for path in files:
             digest.update(f"{os.path.basename(path)}\0{tf.io.gfile.stat(path).length}\n".encode())
-        records = tf.data.TFRecordDataset(files)
-        stream = cls(
-            records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True),
+        records = tf.data.TFRecordDataset(files, compression_type=compression)
+        return cls(
+            records,
             count=int(records.reduce(np.int64(0), lambda total, _: total + 1)),
             source=f"the TFRecord files {pattern}",
             digest=digest.hexdigest(),
             shuffle_buffer=shuffle_buffer,
+            decode=parse,
         )
-        stream.files = tuple(files)
-        return stream
 
     def __len__(self):
         return self.count
@@ -373,13 +394,17 @@ class DatasetStream(Stream):
     def dataset(self, shuffle=False, seed=None, order=None):
         images = self.images.take(self.count)
         if order is not None:
-            # Positions, not keys: every image is read, the ones not asked for are dropped.
-            wanted = np.zeros(self.count, bool)
-            wanted[np.asarray(order)] = True
             if not np.all(np.diff(np.asarray(order)) > 0):
                 raise ValueError("A DatasetStream is read in its own order: give increasing positions.")
+            wanted = np.zeros(self.count, bool)
+            wanted[np.asarray(order)] = True
             mask = tf.constant(wanted)
-            images = images.enumerate().filter(lambda position, image: mask[position]).map(lambda position, image: image)
+            # Positions, not keys: every element is read, and those not asked for are dropped before decoding
+            # (where the raw elements are kept apart from their decoding, as TFRecord records are).
+            picked = self.raw if self.decode is not None else self.images
+            images = picked.take(self.count).enumerate().filter(lambda position, element: mask[position]).map(lambda position, element: element)
+            if self.decode is not None:
+                images = images.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if shuffle:
             images = images.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         return images
@@ -406,10 +431,10 @@ class DatasetStream(Stream):
 IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")
 
 
-def _image_feature(path):
+def _image_feature(path, compression):
     """The feature of the first record of `path` that holds an encoded image."""
     try:
-        first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+        first = next(iter(tf.data.TFRecordDataset(path, compression_type=compression).take(1)), None)
     except tf.errors.DataLossError:
         raise ValueError(f"{path} is not a TFRecord file (or it is corrupt).") from None
     if first is None:

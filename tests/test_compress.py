@@ -25,6 +25,11 @@ def test_slimming_keeps_the_strongest_filters_with_the_teachers_weights(digits, 
     # Without any retraining, half of the filters keep most of what the teacher knows (chance: 0.1).
     assert accuracy(half, *digits.test) > 0.6
 
+    # A teacher ending in its own Softmax layer keeps every class.
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(6, name="scores")(keras.layers.Flatten()(keras.layers.Conv2D(8, 3)(inputs)))
+    probabilities = keras.Model(inputs, keras.layers.Softmax()(hidden))
+    assert candidates.slim(probabilities, 0.25).output_shape == (None, 6)
     sequential = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3), keras.layers.ReLU(), keras.layers.Flatten(), keras.layers.Dense(4)])
     assert candidates.slim(sequential, 0.5).get_layer(index=0).filters == 4
     inputs = keras.Input((8, 8, 3))
@@ -47,24 +52,28 @@ def test_the_search_chooses_the_smallest_file_that_meets_the_budget_and_resumes_
     trained = []
     real_train = compress._Search.train
 
-    def killed_after_two(search, name, epochs):
-        if len(trained) == 2:
+    def killed_in_the_last_rung(search, name, epochs):
+        if len(trained) == 5:  # 4 candidates at rung 1, then the second of the 2 that go on
             raise KeyboardInterrupt
         trained.append((name, epochs))
         return real_train(search, name, epochs)
 
-    monkeypatch.setattr(compress._Search, "train", killed_after_two)
+    monkeypatch.setattr(compress._Search, "train", killed_in_the_last_rung)
     with pytest.raises(KeyboardInterrupt):
         compress.compress(trained_teacher, splits, tmp_path / "search", compress.Budget(max_drop=10.0), **settings)
     monkeypatch.setattr(compress._Search, "train", lambda search, name, epochs: trained.append((name, epochs)) or real_train(search, name, epochs))
     report = compress.compress(trained_teacher, splits, tmp_path / "search", compress.Budget(max_drop=10.0), **settings)
-    # The kill lost nothing finished: 4 candidates at rung 1, 2 go on to rung 3, each trained once.
+    # The kill lost nothing finished: 4 candidates at rung 1, 2 go on to rung 3, each trained once; the resumed
+    # search does not halve rung 1 again.
     first_rung = [name for name, epochs in trained if epochs == 1]
     assert sorted(first_rung) == sorted(settings["candidates"]) and len(trained) == 6, trained
-
     candidates_ = report["candidates"]
     assert sum(record["status"].startswith("stopped after rung 1") for record in candidates_.values()) == 2
     finalists = [name for name, record in candidates_.items() if record["status"] == "finalist"]
+    assert sorted(finalists) == sorted(name for name, epochs in trained if epochs == 3)
+    assert sorted(os.listdir(tmp_path / "search" / "candidates")) == sorted(
+        [f"{name}-e3.weights.h5" for name in finalists] + [f"{name}-e1.weights.h5" for name in set(settings["candidates"]) - set(finalists)]
+    )
     teacher = report["teacher"]
     files = {file["file"]: file for file in report["files"]}
     assert set(files) == {f"{name}_int8.tflite" for name in finalists}
@@ -88,13 +97,16 @@ def test_the_search_chooses_the_smallest_file_that_meets_the_budget_and_resumes_
 
 
 def test_a_budget_nothing_can_meet_drops_every_candidate_untrained_and_says_so(digits, trained_teacher, tmp_path):
+    # One-hot labels, as keras.utils.to_categorical gives them.
     splits = few_labels(digits)
+    splits = splits._replace(**{part: data.Split(split.x, keras.utils.to_categorical(split.y, 10)) for part, split in splits._asdict().items() if part in ("train", "val", "test")})
     report = compress.compress(
         trained_teacher, splits, tmp_path / "tiny", compress.Budget(max_size_kib=2), candidates=["convnet-w4-d2", "slim-0.125"], rungs=(1,), verbose=False
     )
     for record in report["candidates"].values():
-        assert record["status"].startswith("dropped before training:") and "KiB > 2 KiB" in record["status"] and not record["rungs"]
-    assert report["chosen"] is None and report["verdict"].startswith("No candidate was trained to the end (at most 2 KiB)")
+        assert record["status"].startswith("dropped before training:") and "KiB > 2.0 KiB" in record["status"] and not record["rungs"]
+    assert report["chosen"] is None and report["verdict"].startswith("No candidate was trained to the end (at most 2.0 KiB)")
+    assert report["teacher"]["int8"]["test_accuracy"] == pytest.approx(report["teacher"]["test_accuracy"], abs=0.02)
 
 
 def test_bad_budgets_and_settings_are_refused_before_any_work(digits, trained_teacher, tmp_path):

@@ -138,7 +138,7 @@ def test_shards_resume_after_a_kill_and_two_workers_give_the_same_outputs(traine
 def test_bfloat16_scoring_is_recorded_close_to_float32_and_a_second_pass_reuses_the_trace(trained_teacher, unlabeled_folder, tmp_path):
     stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1)).part(0, 300)
     full = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "float32", verbose=False)
-    scorer = shards_lib._scorer(trained_teacher, "logits", None, False, "float32")
+    scorer = shards_lib._scorer(trained_teacher, "logits", None, False, "float32", None)
     traced = scorer.experimental_get_tracing_count()
     shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "again", verbose=False)
     assert traced >= 1 and scorer.experimental_get_tracing_count() == traced, "the second pass reuses the first one's trace"
@@ -150,6 +150,13 @@ def test_bfloat16_scoring_is_recorded_close_to_float32_and_a_second_pass_reuses_
     assert np.mean(ours.argmax(1) == theirs.argmax(1)) > 0.97
     np.testing.assert_allclose(ours, theirs, atol=0.1 * np.abs(theirs).max())
     assert trained_teacher.dtype_policy.name == "float32", "the teacher itself is untouched"
+    # The teacher changed: the next bfloat16 pass scores the new weights.
+    changed = keras.models.clone_model(trained_teacher)
+    changed.set_weights(trained_teacher.get_weights())
+    before = np.concatenate(read(shards_lib.score_to_shards(changed, stream, tmp_path / "before", precision="bfloat16", verbose=False)))
+    changed.layers[-1].bias.assign(changed.layers[-1].bias + 8.0)
+    after = np.concatenate(read(shards_lib.score_to_shards(changed, stream, tmp_path / "after", precision="bfloat16", verbose=False)))
+    np.testing.assert_allclose(after - before, 8.0, atol=0.25)
     with pytest.raises(ValueError, match="another scoring pass .*precision"):
         shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "float32", precision="bfloat16", verbose=False)
     with pytest.raises(ValueError, match="precision is one of 'float32', 'bfloat16'"):
@@ -228,11 +235,11 @@ def test_array_files_stream_rows_from_disk_and_their_shards_pair_each_row_with_i
     np.testing.assert_allclose(np.concatenate(read(shards)), trained_teacher.predict(images.astype(np.float32), verbose=0), atol=1e-4)
     distiller = kd.Distiller(trained_teacher, models.build("convnet_student", (28, 28, 1), 10))
     distiller.compile(optimizer="adam")
-    rows = 0
+    seen = set()
     for x, targets in shards_lib.sharded_transfer_set(labeled, stream, shards, distiller, batch_size=64, buffer=128):
         np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], trained_teacher(x, training=False), atol=1e-4)
-        rows += int(np.sum(targets["labeled"].numpy() == 0))
-    assert rows >= UNLABELED
+        seen.update(digest(image) for image in x.numpy()[targets["labeled"].numpy() == 0])
+    assert seen == {digest(image) for image in images}, "every image of the file, each with its own outputs"
     np.save(tmp_path / "x.npy", images[::-1])
     with pytest.raises(ValueError, match="other images"):
         shards_lib.sharded_transfer_set(labeled, ArrayStream.from_file(tmp_path / "x.npy", (28, 28, 1)), shards, distiller)
@@ -318,17 +325,20 @@ def test_tfrecord_files_and_datasets_stream_in_their_order_and_pair_with_their_s
     np.testing.assert_allclose(np.concatenate(read(shards)), trained_teacher.predict(in_order.astype(np.float32), verbose=0), atol=1e-4)
     distiller = kd.Distiller(trained_teacher, models.build("convnet_student", (28, 28, 1), 10))
     distiller.compile(optimizer="adam")
-    rows = 0
+    seen = set()
     for x, targets in shards_lib.sharded_transfer_set(labeled, stream, shards, distiller, batch_size=64):
         np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], trained_teacher(x, training=False), atol=1e-4)
-        rows += int(np.sum(targets["labeled"].numpy() == 0))
-    assert rows >= UNLABELED
+        seen.update(digest(image) for image in x.numpy()[targets["labeled"].numpy() == 0])
+    assert seen == {digest(image) for image in images}
 
     # Any tf.data pipeline: batched or not, (images, labels) or images, its length known or counted.
     batched = tf.data.Dataset.from_tensor_slices((images, np.zeros(UNLABELED))).batch(32)
     assert len(DatasetStream(batched)) == UNLABELED
     filtered = tf.data.Dataset.from_tensor_slices(images).filter(lambda image: tf.reduce_max(image) > 0)
-    assert len(DatasetStream(filtered)) == UNLABELED and DatasetStream(filtered).digest() == DatasetStream(filtered).digest()
+    assert len(DatasetStream(filtered)) == UNLABELED
+    assert DatasetStream(filtered).digest() != DatasetStream(filtered.map(lambda image: 255 - image)).digest()
+    with pytest.raises(ValueError, match=r"A tf.data dataset repeats forever: .* Remove its .repeat\(\)"):
+        DatasetStream(filtered.repeat())
     with pytest.raises(ValueError, match="images of one known shape"):
         DatasetStream(tf.data.Dataset.from_tensor_slices(images.reshape(UNLABELED, -1)))
     with pytest.raises(FileNotFoundError, match="No TFRecord file matches"):
@@ -338,6 +348,20 @@ def test_tfrecord_files_and_datasets_stream_in_their_order_and_pair_with_their_s
         writer.write(tf.train.Example(features=tf.train.Features(feature={"label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))})).SerializeToString())
     with pytest.raises(ValueError, match="hold no features of encoded images .*label.*image_key"):
         DatasetStream.from_tfrecord(str(tmp_path / "labels.tfrecord"), (28, 28, 1))
+
+    # A TFDS folder of several splits is refused; gzipped records are read as they are.
+    import shutil
+
+    (tmp_path / "tfds").mkdir()
+    for split in ("train", "test"):
+        shutil.copy(tmp_path / "records" / "unlabeled-00000.tfrecord", tmp_path / "tfds" / f"digits-{split}.tfrecord-00000-of-00001")
+    with pytest.raises(ValueError, match=r"several splits \(test, train\)"):
+        DatasetStream.from_tfrecord(tmp_path / "tfds", (28, 28, 1))
+    with tf.io.TFRecordWriter(str(tmp_path / "packed.tfrecord"), options="GZIP") as writer:
+        for record in tf.data.TFRecordDataset(str(tmp_path / "records" / "unlabeled-00000.tfrecord")):
+            writer.write(record.numpy())
+    packed = DatasetStream.from_tfrecord(tmp_path / "packed.tfrecord", (28, 28, 1))
+    assert [digest(image) for batch in packed.dataset().batch(500) for image in batch.numpy()] == [digest(image) for image in images[0::2]]
 
     # The run reads a folder of TFRecord files as its streamed transfer set.
     from kerasdistill import config, sources
@@ -357,6 +381,22 @@ def test_a_chain_stream_reads_every_image_of_its_parts_once_a_pass(digits, unlab
     assert sorted(passes[0]) == sorted(passes[1]) == expected
     assert passes[0] != passes[1], "reshuffled each pass"
     assert passes[0][:300] != [digest(image) for image in held], "the parts are interleaved"
+
+
+def test_a_chain_stream_is_scored_part_by_part_and_each_image_meets_its_own_outputs(digits, trained_teacher, unlabeled_folder, tmp_path):
+    chain = ChainStream([ArrayStream(digits.train.x[:300]), ImageStream.from_folder(unlabeled_folder, (28, 28, 1))])
+    shards = shards_lib.score_to_shards(trained_teacher, chain, tmp_path / "shards", shard_size=256, verbose=False)
+    assert [len(part) for part in chain.parts] == [part.count for part in shards]
+    assert sorted(os.listdir(tmp_path / "shards")) == ["part-0", "part-1"]
+    distiller = kd.Distiller(trained_teacher, models.build("convnet_student", (28, 28, 1), 10))
+    distiller.compile(optimizer="adam")
+    seen = set()
+    for x, targets in shards_lib.sharded_transfer_set((digits.train.x[300:400], digits.train.y[300:400]), chain, shards, distiller, batch_size=64):
+        np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], trained_teacher(x, training=False), atol=2e-3)
+        seen.update(digest(image) for image in x.numpy()[targets["labeled"].numpy() == 0])
+    assert len(seen) == 300 + UNLABELED
+    with pytest.raises(ValueError, match="takes the tuple of 2 shards"):
+        shards_lib.sharded_transfer_set((digits.train.x[300:400], digits.train.y[300:400]), chain, shards[1], distiller)
 
 
 @pytest.fixture(scope="module")
