@@ -301,9 +301,10 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
             `ArrayStream`) whose images the labels `y` follow.
         unlabeled: array of unlabeled inputs of the same shape as `x`, or a
             stream (`kerasdistill.streams`: `ImageStream` for a folder,
-            `ArrayStream` for a memory-mapped file, read lazily in flat
-            memory); both are cast to one dtype (e.g. uint8 pixels beside
-            float32 ones).
+            `ArrayStream` for a memory-mapped file, `DatasetStream` for a
+            `tf.data` pipeline or TFRecord files, `ChainStream` for several,
+            read lazily in flat memory); both are cast to one dtype (e.g.
+            uint8 pixels beside float32 ones).
         batch_size: samples per batch.
         labeled_share: share of each batch drawn from the labeled samples, in
             [0, 1); 0 trains on the transfer set alone.

@@ -360,7 +360,9 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
             losses must soften the teacher's logits (a temperature), as the
             left-out classes carry no logit of their own.
         batch_size, labeled_share, shuffle, seed: as `data.transfer_set`.
-        buffer: keys (with their logits) held to shuffle across shards.
+        buffer: keys (with their logits) held to shuffle across shards (a
+            `DatasetStream`, read in its order, shuffles decoded images
+            through its own `shuffle_buffer` instead).
 
     Returns:
         A `tf.data.Dataset` of batches `(x, {"labels", "labeled", "teacher_logits"})` for `distiller.fit`.
