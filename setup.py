@@ -42,6 +42,8 @@ setup(
         "tensorboard>=2.20,<2.22",
     ],
     extras_require={
+        # quantization="int4": weight-only int4 files by LiteRT's AI Edge Quantizer.
+        "int4": ["ai-edge-quantizer>=0.10,<1"],
         # The tests execute every example notebook, and run the core on
         # Keras' JAX and PyTorch backends too (torch pinned: 2.13.0 is the
         # CPU build the CI machines hold; a newer one pulls several GB of CUDA).
@@ -56,6 +58,8 @@ setup(
             "torch==2.13.0",
             # The linter the suite runs (ruff.toml; tests/test_lint.py).
             "ruff>=0.6,<1",
+            # The int4 exports are tested too.
+            "ai-edge-quantizer>=0.10,<1",
         ],
     },
     entry_points={"console_scripts": ["kerasdistill=kerasdistill_cli:main"]},

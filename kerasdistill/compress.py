@@ -28,12 +28,12 @@ import numpy as np
 from kerasdistill import candidates as candidates_lib
 from kerasdistill import data as data_lib
 from kerasdistill.backend import keras
-from kerasdistill.defaults import ALPHA, LEARNING_RATE, TEMPERATURE
+from kerasdistill.defaults import ALPHA, LEARNING_RATE, QUANTIZATIONS, TEMPERATURE
 from kerasdistill.defaults import COMPRESS_RUNGS as RUNGS
 from kerasdistill.cache import cache_teacher_outputs, teacher_fingerprint, teachers_and_kinds
 from kerasdistill.distiller import Distiller
 from kerasdistill.export.interpreter import TFLiteModel
-from kerasdistill.export.tflite import to_tflite
+from kerasdistill.export.tflite import import_quantizer, to_tflite
 from kerasdistill.files import atomic_path, write_json
 from kerasdistill.metrics import accuracy, class_indices
 from kerasdistill.shards import score_to_shards, sharded_transfer_set
@@ -73,6 +73,9 @@ class Budget:
         for name, value in values.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value)):
                 raise ValueError(f"{name} must be a finite number >= 0 (or None); got {value!r}.")
+
+    def __str__(self):
+        return _described(self)
 
     def misses(self, size_kib, latency_ms, drop_points=None):
         """What `size_kib`, `latency_ms` and `drop_points` (None: not known yet) miss of the budget, as words."""
@@ -116,7 +119,8 @@ def compress(
         families: candidate families (`candidates.FAMILIES`).
         rungs: cumulative epochs at which candidates are compared; about
             half stop at each rung but the last.
-        quantizations: files made of each finalist (`"int8"`, `"float16"`).
+        quantizations: files made of each finalist (`"int8"`, `"float16"`;
+            `"int4"`, weight-only, with `ai-edge-quantizer` installed).
         batch_size, labeled_share, alpha, temperature, learning_rate, seed:
             distillation settings, the same for every candidate.
         threads: LiteRT threads for the latency measurements.
@@ -166,8 +170,10 @@ def _check_settings(families, rungs, quantizations, batch_size, threads):
     if not rungs or any(rung < 1 for rung in rungs) or rungs != sorted(set(rungs)):
         raise ValueError(f"rungs are increasing epoch counts >= 1, e.g. {list(RUNGS)}; got {rungs}.")
     quantizations = list(quantizations)
-    if not quantizations or any(q not in ("int8", "float16", "float32", "dynamic") for q in quantizations):
-        raise ValueError(f"quantizations are some of int8, float16, dynamic, float32; got {quantizations}.")
+    if not quantizations or any(q not in QUANTIZATIONS for q in quantizations):
+        raise ValueError(f"quantizations are some of {', '.join(QUANTIZATIONS)}; got {quantizations}.")
+    if "int4" in quantizations:
+        import_quantizer()
     for name, value in (("batch_size", batch_size), ("threads", threads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1; got {value!r}.")

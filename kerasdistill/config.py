@@ -452,6 +452,11 @@ def validate(config):
             batch_split(resolved["training"]["batch_size"], distillation["labeled_share"])
         except ValueError as error:
             raise ValueError(f"training.batch_size and distillation.labeled_share (the transfer set's batches): {error}") from None
+    if "int4" in resolved["export"]["quantizations"] and "classifier" in resolved["export"]["targets"]:
+        raise ValueError(
+            "export.quantizations holds int4 (weight-only, plain files only) and export.targets holds classifier: "
+            "app runtimes expect float or int8 files. Drop classifier from export.targets, or int4 from export.quantizations."
+        )
     mixing = [name for name in distillation["augmentation"] if name in MIXING_AUGMENTATIONS]
     if mixing and distillation["alpha"] != AUTO and distillation["alpha"] > 0:
         raise ValueError(

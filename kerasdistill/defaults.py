@@ -52,7 +52,8 @@ VALIDATION_SIZE = 0.125
 # digits (the others are the transfer set): where distillation pays.
 EMBEDDED_LABELED_SIZE = 500
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+# int4: weight-only int4 (activations float), by LiteRT's AI Edge Quantizer (the `int4` extra).
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "int4")
 # What an exported .tflite file is for: "plain" (the model as trained) or
 # "classifier" (RGB in, probabilities out, metadata and labels for
 # MediaPipe Tasks and the TFLite Task Library).

@@ -53,6 +53,22 @@ def test_quantized_files_are_small_and_keep_accuracy(exported, student, digits):
     assert int8["accuracy"] >= float_accuracy - 0.01
     assert int8["agreement"] >= 0.98
     assert int8["latency_ms"] > 0
+    # Weight-only int4 (AI Edge Quantizer): smaller than int8, float input and output, the accuracy kept.
+    assert sizes["int4"] <= 0.75 * sizes["int8"], sizes
+    int4 = export.evaluate_tflite(exported["int4"].path, digits.test, keras_model=student)
+    assert int4["accuracy"] >= float_accuracy - 0.02 and int4["agreement"] >= 0.97
+    assert exported["int4"].inputs[0].dtype == "float32"
+
+
+def test_int4_files_are_plain_files_and_say_so_up_front(student, digits, tmp_path):
+    with pytest.raises(ValueError, match="int4.*plain files"):
+        export.to_tflite(student, tmp_path / "app.tflite", quantization="int4", target="classifier", class_names=[str(i) for i in range(10)])
+    from kerasdistill import config
+
+    with pytest.raises(ValueError, match="int4 .* classifier"):
+        config.validate({"export": {"quantizations": ["int4"]}})
+    assert config.validate({"export": {"quantizations": ["int4"], "targets": ["plain"]}})["export"]["quantizations"] == ["int4"]
+    assert not list(tmp_path.iterdir())
 
 
 def test_int8_file_takes_and_gives_int8_with_its_own_scales(exported):

@@ -114,8 +114,10 @@ def to_tflite(
         path: where to write the file. Written atomically: a failed
             conversion leaves no file and an existing one untouched.
         quantization: `"float32"` (none), `"float16"` (float16 weights),
-            `"dynamic"` (int8 weights, float activations) or `"int8"` (full
-            integer: int8 weights, activations, input and output).
+            `"dynamic"` (int8 weights, float activations), `"int8"` (full
+            integer: int8 weights, activations, input and output) or
+            `"int4"` (weight-only int4 by LiteRT's AI Edge Quantizer,
+            `pip install ai-edge-quantizer`; plain files only).
         representative_data: calibration inputs for `"int8"`: a numpy array
             of inputs, an `(x, y)` tuple, or a `tf.data.Dataset` of `x` or
             `(x, y[, w])` batches, shaped like the model's input. For a
@@ -157,7 +159,7 @@ def to_tflite(
         app = _classifier_plan(model, class_names, input_normalization, model_info, quantization)
         model = app["model"]
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantization != "float32":
+    if quantization not in ("float32", "int4"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
@@ -176,6 +178,8 @@ def to_tflite(
         converter.inference_input_type = integer
         converter.inference_output_type = integer
     content = _convert(converter, quantization)
+    if quantization == "int4":
+        content = int4_weights(content)
     if app is not None:
         content = write_metadata(content, app["metadata"], overwrite_input_quantization=app["pixels"])
     files.write_bytes(path, content, overwrite=overwrite)
@@ -206,12 +210,39 @@ def _check_arguments(model, path, quantization, representative_data, calibration
             "This is a whole Distiller (teachers and student); a .tflite file holds the model you ship. Export "
             "`distiller.student`."
         )
+    if quantization == "int4" and target == "classifier":
+        raise ValueError(
+            "quantization='int4' (weight-only int4) makes plain files; app runtimes such as MediaPipe Tasks expect "
+            "float or int8 models. Use target='plain' with int4, or int8/float16 for a classifier file."
+        )
+    if quantization == "int4":
+        import_quantizer()
     if quantization == "int8" and representative_data is None:
         raise ValueError(
             "quantization='int8' needs representative_data: a few hundred typical inputs "
             "(numpy array or tf.data.Dataset, e.g. the training set) to calibrate the "
             "activation ranges. Without data, use quantization='dynamic' or 'float16'."
         )
+
+
+def import_quantizer():
+    """LiteRT's AI Edge Quantizer (`ai_edge_quantizer`), or an error that says how to install it."""
+    try:
+        from ai_edge_quantizer import quantizer, recipe
+    except ImportError:
+        raise ImportError(
+            "quantization='int4' uses LiteRT's AI Edge Quantizer, which is not installed: pip install ai-edge-quantizer "
+            "(or pip install 'kerasdistill[int4]')."
+        ) from None
+    return quantizer, recipe
+
+
+def int4_weights(content):
+    """A float32 `.tflite` flatbuffer with its weights quantized to int4 (weight-only: activations stay float)."""
+    quantizer, recipe = import_quantizer()
+    # The quantizer prints a summary of its own; the export says what it wrote.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return bytes(quantizer.Quantizer(content, recipe.weight_only_wi4_afp32()).quantize().quantized_model)
 
 
 def _classifier_plan(model, class_names, input_normalization, model_info, quantization):
