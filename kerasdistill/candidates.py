@@ -75,7 +75,7 @@ def family(name, teacher, input_shape, classes):
         try:
             plan_slimming(teacher)
         except ValueError as error:
-            return [], [f"slim: {error}"]
+            return [], [f"slim: {str(error).rstrip('.')}"]
         return [_slim(teacher, keep) for keep in SLIM_KEEP], []
     raise ValueError(f"Unknown candidate family {name!r}; known: {', '.join(FAMILIES)}.")
 

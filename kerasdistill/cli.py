@@ -196,7 +196,8 @@ def _add_compress(commands):
             "teacher), drops those that cannot meet the budget before training, stops about half at each rung of epochs "
             "(successive halving on validation), exports the rest (int8, float16), measures the files through LiteRT, and "
             "chooses the smallest file that meets the budget. OUTPUT gets the files, pareto.png and report.json; a search "
-            "killed there resumes when the same command runs again."
+            "killed there resumes when the same command runs again. Exits 0 when a file meets the budget, 1 when none "
+            "does (the closest is reported), 2 on an error."
         ),
     )
     compress.add_argument("teacher", help="the trained teacher (.keras), e.g. teacher.keras of a run folder")
@@ -258,11 +259,17 @@ def _compress(args, settings):
     sources.check_streamed_transfer_set(splits)
     # The run chooses alpha and T on validation; the search uses the config's numbers, or the defaults for every candidate.
     numbers = {name: distillation[name] if distillation[name] != AUTO else default for name, default in (("alpha", ALPHA), ("temperature", TEMPERATURE))}
-    compress.compress(
-        teacher, splits, args.output, budget, families=section["families"], rungs=section["rungs"],
-        quantizations=section["quantizations"], batch_size=training["batch_size"], labeled_share=distillation["labeled_share"],
-        seed=training["seed"], threads=section["threads"], candidates=args.candidates, verbose=not args.quiet, **numbers,
-    )  # fmt: skip
+    try:
+        report = compress.compress(
+            teacher, splits, args.output, budget, families=section["families"], rungs=section["rungs"],
+            quantizations=section["quantizations"], batch_size=training["batch_size"], labeled_share=distillation["labeled_share"],
+            seed=training["seed"], threads=section["threads"], candidates=args.candidates, verbose=not args.quiet, **numbers,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. The finished work is kept in {args.output}: run the same command to resume the search.", file=sys.stderr)
+        return 130
+    # Scripts can tell a search that found no file within the budget (the closest is still written and reported).
+    return 0 if report["meets_budget"] else 1
 
 
 def _add_tools(commands):
@@ -584,7 +591,7 @@ def _command(args):
         elif args.command == "run":
             pipeline.run(run_config, output=args.output, name=args.name, overwrite=args.overwrite, verbose=not args.quiet)
         elif args.command == "compress":
-            _compress(args, run_config)
+            return _compress(args, run_config)
     except (ValueError, TypeError, OSError, ArithmeticError, UnsupportedBackendError) as error:
         print(f"kerasdistill {args.command}: error: {error}", file=sys.stderr)
         return 2

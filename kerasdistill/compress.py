@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import os
 import time
 
@@ -40,6 +41,8 @@ from kerasdistill.shards import score_to_shards, sharded_transfer_set
 from kerasdistill.streams import is_stream
 
 STATE = "state.json"
+# Latency estimated before training drops a candidate only above this many times the budget.
+LATENCY_MARGIN = 1.5
 REPORT = "report.json"
 PARETO = "pareto.png"
 
@@ -71,7 +74,7 @@ class Budget:
         if all(value is None for value in values.values()):
             raise ValueError("Give a budget: max_drop (points of accuracy), max_size_kib or max_latency_ms (any of them).")
         for name, value in values.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or math.isinf(value)):
                 raise ValueError(f"{name} must be a finite number >= 0 (or None); got {value!r}.")
 
     def __str__(self):
@@ -80,6 +83,9 @@ class Budget:
     def misses(self, size_kib, latency_ms, drop_points=None):
         """What `size_kib`, `latency_ms` and `drop_points` (None: not known yet) miss of the budget, as words."""
         missed = []
+        # What is printed is what is judged: a drop of 2.0000000000000018 points meets a budget of 2.
+        size_kib, latency_ms = round(size_kib, 6), round(latency_ms, 6)
+        drop_points = None if drop_points is None else round(drop_points, 6)
         if self.max_size_kib is not None and size_kib > self.max_size_kib:
             missed.append(f"{size_kib:.1f} KiB > {self.max_size_kib:.1f} KiB")
         if self.max_latency_ms is not None and latency_ms > self.max_latency_ms:
@@ -141,6 +147,10 @@ def compress(
     ```
     """
     settings = _check_settings(families, rungs, quantizations, batch_size, threads)
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise NotADirectoryError(f"The output {output} is a file; give a folder for the search (new, or one it resumes).")
+    if candidates is not None and (isinstance(candidates, str) or not hasattr(candidates, "__iter__")):
+        raise ValueError(f"candidates must be a list of names (e.g. ['convnet-w8-d2', 'slim-0.25']); got {candidates!r}.")
     if not isinstance(budget, Budget):
         raise TypeError(f"budget must be a compress.Budget, e.g. Budget(max_drop=1.0); got {type(budget).__name__}.")
     shape, classes = tuple(splits.train.x.shape[1:]), int(splits.num_classes)
@@ -162,6 +172,9 @@ def compress(
 
 
 def _check_settings(families, rungs, quantizations, batch_size, threads):
+    for name, value in (("families", families), ("rungs", rungs), ("quantizations", quantizations)):
+        if isinstance(value, (str, int)) or not hasattr(value, "__iter__"):
+            raise ValueError(f"{name} must be a list (e.g. {list(RUNGS) if name == 'rungs' else ['int8']}); got {value!r}.")
     families = list(families)
     unknown = [name for name in families if name not in candidates_lib.FAMILIES]
     if not families or unknown:
@@ -295,11 +308,14 @@ class _Search:
                 "family": candidate.family,
                 "note": candidate.note,
                 "params": int(model.count_params()),
+                # A slimmed teacher of probabilities gives probabilities too: its files output what it outputs.
+                "outputs": teachers_and_kinds(model, "auto")[1][0],
                 "estimate": {"int8_kib": measured["size_kib"], "latency_ms": measured["latency_ms"]},
                 "rungs": [],
                 "status": "training",
             }
-            missed = self.budget.misses(measured["size_kib"], measured["latency_ms"])
+            # An untrained file's latency is one noisy median: it drops a candidate only when well over the budget.
+            missed = self.budget.misses(measured["size_kib"], measured["latency_ms"] / LATENCY_MARGIN)
             if measured["size_kib"] >= teacher_kib or record["params"] >= self.state["teacher"]["params"]:
                 missed.append(f"not smaller than the teacher ({self.state['teacher']['params']:,} parameters, int8 file {teacher_kib:.1f} KiB)")
             if missed:
@@ -311,14 +327,17 @@ class _Search:
             estimate = record["estimate"]
             self.say(f"{name:<20} {record['params']:>9,} {estimate['int8_kib']:>9.1f} {estimate['latency_ms']:>9.3f}  {record['status']}")
 
-    def batches(self, distiller):
+    def batches(self, distiller, done):
         """The distillation batches and steps an epoch: teacher outputs computed once, shared by every candidate
-        (in memory, or as shards on disk for a stream)."""
+        (in memory, or as shards on disk for a stream). Each call shuffles afresh from a seed of its own (the
+        search's seed and the epochs done), so a candidate sees the same data order whatever trained before it,
+        and a resumed search the order of an unbroken one."""
         train, unlabeled, batch_size, share = self.splits.train, self.splits.unlabeled, self.settings["batch_size"], self.settings["labeled_share"]
+        seed = self.settings["seed"] + 1000 * done
         if is_stream(unlabeled):
             if self.cached is None:
                 self.cached = score_to_shards(distiller, unlabeled, os.path.join(self.output, "teacher-shards"), verbose=False)
-            batches = sharded_transfer_set(train, unlabeled, self.cached, distiller, batch_size, share, seed=self.settings["seed"])
+            batches = sharded_transfer_set(train, unlabeled, self.cached, distiller, batch_size, share, seed=seed)
             return batches.repeat(), int(batches.cardinality())
         if self.cached is None:
             if unlabeled is None:
@@ -326,9 +345,9 @@ class _Search:
             else:
                 source = data_lib.transfer_set(train, unlabeled, batch_size, share, shuffle=False)
                 steps = int(source.cardinality())
-            cached = cache_teacher_outputs(self.teacher, source, batch_size=batch_size, shuffle=True, seed=self.settings["seed"])
-            self.cached = (cached.repeat(), steps)
-        return self.cached
+            self.cached = (cache_teacher_outputs(self.teacher, source, batch_size=batch_size).unbatch(), steps)
+        rows, steps = self.cached
+        return rows.shuffle(steps * batch_size, seed=seed, reshuffle_each_iteration=True).batch(batch_size).repeat(), steps
 
     def train(self, name, epochs):
         """Distills candidate `name` from its last rung's weights up to `epochs`; records its validation accuracy."""
@@ -342,9 +361,9 @@ class _Search:
         distiller.compile(
             optimizer=keras.optimizers.Adam(self.settings["learning_rate"]), alpha=self.settings["alpha"], temperature=self.settings["temperature"]
         )
-        batches, steps = self.batches(distiller)
+        batches, steps = self.batches(distiller, done)
         start = time.perf_counter()
-        distiller.fit(batches, epochs=epochs - done, steps_per_epoch=steps, verbose=0)
+        distiller.fit(batches, epochs=epochs - done, steps_per_epoch=steps, verbose=0, shuffle=False)
         # Named by the epochs they hold: a kill before the state is saved leaves them beside, never in place of,
         # the weights the state names.
         with atomic_path(self.weights_path(name, epochs)) as temporary:
@@ -362,12 +381,12 @@ class _Search:
         rungs = self.settings["rungs"]
         for number, epochs in enumerate(rungs):
             alive = [name for name, record in self.state["candidates"].items() if record["status"] == "training"]
-            self.say(f"\nRung {number + 1}/{len(rungs)}: {len(alive)} candidate(s) distilled to {epochs} epochs")
-            for name in alive:
-                record = self.state["candidates"][name]
-                if not any(rung["epochs"] == epochs for rung in record["rungs"]):
-                    self.train(name, epochs)
-                self.say(f"  {name:<20} validation {record['rungs'][-1]['val_accuracy']:.4f}")
+            todo = [name for name in alive if not any(rung["epochs"] == epochs for rung in self.state["candidates"][name]["rungs"])]
+            if todo:
+                self.say(f"\nRung {number + 1}/{len(rungs)}: {len(todo)} candidate(s) distilled to {epochs} epochs")
+            for name in todo:
+                self.train(name, epochs)
+                self.say(f"  {name:<20} validation {self.state['candidates'][name]['rungs'][-1]['val_accuracy']:.4f}")
             # A resumed search does not halve a rung again: who went on is in the state.
             if number + 1 < len(rungs) and number + 1 > self.state["halved"]:
                 self._halve(alive, number + 1)
@@ -381,8 +400,8 @@ class _Search:
         for name in alive:
             if name not in keep:
                 records[name]["status"] = (
-                    f"stopped after rung {rung}: not in the best half (Pareto front {ranks[name] + 1} of int8 size and "
-                    f"validation accuracy, {points[name][1]:.4f})"
+                    f"stopped after rung {rung}: not in the best half (ranked by Pareto front of int8 size and validation "
+                    f"accuracy, then accuracy: front {ranks[name] + 1}, validation {points[name][1]:.4f})"
                 )
                 self.say(f"  stops: {name} ({records[name]['status']})")
         self.state["halved"] = rung
@@ -407,7 +426,9 @@ class _Search:
 
     def report(self):
         teacher = self.state["teacher"]
-        files = [dict(file, candidate=name) for name, record in self.state["candidates"].items() for file in record.get("files", [])]
+        files = [
+            dict(file, candidate=name, outputs=record["outputs"]) for name, record in self.state["candidates"].items() for file in record.get("files", [])
+        ]
         chosen, meets, verdict = choose(files, self.budget, teacher)
         fronts = {key: pareto_front({file["file"]: (file[key], file["test_accuracy"]) for file in files}) for key in ("size_kib", "latency_ms")}
         report = {
@@ -529,5 +550,5 @@ def _splits_digest(splits):
             digest.update(array.tobytes())
     unlabeled = splits.unlabeled
     if unlabeled is not None:
-        digest.update((unlabeled.digest() if is_stream(unlabeled) else np.ascontiguousarray(unlabeled).tobytes()) if len(unlabeled) else b"")
+        digest.update(unlabeled.digest().encode() if is_stream(unlabeled) else np.ascontiguousarray(unlabeled).tobytes())
     return digest.hexdigest()

@@ -157,8 +157,10 @@ def pareto_plot(path, files, fronts, chosen, teacher):
             shown = [file for file in files if file["quantization"] == quantization]
             axis.scatter([f[key] for f in shown], [f["test_accuracy"] for f in shown], label=quantization, alpha=0.8, **_style(index + 1))
         on_front = sorted((file for file in files if file["file"] in fronts[key]), key=lambda file: file[key])
-        if on_front:
+        if len(on_front) > 1:
             axis.step([f[key] for f in on_front], [f["test_accuracy"] for f in on_front], where="post", color="black", linewidth=1, label="Pareto front")
+        for file in on_front:
+            axis.annotate(file["file"].removesuffix(".tflite"), (file[key], file["test_accuracy"]), fontsize=6, xytext=(3, -8), textcoords="offset points")
         axis.axhline(teacher["test_accuracy"], color="tab:gray", linestyle="--", linewidth=1, label="teacher (Keras)")
         axis.scatter([teacher["int8"][key]], [teacher["int8"]["test_accuracy"]], color="tab:gray", marker="s", label="teacher int8")
         if chosen is not None:

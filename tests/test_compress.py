@@ -37,7 +37,7 @@ def test_slimming_keeps_the_strongest_filters_with_the_teachers_weights(digits, 
     residual = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(merged)))
     with pytest.raises(ValueError, match="layer skip \\(Add\\) merges 2 inputs"):
         candidates.slim(residual, 0.5)
-    assert candidates.family("slim", residual, (8, 8, 3), 2) == ([], ["slim: layer skip (Add) merges 2 inputs; filters cannot be removed consistently across a merge."])
+    assert candidates.family("slim", residual, (8, 8, 3), 2) == ([], ["slim: layer skip (Add) merges 2 inputs; filters cannot be removed consistently across a merge"])
 
 
 def few_labels(digits):
@@ -130,6 +130,17 @@ def test_bad_budgets_and_settings_are_refused_before_any_work(digits, trained_te
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
 
 
+def test_a_candidate_trains_on_the_same_data_order_whatever_trains_before_it(digits, trained_teacher, tmp_path):
+    splits = few_labels(digits)
+    scores = {}
+    for names in (["slim-0.25"], ["convnet-w4-d2", "slim-0.25"]):
+        report = compress.compress(
+            trained_teacher, splits, tmp_path / "-".join(names), compress.Budget(max_drop=100), candidates=names, rungs=(1,), quantizations=("int8",), verbose=False
+        )
+        scores[len(names)] = report["candidates"]["slim-0.25"]["rungs"][0]["val_accuracy"]
+    assert scores[1] == scores[2], scores
+
+
 def test_the_compress_command_runs_a_search_on_a_config(digits, trained_teacher, tmp_path, capsys):
     from kerasdistill import cli
 
@@ -144,6 +155,16 @@ def test_the_compress_command_runs_a_search_on_a_config(digits, trained_teacher,
     report = json.loads((output / "report.json").read_text())
     assert report["budget"] == {"max_drop": None, "max_size_kib": 60.0, "max_latency_ms": None}
     assert report["meets_budget"] and report["chosen"]["size_kib"] <= 60 and "<- chosen" in printed
+
+    # A streamed transfer set (a .npy file beside the labels held out): the teacher's outputs go to shards.
+    np.save(tmp_path / "more.npy", digits.train.x[-600:].astype(np.uint8))
+    args = ["compress", str(teacher), "--config", str(config), "--max-drop", "0", "--candidates", "convnet-w4-d2", "--unlabeled", str(tmp_path / "more.npy")]
+    assert cli.main([*args, "--output", str(tmp_path / "streamed")]) == 1, "no file within 0 points of the teacher: exit 1"
+    assert "No file meets the budget" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "streamed" / "teacher-shards")) == ["part-0", "part-1"]
+    (tmp_path / "a-file").write_text("mine")
+    assert cli.main([*args, "--output", str(tmp_path / "a-file")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err and (tmp_path / "a-file").read_text() == "mine"
 
     assert cli.main(["compress", str(tmp_path / "missing.keras"), "--max-drop", "1"]) == 2
     assert "No file at" in capsys.readouterr().err
