@@ -130,6 +130,7 @@ def test_bad_budgets_and_settings_are_refused_before_any_work(digits, trained_te
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_a_candidate_trains_on_the_same_data_order_whatever_trains_before_it(digits, trained_teacher, tmp_path):
     splits = few_labels(digits)
     scores = {}
@@ -141,6 +142,7 @@ def test_a_candidate_trains_on_the_same_data_order_whatever_trains_before_it(dig
     assert scores[1] == scores[2], scores
 
 
+@pytest.mark.slow
 def test_the_compress_command_runs_a_search_on_a_config(digits, trained_teacher, tmp_path, capsys):
     from kerasdistill import cli
 

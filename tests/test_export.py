@@ -117,7 +117,7 @@ def test_calibration_data_of_the_wrong_shape_or_type_is_refused(student, digits,
     with pytest.raises(TypeError, match="numpy array, an \\(x, y\\) tuple or a tf.data.Dataset"):
         export.to_tflite(student, tmp_path / "s.tflite", "int8", representative_data=[1, 2])
     with pytest.raises(ValueError, match="quantization must be one of"):
-        export.to_tflite(student, tmp_path / "s.tflite", "int4")
+        export.to_tflite(student, tmp_path / "s.tflite", "int2")
 
 
 def test_a_failed_conversion_leaves_the_existing_file_and_names_the_op(student, tmp_path, monkeypatch):

@@ -442,7 +442,7 @@ def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_fo
     assert record["unlabeled"] == {"samples": 300, "sha256": loaded.unlabeled.digest()}
 
     # Refused before anything trains: cached views of a streamed folder, a test image in it, an undecodable file.
-    with pytest.raises(ValueError, match=r"teacher_views caches the teacher's outputs on 2 augmented view\(s\) .* streamed"):
+    with pytest.raises(ValueError, match=r"teacher_views caches the teacher's outputs on 2 augmented view\(s\) .* data.unlabeled_path \(300 images\) is streamed"):
         pipeline.run({**settings, "distillation": {"augmentation": ["translate"], "teacher_views": 2}}, output=str(tmp_path / "views"), verbose=False)
     test_image = loaded.test.x[0]
     keras.utils.save_img(unlabeled / "leak.png", test_image, scale=False)
