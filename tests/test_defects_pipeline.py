@@ -91,6 +91,7 @@ def test_tune_returns_the_scratch_student_at_the_epoch_it_scored(digits, tmp_pat
     assert accuracy(result.student, x_val, y_val) == pytest.approx(result.scratch_accuracy, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_search_with_a_transfer_set_keeps_labels_only_as_what_it_is(digits, tmp_path):
     # Tuning's own scratch baseline (tune.epochs differs from training.epochs) trains beside a transfer set:
     # it crashed with a structure error after every trial. An untrained saved teacher teaches noise, so the

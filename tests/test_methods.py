@@ -192,6 +192,7 @@ def compile_methods(distiller, methods, **kwargs):
     return distiller
 
 
+@pytest.mark.slow
 def test_hint_pairs_with_other_channels_and_sizes_train_and_adapters_stay_out_of_the_student(
     digits, trained_teacher, small_student, tmp_path
 ):

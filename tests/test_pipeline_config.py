@@ -27,6 +27,7 @@ def image_folder(digits, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_a_config_with_every_section_runs_end_to_end_and_writes_every_artifact(image_folder, tmp_path):
     pipeline = {
         "data": {"source": "image_folder", "path": str(image_folder), "image_size": [28, 28], "validation_size": 0.15, "test_fraction": 0.25},

@@ -133,6 +133,7 @@ def test_a_small_grey_folder_with_inits_config_ships_the_better_student(grey_fol
     assert keras_row["accuracy"] == pytest.approx(rows[shipped["label"]]["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_a_run_whose_distilled_student_is_worse_ships_its_scratch_twin(tmp_path):
     # An untrained teacher teaches noise: its student must not be what the run exports.
     keras.utils.set_random_seed(3)

@@ -78,6 +78,7 @@ def test_a_run_with_every_setting_given_makes_no_search():
         config.validate({"distillation": {"alpha": "best"}})
 
 
+@pytest.mark.slow
 def test_a_run_chooses_its_settings_on_validation_and_config_yaml_repeats_them(digits, tmp_path):
     # 1,500 real digits (300 validation, 300 labeled, 900 the transfer set) and 300 test ones, as an .npz.
     path = tmp_path / "digits.npz"
@@ -114,6 +115,7 @@ def test_a_run_chooses_its_settings_on_validation_and_config_yaml_repeats_them(d
     assert stored["settings"]["search"]["reason"] == search["reason"]
 
 
+@pytest.mark.slow
 def test_cached_teacher_views_without_a_transfer_set_train_one_pass_an_epoch(tmp_path):
     # All labels kept, the teacher's outputs cached on 2 augmented views: an epoch is one pass over the cache
     # (it once repeated forever, and the run never ended).

@@ -457,6 +457,7 @@ def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_fo
     assert not (tmp_path / "views").exists() or not list((tmp_path / "views").glob("*/teacher.keras"))
 
 
+@pytest.mark.slow
 def test_a_run_streams_unlabeled_images_beside_the_labels_it_holds_out(digits, unlabeled_folder, tmp_path):
     from kerasdistill import config, pipeline, sources
 

@@ -184,6 +184,7 @@ def rows_of(dataset):
     return sum(int(batch[0].shape[0]) for batch in dataset)
 
 
+@pytest.mark.slow
 def test_the_pipeline_distills_few_labels_with_cached_augmented_views(tmp_path, monkeypatch):
     from kerasdistill import pipeline
 
