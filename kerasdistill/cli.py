@@ -180,9 +180,8 @@ COMPRESS_OVERRIDES = {
     "families": ("compress", "families"),
     "rungs": ("compress", "rungs"),
     "threads": ("compress", "threads"),
-    "unlabeled": ("data", "unlabeled_path"),
-    "labeled_size": ("data", "labeled_size"),
-    "seed": ("training", "seed"),
+    # The data flags are `run`'s.
+    **{flag: RUN_OVERRIDES[flag] for flag in ("unlabeled", "labeled_size", "seed")},
 }
 
 

@@ -381,7 +381,8 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     check_same_scale(sample_of(x), images.sample())
     # The labeled images are few: the teacher scores them here, once.
     batches = x.dataset().batch(256) if hasattr(x, "dataset") else (x[i : i + 256] for i in range(0, len(x), 256))
-    labeled_logits = np.concatenate([np.asarray(logits_from(model(tf.cast(b, tf.float32), training=False), kind)) for b in batches]).astype(np.float32)
+    score = _scorer(model, kind, None, False, "float32", None)
+    labeled_logits = np.concatenate([np.asarray(score(b)[0]) for b in batches])
     dtype = np.result_type(x.dtype, images.dtype)
     placeholder = placeholder_labels(1, y)[0]
     unlabeled = _images_with_logits(images, shards, shuffle, seed, buffer).map(

@@ -419,17 +419,22 @@ def three_class_unlabeled(digits, folder, count=300):
     return folder
 
 
-def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_folder, tmp_path):
-    from kerasdistill import pipeline, runs
-
-    unlabeled = three_class_unlabeled(digits, tmp_path / "more")
-    settings = {
-        "data": {"source": "image_folder", "path": str(labeled_folder), "unlabeled_path": str(unlabeled)},
-        "training": {"epochs": 2},
+def quick_run(data_section, epochs):
+    """A run's settings with `data_section`: alpha and T fixed (no search), a float32 plain file, no plots."""
+    return {
+        "data": data_section,
+        "training": {"epochs": epochs},
         "distillation": {"alpha": 0.1, "temperature": 4.0},
         "export": {"quantizations": ["float32"], "targets": ["plain"]},
         "report": {"plots": False},
     }
+
+
+def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_folder, tmp_path):
+    from kerasdistill import pipeline, runs
+
+    unlabeled = three_class_unlabeled(digits, tmp_path / "more")
+    settings = quick_run({"source": "image_folder", "path": str(labeled_folder), "unlabeled_path": str(unlabeled)}, epochs=2)
     from kerasdistill import config, sources
 
     resolved = config.validate(settings)
@@ -462,13 +467,7 @@ def test_a_run_streams_unlabeled_images_beside_the_labels_it_holds_out(digits, u
     from kerasdistill import config, pipeline, sources
 
     # The embedded digits keep 1,000 labels by default; the other training images join the streamed folder.
-    settings = {
-        "data": {"unlabeled_path": str(unlabeled_folder)},
-        "training": {"epochs": 1},
-        "distillation": {"alpha": 0.1, "temperature": 4.0},
-        "export": {"quantizations": ["float32"], "targets": ["plain"]},
-        "report": {"plots": False},
-    }
+    settings = quick_run({"unlabeled_path": str(unlabeled_folder)}, epochs=1)
     resolved = config.validate(settings)
     loaded = sources.load_data(resolved["data"], resolved["training"]["seed"])
     held_out, folder = loaded.unlabeled.parts
