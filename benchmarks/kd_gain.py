@@ -143,20 +143,25 @@ def run_teacher(kind, splits, args):
               f"({measured['size_bytes'] / 1024:.1f} KiB)", flush=True)
 
 
+def add_setting_arguments(parser, unlabeled, seeds):
+    """The teacher, transfer set, views and training settings this benchmark and `stream_views.py` share."""
+    parser.add_argument("--teacher-labels", type=int, default=10000, help="labels of the cnn teacher")
+    parser.add_argument("--unlabeled", type=int, default=unlabeled, help="images of the transfer set")
+    parser.add_argument("--views", type=int, default=4, help="augmented views per image for consistent teaching")
+    parser.add_argument("--augmentation", nargs="+", default=["flip", "translate"])
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--transfer-epochs", type=int, default=15)
+    parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--temperature", type=float, default=4.0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teachers", nargs="+", default=["cnn", "imagenet"], choices=["cnn", "imagenet"])
     parser.add_argument("--labels", type=int, default=1000, help="labeled training images of the student")
     parser.add_argument("--sweep", type=int, nargs="*", help="label counts for the gain-vs-labels table instead")
-    parser.add_argument("--teacher-labels", type=int, default=10000, help="labels of the cnn teacher")
-    parser.add_argument("--unlabeled", type=int, default=20000, help="images of the transfer set")
-    parser.add_argument("--views", type=int, default=4, help="augmented views per image for consistent teaching")
-    parser.add_argument("--augmentation", nargs="+", default=["flip", "translate"])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--transfer-epochs", type=int, default=15)
-    parser.add_argument("--alpha", type=float, default=0.1)
-    parser.add_argument("--temperature", type=float, default=4.0)
+    add_setting_arguments(parser, unlabeled=20000, seeds=3)
     args = parser.parse_args()
     if not os.path.isdir(FASHION):
         raise SystemExit(f"Fashion-MNIST is not in {FASHION}; see ../shared/data/README.md.")

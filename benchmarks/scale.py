@@ -7,7 +7,8 @@ epoch on `sharded_transfer_set` (500 labeled images beside the stream).
 Printed per size: peak resident memory (ru_maxrss), seconds and
 milliseconds per image for scoring and for the epoch (timed after a
 20-step warm-up that traces the step), and the shards' bytes
-per image (all logits and top-3). Also printed, at the first size: scoring
+per image (all logits and top-3). With `--views K`, the teacher scores K augmented views of each image (flip,
+translate; stored as parameters) and the epoch trains on them. Also printed, at the first size (without views): scoring
 images/s (up to 50,000 images, medians of 3 alternated runs) against a bare compiled `teacher(x)` loop over the same decoded
 batches, with XLA and in bfloat16 too (each pass after the first reuses the scorer's trace, as the bare loop
 does), and the peak memory of the in-memory path (`data.load_unlabeled` +
@@ -52,7 +53,8 @@ import kerasdistill as kd
 from kerasdistill import data, shards as shards_lib
 from kerasdistill.streams import ImageStream
 
-folder, mode, work = sys.argv[1], sys.argv[2], sys.argv[3]
+folder, mode, work, views = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+VIEWED = {{"augmentation": ["flip", "translate"], "views": views}} if views > 1 else {{}}
 SIDE, CLASSES = {side}, 10
 def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -71,10 +73,10 @@ if mode == "memory":
     result.update(seconds=time.perf_counter() - start, peak_mib=peak_mib())
 else:
     start = time.perf_counter()
-    shards = shards_lib.score_to_shards(teacher, stream, os.path.join(work, "shards"), verbose=False)
+    shards = shards_lib.score_to_shards(teacher, stream, os.path.join(work, "shards"), verbose=False, **VIEWED)
     result["score_seconds"] = time.perf_counter() - start
     result["shard_bytes_per_image"] = shards.nbytes() / len(stream)
-    top = shards_lib.score_to_shards(teacher, stream.part(0, min(10000, len(stream))), os.path.join(work, "top3"), top_k=3, verbose=False)
+    top = shards_lib.score_to_shards(teacher, stream.part(0, min(10000, len(stream))), os.path.join(work, "top3"), top_k=3, verbose=False, **VIEWED)
     result["top3_bytes_per_image"] = top.nbytes() / top.count
     if mode == "compare":
         batches = stream.part(0, min(50000, len(stream))).dataset().batch(256).prefetch(tf.data.AUTOTUNE)
@@ -188,9 +190,10 @@ def product_run(root, size):
     return {"images": size, "peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "seconds": time.perf_counter() - start}
 
 
-def measure(folder, mode, work):
+def measure(folder, mode, work, views=1):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", MEASURE.format(side=SIDE, nets=NETS), folder, mode, work], capture_output=True, text=True, env=env)
+    command = [sys.executable, "-c", MEASURE.format(side=SIDE, nets=NETS), folder, mode, work, str(views)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.split("RESULT ", 1)[1])
@@ -202,6 +205,7 @@ def main():
     parser.add_argument("--folder", default="/tmp/kerasdistill-scale")
     parser.add_argument("--memory-path", action="store_true", help="also measure the in-memory path at the first size")
     parser.add_argument("--run", action="store_true", help="measure `kerasdistill run` itself at each size instead")
+    parser.add_argument("--views", type=int, default=1, help="score K augmented views of each image (flip, translate) and train on them")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     if any(size % CHUNK for size in sizes):
@@ -214,7 +218,8 @@ def main():
     rows = []
     for number, size in enumerate(sizes):
         work = os.path.join(args.folder, f"work{size}-{os.getpid()}")
-        rows.append(measure(view(args.folder, size), "compare" if number == 0 else "stream", work))
+        # The scoring comparison is of the plain teacher pass: with views, every size is measured alike.
+        rows.append(measure(view(args.folder, size), "compare" if number == 0 and args.views == 1 else "stream", work, args.views))
         print(json.dumps(rows[-1]), flush=True)
     if args.memory_path:
         rows.append(measure(view(args.folder, sizes[0]), "memory", ""))
@@ -230,9 +235,10 @@ def main():
             f"{row['top3_bytes_per_image']:>12.0f}"
         )
     first = rows[0]
-    print(f"\nScoring: {first['shards_images_per_s']:,.0f} images/s into shards, {first['bare_images_per_s']:,.0f} images/s for a bare "
-          f"compiled teacher(x) loop over the same decoded batches: ratio {first['shards_images_per_s'] / first['bare_images_per_s']:.2f}; "
-          f"with XLA (jit_compile=True) {first['xla_images_per_s']:,.0f} images/s; in bfloat16 {first['bfloat16_images_per_s']:,.0f} images/s.")
+    if "shards_images_per_s" in first:
+        print(f"\nScoring: {first['shards_images_per_s']:,.0f} images/s into shards, {first['bare_images_per_s']:,.0f} images/s for a bare "
+              f"compiled teacher(x) loop over the same decoded batches: ratio {first['shards_images_per_s'] / first['bare_images_per_s']:.2f}; "
+              f"with XLA (jit_compile=True) {first['xla_images_per_s']:,.0f} images/s; in bfloat16 {first['bfloat16_images_per_s']:,.0f} images/s.")
     streamed = [row for row in rows if row["mode"] != "memory"]
     print(f"Peak memory, last size / first: {streamed[-1]['peak_mib'] / streamed[0]['peak_mib']:.3f}; epoch time per image, last / first: "
           f"{(streamed[-1]['epoch_seconds'] / streamed[-1]['images']) / (streamed[0]['epoch_seconds'] / streamed[0]['images']):.3f}.")

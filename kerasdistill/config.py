@@ -350,7 +350,8 @@ SCHEMA = {
             None,
             _optional_views,
             f"null: the teacher runs in every step (fresh views); K (at most {MAX_TEACHER_VIEWS}): its outputs are "
-            "cached once on K augmented views of each image (for a costly teacher)",
+            "cached once on K augmented views of each image (for a costly teacher; a streamed unlabeled_path keeps "
+            "them as teacher shards on disk, each view stored as its parameters)",
         ),
     },
     "training": {

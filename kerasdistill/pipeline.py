@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 from kerasdistill import augment, export, files, model_specs, schedules, selection, sources, transfer
+from kerasdistill import views as views_lib
 from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
 from kerasdistill import defaults
@@ -38,6 +39,7 @@ from kerasdistill.losses import CrossEntropy
 from kerasdistill.metrics import accuracy
 from kerasdistill.plan import make_plan
 from kerasdistill.runs import RunState
+from kerasdistill.shards import score_to_shards, sharded_transfer_set
 from kerasdistill.streams import is_stream
 from kerasdistill.tuning import tune
 
@@ -104,18 +106,19 @@ Inputs = collections.namedtuple("Inputs", ["splits", "plan", "shape", "classes",
 def prepare_inputs(state):
     """Loads the data, checks the layer pairs and makes the batches every stage trains on."""
     config, training = state.config, state.config["training"]
-    splits = sources.load_data(config["data"], training["seed"])
+    # The batches' shuffling seeds combine with TensorFlow's global seed: set it here, so that a second run in the
+    # same process (a notebook) shuffles as the first one did, not as whatever ran before it left the seed.
+    keras.utils.set_random_seed(training["seed"])
+    # A compressed array file of unlabeled images is decompressed into the resume state: kept for a resumed run, removed
+    # with the state when the run ends.
+    splits = sources.load_data(config["data"], training["seed"], unpack_to=state.resume)
     state.record_splits(splits)
     shape, classes = splits.train.x.shape[1:], splits.num_classes
     sources.check_classes(splits)
     model_specs.check_models(config, shape, classes)
     model_specs.check_layer_pairs(config, shape, classes)
     if config["distillation"]["teacher_views"] and is_stream(splits.unlabeled):
-        raise ValueError(
-            f"distillation.teacher_views caches the teacher's outputs on {config['distillation']['teacher_views']} "
-            f"augmented view(s) of every image in memory, but data.unlabeled_path ({len(splits.unlabeled)} images) is streamed from disk. "
-            "Remove teacher_views: the teacher then scores each augmented view as it trains (augmentation alone)."
-        )
+        _check_streamed_views(config["distillation"], shape)
     batch_size = training["batch_size"]
     plan = make_plan(splits, batch_size, config["distillation"]["labeled_share"], training["seed"])
     if splits.unlabeled is None:
@@ -135,6 +138,19 @@ def prepare_inputs(state):
     for caution in cautions:
         state.say(f"  Warning: {caution}")
     return Inputs(splits, plan, shape, classes, cautions)
+
+
+def _check_streamed_views(distillation, shape):
+    """Refuses `teacher_views` a streamed transfer set cannot store (its views are parameters: `kerasdistill.views`)."""
+    try:
+        views_lib.check_names(distillation["augmentation"])
+        views_lib.check_image_shape(shape)
+    except ValueError as error:
+        raise ValueError(
+            f"distillation.teacher_views stores the teacher's outputs on {distillation['teacher_views']} view(s) of each "
+            f"image of the streamed data.unlabeled_path, with each view's parameters: {error} Or remove "
+            "distillation.teacher_views: the teacher then scores each augmented batch as it trains."
+        ) from None
 
 
 def new_model(state, inputs, section):
@@ -294,7 +310,10 @@ class _DistillationBatches:
     training images once here; `cached_views` says how many views were
     cached for the search (None when the config asked for them, or none
     were). An epoch stays one pass over the training images: the cached
-    views are a repeated stream read `steps` steps an epoch.
+    views are a repeated stream read `steps` steps an epoch. A streamed
+    transfer set's views are teacher shards in the resume state (a killed
+    run resumes at its last finished shard), each image one of its views a
+    pass.
     """
 
     def __init__(self, state, inputs, teacher, searching):
@@ -315,12 +334,29 @@ class _DistillationBatches:
             views = self.cached_views = 1
         if not views:
             return batches, augmentation, self.inputs.plan.steps
+        if is_stream(self.inputs.splits.unlabeled):
+            return self._sharded(views), None, self.inputs.plan.steps
         self.state.say(f"  scoring the training images with the teacher once{f' on {views} augmented views' if views > 1 else ''}")
         cached = cache_teacher_outputs(
             self.teacher, self.inputs.plan.teacher_pass, batch_size=training["batch_size"], shuffle=True,
             seed=training["seed"], augmentation=augmentation, views=views,
         )
         return cached.repeat(), None, _steps(self.state, self.inputs)
+
+    def _sharded(self, views):
+        distillation, training = self.state.config["distillation"], self.state.config["training"]
+        splits, names = self.inputs.splits, distillation["augmentation"]
+        on_views = f" on {views} views ({', '.join(names)})" if names else ""
+        self.state.say(f"  scoring the {len(splits.unlabeled):,} streamed transfer images with the teacher once{on_views}, into teacher shards")
+        # Every worker scores into its own resume state (a shared folder: the shards another worker finished are kept).
+        shards = score_to_shards(
+            self.teacher, splits.unlabeled, os.path.join(self.state.resume, "teacher-shards"), augmentation=names, views=views,
+            seed=training["seed"], verbose=self.state.fit_verbose > 0,
+        )
+        return sharded_transfer_set(
+            splits.train, splits.unlabeled, shards, self.teacher, batch_size=training["batch_size"],
+            labeled_share=distillation["labeled_share"], seed=training["seed"],
+        )
 
 
 def _search_plan(state):

@@ -22,10 +22,12 @@ import weakref
 
 import numpy as np
 
+from kerasdistill import views as views_lib
 from kerasdistill.backend import keras, require_tensorflow_backend, tf
 from kerasdistill.batch import TEACHER_LOGITS, placeholder_labels
 from kerasdistill.cache import teacher_fingerprint, teachers_and_kinds
 from kerasdistill.data import check_mixing, check_same_scale, labeled_inputs, labeled_samples, mixed_batches, sample_of, shuffled
+from kerasdistill.defaults import MAX_TEACHER_VIEWS
 from kerasdistill.distiller import Distiller
 from kerasdistill.files import write_bytes, write_json
 from kerasdistill.losses.base import logits_from
@@ -50,6 +52,10 @@ class TeacherShards:
         fingerprint: the teacher's (`cache.teacher_fingerprint`).
         images: the stream's digest (`digest()`: its files' names and sizes, or its rows).
         precision: what the teacher computed in (`"float32"` or `"bfloat16"`).
+        views: augmented views scored per image (1 without augmentation).
+        augmentation: the augmentations the views were drawn from
+            (`views.VIEWED` names joined by commas; "" for none).
+        seed: what the views were drawn with (`views.draw`).
     """
 
     folder: str
@@ -60,24 +66,34 @@ class TeacherShards:
     fingerprint: str
     images: str
     precision: str = "float32"
+    views: int = 1
+    augmentation: str = ""
+    seed: int = 0
 
     @property
     def shards(self):
         return -(-self.count // self.shard_size)
 
+    @property
+    def names(self):
+        """The augmentations of the views, a tuple (empty: the images as they are)."""
+        return tuple(name for name in self.augmentation.split(",") if name)
+
     def path(self, index, part):
-        """The file of shard `index` holding `part` (`"logits"`, or `"values"`/`"classes"` for top-k)."""
+        """The file of shard `index` holding `part` (`"logits"`, or `"values"`/`"classes"` for top-k; `"views"`: the
+        views' parameters)."""
         return os.path.join(self.folder, f"shard-{index:05d}.{part}")
 
     def parts(self):
-        return ("logits",) if self.top_k is None else ("values", "classes")
+        outputs = ("logits",) if self.top_k is None else ("values", "classes")
+        return outputs + ("views",) * bool(self.names)
 
     def missing(self):
         """The indices of the shards not written yet (a file of the wrong size counts as not written)."""
-        width = self.classes if self.top_k is None else self.top_k
+        width = {"logits": self.classes, "values": self.top_k, "classes": self.top_k, "views": len(views_lib.PARAMETERS)}
         return [
             index for index in range(self.shards)
-            if not all(_size(self.path(index, part)) == 4 * width * self._rows(index) for part in self.parts())
+            if not all(_size(self.path(index, part)) == 4 * width[part] * self.views * self._rows(index) for part in self.parts())
         ]
 
     def _rows(self, index):
@@ -88,16 +104,23 @@ class TeacherShards:
         return sum(max(_size(self.path(i, part)), 0) for i in range(self.shards) for part in self.parts())
 
     def logits(self, index):
-        """The logits of shard `index` as a `(images, classes)` float32 tensor (read inside `tf.data` too)."""
+        """The logits of shard `index` as an `(images, views, classes)` float32 tensor (read inside `tf.data` too)."""
         if self.top_k is None:
-            return tf.reshape(tf.io.decode_raw(tf.io.read_file(self.path_tensor(index, "logits")), tf.float32), (-1, self.classes))
-        values = tf.reshape(tf.io.decode_raw(tf.io.read_file(self.path_tensor(index, "values")), tf.float32), (-1, self.top_k))
-        classes = tf.reshape(tf.io.decode_raw(tf.io.read_file(self.path_tensor(index, "classes")), tf.int32), (-1, self.top_k))
+            return tf.reshape(self._read(index, "logits", tf.float32), (-1, self.views, self.classes))
+        values = tf.reshape(self._read(index, "values", tf.float32), (-1, self.views, self.top_k))
+        classes = tf.reshape(self._read(index, "classes", tf.int32), (-1, self.views, self.top_k))
         # One-hot rows place each kept logit at its class (exactly: one non-zero term a class); the rest get
         # LEFT_OUT_LOGIT (chosen, not added: float32 cannot hold a logit beside 1e9).
         spots = tf.one_hot(classes, self.classes)
-        placed = tf.reduce_sum(spots * values[..., None], axis=1)
-        return tf.where(tf.reduce_max(spots, axis=1) > 0, placed, LEFT_OUT_LOGIT)
+        placed = tf.reduce_sum(spots * values[..., None], axis=-2)
+        return tf.where(tf.reduce_max(spots, axis=-2) > 0, placed, LEFT_OUT_LOGIT)
+
+    def parameters(self, index):
+        """The views' parameters of shard `index` (`views.PARAMETERS`), an `(images, views, 5)` float32 tensor."""
+        return tf.reshape(self._read(index, "views", tf.float32), (-1, self.views, len(views_lib.PARAMETERS)))
+
+    def _read(self, index, part, dtype):
+        return tf.io.decode_raw(tf.io.read_file(self.path_tensor(index, part)), dtype)
 
     def path_tensor(self, index, part):
         return tf.strings.join([os.path.join(self.folder, "shard-"), tf.strings.as_string(index, width=5, fill="0"), f".{part}"])
@@ -122,6 +145,9 @@ def score_to_shards(
     worker=(0, 1),
     jit_compile=False,
     precision="float32",
+    augmentation=None,
+    views=1,
+    seed=0,
     verbose=True,
 ):
     """Scores every image of `images` with the teacher once, writing the outputs as shards into `folder`.
@@ -132,9 +158,10 @@ def score_to_shards(
             `ChainStream` is scored part by part, each into `folder/part-N`.
         folder: the shards' folder; a pass killed before it ended resumes
             there (the manifest must match: same teacher, images, shard
-            size and top-k, else refused).
+            size, top-k and views, else refused).
         shard_size: images per shard: the work a kill can lose.
-        batch_size: images per teacher call (large batches keep it busy).
+        batch_size: images per teacher call (large batches keep it busy;
+            with views, `batch_size // views` images of `views` views each).
         top_k: keep only the k largest logits of each image; None keeps all.
         teacher_outputs: the teacher's output kind for models given directly.
         worker: `(index, count)`: score shards `index, index + count, ...`
@@ -147,6 +174,15 @@ def score_to_shards(
             the teacher's layers, slower elsewhere (`benchmarks/scale.py`
             measures both); the outputs differ from float32's in the third
             digit, and the shards record the precision.
+        augmentation: names from `views.VIEWED` (e.g. `["translate",
+            "crop"]`): the teacher scores `views` augmented views of each
+            image, and the shards keep each view's parameters (20 bytes), so
+            `sharded_transfer_set` makes the same view again for the student
+            (consistent teaching without storing an image).
+        views: augmented views per image, at most
+            `defaults.MAX_TEACHER_VIEWS` (above 1 needs `augmentation`).
+        seed: the views' seed: the views are a function of it and of each
+            image's position alone.
         verbose: print progress with the images scored per second.
 
     Returns:
@@ -161,15 +197,22 @@ def score_to_shards(
     """
     require_tensorflow_backend("Teacher-output shards (score_to_shards, a tf.data pipeline)")
     if hasattr(images, "parts"):
-        # A ChainStream: each part into a folder of its own (parts are indexed differently).
+        # A ChainStream: each part into a folder of its own (parts are indexed differently), with a seed of its own.
         options = dict(shard_size=shard_size, batch_size=batch_size, top_k=top_k, teacher_outputs=teacher_outputs, worker=worker,
-                       jit_compile=jit_compile, precision=precision, verbose=verbose)  # fmt: skip
-        return tuple(score_to_shards(teacher, part, os.path.join(folder, f"part-{index}"), **options) for index, part in enumerate(images.parts))
+                       jit_compile=jit_compile, precision=precision, augmentation=augmentation, views=views, verbose=verbose)  # fmt: skip
+        return tuple(
+            score_to_shards(teacher, part, os.path.join(folder, f"part-{index}"), seed=seed + index, **options)
+            for index, part in enumerate(images.parts)
+        )
     teachers, kinds = one_teacher(teacher, teacher_outputs)
     index, count = _check_arguments(images, shard_size, batch_size, top_k, worker, precision)
+    names = check_views(augmentation, views, seed, images.input_shape)
     classes = int(teachers[0].output_shape[-1])
     fingerprint = teacher_fingerprint(teachers, kinds)
-    shards = TeacherShards(os.fspath(folder), len(images), shard_size, classes, top_k, fingerprint, images.digest(), precision)
+    shards = TeacherShards(
+        os.fspath(folder), len(images), shard_size, classes, top_k, fingerprint, images.digest(), precision, views, ",".join(names),
+        seed if names else 0,  # without views nothing is drawn: any seed gives these shards
+    )
     _claim_folder(shards)
 
     score = _scorer(teachers[0], kinds[0], top_k, jit_compile, precision, fingerprint)
@@ -179,22 +222,58 @@ def score_to_shards(
     # One input pipeline over every shard to score, so decoding never stops at a shard's end; batches that
     # straddle two shards are cut when a shard is full.
     order = np.concatenate([np.arange(begin, end) for _, begin, end in todo])
-    batches = images.dataset(order=order).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    positioned = tf.data.Dataset.zip((images.dataset(order=order), tf.data.Dataset.from_tensor_slices(order)))
     start, scored, pending = time.perf_counter(), 0, []
-    for batch in batches:
-        pending.append(tuple(np.asarray(part) for part in score(batch)))
-        while todo and sum(len(values) for values, _ in pending) >= todo[0][2] - todo[0][1]:
+    for rows in scored_views(score, positioned, names, views, seed, batch_size):
+        pending.append(rows)
+        while todo and sum(len(part[0]) for part in pending) >= todo[0][2] - todo[0][1]:
             shard, begin, end = todo.pop(0)
-            values, kept = (np.concatenate(part) for part in zip(*pending))
-            pending = [(values[end - begin :], kept[end - begin :])]
-            if top_k is not None:
-                write_bytes(shards.path(shard, "classes"), kept[: end - begin].astype(np.int32).tobytes())
-            write_bytes(shards.path(shard, "logits" if top_k is None else "values"), values[: end - begin].astype(np.float32).tobytes())
+            values, kept, parameters = (np.concatenate(part) for part in zip(*pending))
+            pending = [(values[end - begin :], kept[end - begin :], parameters[end - begin :])]
+            written = {"values" if top_k is not None else "logits": values, "classes": kept, "views": parameters}
+            for part in shards.parts():
+                write_bytes(shards.path(shard, part), np.ascontiguousarray(written[part][: end - begin]).tobytes())
             scored += end - begin
             if verbose:
                 rate = scored / (time.perf_counter() - start)
-                print(f"  teacher outputs: shard {shard + 1}/{shards.shards} ({scored:,} images, {rate:,.0f} images/s)", flush=True)
+                print(f"  teacher outputs: shard {shard + 1}/{shards.shards} ({scored:,} images{f' x {views} views' if names else ''}, {rate:,.0f} images/s)", flush=True)
     return shards
+
+
+def scored_views(score, positioned, names, views, seed, batch_size):
+    """`(values, classes, parameters)` arrays, `(images, views, ...)` each, for the `(image, position)` elements of
+    `positioned`: the teacher's outputs (`score`, a `_scorer`) on each image's views (`views.draw` of its position),
+    or on the image itself without `names` (no parameters then)."""
+    if not names:
+        batches = positioned.map(lambda image, position: image).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        for batch in batches:
+            values, kept = (np.asarray(part)[:, None] for part in score(batch))
+            yield values.astype(np.float32), kept.astype(np.int32), np.zeros((len(values), 1, 0), np.float32)
+        return
+    # The views are made by the input pipeline, beside the teacher: `views` views of each image in one teacher call.
+    drawn = positioned.map(lambda image, position: (image, views_lib.draw(names, seed, position, views)), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def all_views(images, parameters):
+        return tf.concat([views_lib.apply(images, parameters[:, view]) for view in range(views)], axis=0), parameters
+
+    batches = drawn.batch(max(1, batch_size // views)).map(all_views, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    for batch, parameters in batches:
+        values, kept = (np.swapaxes(np.asarray(part).reshape(views, len(parameters), -1), 0, 1) for part in score(batch))
+        yield values.astype(np.float32), kept.astype(np.int32), np.asarray(parameters, np.float32)
+
+
+def check_views(augmentation, views, seed, input_shape):
+    """The augmentation names of `views` views (`views.check_names`), refused when the settings cannot make them."""
+    if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_TEACHER_VIEWS:
+        raise ValueError(f"views is the number of augmented views per image, a whole number in [1, {MAX_TEACHER_VIEWS}]; got {views!r}.")
+    names = views_lib.check_names(augmentation)
+    if views > 1 and not names:
+        raise ValueError(f"views={views} scores {views} augmented views of each image, but no augmentation was given; pass augmentation=['translate', 'crop'] (say) or views=1.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed is a whole number (the views' seed); got {seed!r}.")
+    if names:
+        views_lib.check_image_shape(input_shape)
+    return names
 
 
 def one_teacher(teacher, teacher_outputs):
@@ -293,9 +372,10 @@ def _claim_folder(shards):
 def _read_manifest(path):
     with open(path, encoding="utf-8") as handle:
         manifest = json.load(handle)
-    # Shards written before the precision was recorded were scored in float32.
+    # Shards written before these were recorded were scored in float32, on the images as they are.
     if isinstance(manifest, dict):
-        manifest.setdefault("precision", "float32")
+        for key, value in (("precision", "float32"), ("views", 1), ("augmentation", ""), ("seed", 0)):
+            manifest.setdefault(key, value)
     return manifest
 
 
@@ -344,10 +424,13 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     """`data.transfer_set`'s batches with the teacher's outputs read from shards: the teacher never runs in training.
 
     An epoch is one pass over `images` (shards in a new order each pass,
-    their keys (file names or rows) and logits through a shuffle buffer of `buffer`, before
-    any image is decoded); the labeled
-    images fill `labeled_share` of each batch, their teacher outputs scored
-    here once (they are few).
+    their keys (file names or rows) and logits through a shuffle buffer of
+    `buffer`, before any image is decoded); the labeled images fill
+    `labeled_share` of each batch, their teacher outputs scored here once
+    (they are few). Shards of augmented views give each image one of its
+    views a pass, drawn afresh every pass, made again from the stored
+    parameters: the student trains on the pixels the teacher scored (the
+    labeled images get as many views, scored here).
 
     Args:
         labeled: `(x, y)` arrays of labeled images, or `x` a stream read by
@@ -358,7 +441,8 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
         distiller: the compiled `Distiller` that will train on the batches:
             its teacher scores the labeled images, and with top-k shards its
             losses must soften the teacher's logits (a temperature), as the
-            left-out classes carry no logit of their own.
+            left-out classes carry no logit of their own. Its teacher model
+            alone will do for shards that keep every logit.
         batch_size, labeled_share, shuffle, seed: as `data.transfer_set`.
         buffer: keys (with their logits) held to shuffle across shards (a
             `DatasetStream`, read in its order, shuffles decoded images
@@ -375,36 +459,71 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     """
     x, y = labeled_inputs(labeled)
     n_labeled, n_unlabeled = check_mixing(x, y, images.input_shape, len(images), batch_size, labeled_share)
-    (model,), (kind,) = _check_chain_shards(shards, images, distiller)
+    model, kind, settings = _check_chain_shards(shards, images, distiller)
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
         raise ValueError(f"buffer is the number of keys held for shuffling, a whole number >= 1; got {buffer!r}.")
     check_same_scale(sample_of(x), images.sample())
-    # The labeled images are few: the teacher scores them here, once.
-    batches = x.dataset().batch(256) if hasattr(x, "dataset") else (x[i : i + 256] for i in range(0, len(x), 256))
-    score = _scorer(model, kind, None, False, "float32", None)
-    labeled_logits = np.concatenate([np.asarray(score(b)[0]) for b in batches])
+    # Both parts are concatenated into one batch, which takes one dtype: the labeled views are made in it.
     dtype = np.result_type(x.dtype, images.dtype)
+    labeled_images = (x.dataset() if hasattr(x, "dataset") else tf.data.Dataset.from_tensor_slices(x)).map(lambda image: tf.cast(image, dtype))
+    # The labeled images are few: the teacher scores them (their views too) here, once. Negative positions
+    # draw other views than the stream's images at the same positions.
+    positioned = tf.data.Dataset.zip((labeled_images, tf.data.Dataset.range(-1, -len(y) - 1, -1)))
+    score = _scorer(model, kind, None, False, "float32", None)
+    values, _, parameters = (np.concatenate(part) for part in zip(*scored_views(score, positioned, settings.names, settings.views, settings.seed, 256)))
+    extras = (values,) + (parameters,) * bool(settings.names)
+    labeled_part = _viewed(_one_view(labeled_samples(x, y, dtype, shuffle, seed + 1, extras=extras), settings, shuffle, seed + 1), settings)
     placeholder = placeholder_labels(1, y)[0]
-    unlabeled = _images_with_logits(images, shards, shuffle, seed, buffer).map(
-        lambda image, logits: (tf.cast(image, dtype), placeholder, logits[None])
-    )
-    labeled_part = labeled_samples(x, y, dtype, shuffle, seed + 1, extras=(labeled_logits[:, None],))
+    unlabeled = _images_with_logits(images, shards, shuffle, seed, buffer).map(lambda image, logits: (tf.cast(image, dtype), placeholder, logits))
     steps = -(-len(images) // n_unlabeled)
-    return mixed_batches(unlabeled, labeled_part, n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,))
+    return mixed_batches(
+        unlabeled.map(_as_teacher_row), labeled_part.map(_as_teacher_row), n_unlabeled, n_labeled, steps, extra_keys=(TEACHER_LOGITS,)
+    )
+
+
+def _as_teacher_row(image, label, logits):
+    # A batch's teacher logits are (batch, teachers, classes): one teacher here.
+    return image, label, logits[None]
+
+
+def _one_view(elements, shards, shuffle, seed):
+    """`(*head, logits, [parameters])` elements holding every view of an image to the same with one view, drawn
+    afresh every pass when `shuffle` (else the first)."""
+    rows = 1 + bool(shards.names)  # the logits, and each view's parameters when there are views
+
+    def pick(element, view):
+        return (*element[:-rows], *(tf.gather(part, view) for part in element[-rows:]))
+
+    if shards.views == 1 or not shuffle:
+        return elements.map(lambda *element: pick(element, 0))
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((elements, draws)).map(lambda element, draw: pick(element, tf.math.floormod(draw, shards.views)))
+
+
+def _viewed(elements, shards):
+    """`(image, *rest, parameters)` elements to `(view, *rest)`: the view the teacher scored (without views, as they are)."""
+    if not shards.names:
+        return elements
+    return elements.map(lambda image, *rest: (views_lib.apply_one(image, rest[-1]), *rest[:-1]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _check_chain_shards(shards, images, distiller):
-    """`_check_shards_for` of a stream, or of each part of a `ChainStream` with its own shards."""
+    """`_check_shards_for` of a stream, or of each part of a `ChainStream` with its own shards (views drawn alike);
+    returns the teacher, its output kind and shards whose views settings every part shares."""
     if not hasattr(images, "parts"):
-        return _check_shards_for(shards, images, distiller)
+        return (*_check_shards_for(shards, images, distiller), shards)
     if not isinstance(shards, (tuple, list)) or len(shards) != len(images.parts):
         raise ValueError(f"A ChainStream of {len(images.parts)} parts takes the tuple of {len(images.parts)} shards score_to_shards gave for it.")
-    return [_check_shards_for(part_shards, part, distiller) for part_shards, part in zip(shards, images.parts)][0]
+    checked = [_check_shards_for(part_shards, part, distiller) for part_shards, part in zip(shards, images.parts)]
+    if len({(part.views, part.augmentation) for part in shards}) > 1:
+        raise ValueError("The parts' shards were scored on different views (views or augmentation differ); score every part with the same settings.")
+    return (*checked[0], shards[0])
 
 
 def _images_with_logits(images, shards, shuffle, seed, buffer):
     """`(image, logits)` pairs of every image of the stream, once, shuffled across shards (and across the parts of
-    a `ChainStream`, in proportion to their sizes)."""
+    a `ChainStream`, in proportion to their sizes); with views, each image is one of its views, and its logits that
+    view's."""
     if hasattr(images, "parts"):
         parts = [
             _images_with_logits(part, part_shards, shuffle, None if seed is None else seed + index, buffer).map(lambda image, logits: (tf.cast(image, images.dtype), logits))
@@ -413,31 +532,35 @@ def _images_with_logits(images, shards, shuffle, seed, buffer):
         if not shuffle:
             return functools.reduce(lambda joined, part: joined.concatenate(part), parts)
         return tf.data.Dataset.sample_from_datasets(parts, weights=[len(part) / len(images) for part in images.parts], seed=seed, stop_on_empty_dataset=False)
+
+    def outputs(index):
+        return (shards.logits(index),) + (shards.parameters(index),) * bool(shards.names)
+
     if not hasattr(images, "keys"):
         # A dataset is read in its own order: its images meet the shards' rows by position, then a buffer of
         # decoded images shuffles them.
-        logits = tf.data.Dataset.range(shards.shards).map(shards.logits).unbatch()
-        return shuffled(tf.data.Dataset.zip((images.dataset(), logits)), images.shuffle_buffer, shuffle, seed)
+        rows = tf.data.Dataset.range(shards.shards).map(outputs).unbatch()
+        paired = tf.data.Dataset.zip((images.dataset(), rows)).map(lambda image, row: (image, *row))
+        return _viewed(_one_view(shuffled(paired, images.shuffle_buffer, shuffle, seed), shards, shuffle, seed), shards)
     keys = tf.constant(np.asarray(images.keys))
 
-    def shard_pairs(index):
+    def shard_rows(index):
         begin = index * shards.shard_size
-        # Each key (file name or row) is paired with its logits before anything else: no later step can misalign them.
-        return tf.data.Dataset.from_tensor_slices((keys[begin : tf.minimum(begin + shards.shard_size, shards.count)], shards.logits(index)))
+        # Each key (file name or row) is paired with its outputs before anything else: no later step can misalign them.
+        return tf.data.Dataset.from_tensor_slices((keys[begin : tf.minimum(begin + shards.shard_size, shards.count)], *outputs(index)))
 
     order = shuffled(tf.data.Dataset.range(shards.shards), shards.shards, shuffle, seed)
-    # Keys and logits are shuffled (a few hundred bytes an image), then the stream reads the images in parallel.
-    return images.read(shuffled(order.flat_map(shard_pairs), buffer, shuffle, seed))
+    # Keys and outputs are shuffled (a few hundred bytes an image), then the stream reads the images in parallel.
+    keyed = _one_view(shuffled(order.flat_map(shard_rows), buffer, shuffle, seed), shards, shuffle, seed)
+    return _viewed(images.read(keyed), shards)
 
 
 def _check_shards_for(shards, images, distiller):
     """Refuses shards that are incomplete, of other images or of another teacher than `distiller`'s, and top-k
-    shards with a loss on raw logits; returns the teacher and its output kind."""
-    if not isinstance(distiller, Distiller):
-        raise TypeError(f"distiller must be the compiled Distiller that trains on the batches; got {type(distiller).__name__}.")
-    if distiller.distillation_losses is None:
+    shards with a loss on raw logits (or with no Distiller to tell); returns the teacher and its output kind."""
+    if isinstance(distiller, Distiller) and distiller.distillation_losses is None:
         raise ValueError("Compile the Distiller before building its batches: its losses decide what the shards may hold.")
-    teachers, kinds = one_teacher(distiller, "auto")
+    (model,), (kind,) = one_teacher(distiller, "auto")
     missing = shards.missing()
     if missing:
         raise ValueError(
@@ -446,12 +569,17 @@ def _check_shards_for(shards, images, distiller):
         )
     if shards.images != images.digest() or shards.count != len(images):
         raise ValueError(f"The shards in {shards.folder} were scored on other images (files added, removed or changed since); score them again.")
-    if shards.fingerprint != teacher_fingerprint(teachers, kinds):
+    if shards.fingerprint != teacher_fingerprint([model], [kind]):
         raise ValueError(f"The shards in {shards.folder} are another teacher's outputs than the Distiller's (other architecture, weights or output kind).")
-    raw = [loss.name for loss in distiller.distillation_losses if "temperature" not in loss.get_config()]
-    if shards.top_k is not None and raw:
+    if shards.top_k is not None and not isinstance(distiller, Distiller):
+        raise TypeError(
+            f"The shards keep the top {shards.top_k} logits of each image: pass the compiled Distiller that trains on the "
+            f"batches (its losses must soften logits), not {type(distiller).__name__}."
+        )
+    raw = [loss.name for loss in distiller.distillation_losses if "temperature" not in loss.get_config()] if shards.top_k is not None else []
+    if raw:
         raise ValueError(
             f"The shards keep the top {shards.top_k} logits of each image, but {', '.join(raw)} compares raw logits, "
             "which the left-out classes do not have. Score the shards with top_k=None, or distill with soft_target_kl."
         )
-    return teachers, kinds
+    return model, kind

@@ -19,14 +19,15 @@ from kerasdistill.idx import CompressedFileError
 from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream, is_stream
 
 
-def load_data(data_config, seed, transfer_set=True):
+def load_data(data_config, seed, transfer_set=True, unpack_to=None):
     """Train / validation / test `Splits` (and the unlabeled transfer set) from the config's data section.
 
     An unlabeled folder is an `ImageStream`, TFRecord files a `DatasetStream`,
-    an uncompressed `.npy`/`.npz`/IDX file an `ArrayStream` (joined to the held-out labels of
+    a `.npy`/`.npz`/IDX file an `ArrayStream` (joined to the held-out labels of
     `data.labeled_size` by a `ChainStream`), not yet read:
-    `check_streamed_transfer_set` reads it once, after the cheaper checks; a
-    compressed file is read whole.
+    `check_streamed_transfer_set` reads it once, after the cheaper checks. A
+    compressed file is decompressed once into `unpack_to` and streamed from
+    there; without `unpack_to` it is read whole.
     `transfer_set=False` leaves the unlabeled data out (what `evaluate` and
     `export` need of a run's data).
     """
@@ -48,9 +49,9 @@ def load_data(data_config, seed, transfer_set=True):
     shape = splits.train.x.shape[1:]
     try:
         # Streamed (keys in memory, images read per batch), any size: a folder, TFRecord files, or a file mapped into memory.
-        stream = _unlabeled_stream(path, shape)
+        stream = _unlabeled_stream(path, shape, unpack_to)
     except CompressedFileError:
-        # A compressed file (np.savez_compressed, a gzipped IDX file) cannot be read in place: read whole.
+        # A compressed file (np.savez_compressed, a gzipped IDX file) with no folder to decompress it into: read whole.
         extra = data_lib.load_unlabeled(path, shape)
         # The user's unlabeled images must not hold the images the models are measured on.
         check_transfer_set(splits._replace(unlabeled=extra))
@@ -61,14 +62,14 @@ def load_data(data_config, seed, transfer_set=True):
     return splits._replace(unlabeled=stream)
 
 
-def _unlabeled_stream(path, shape):
+def _unlabeled_stream(path, shape, unpack_to):
     # A TFRecord file, or a folder holding TFRecord files (as TFDS writes them), is read record by record.
     records = os.path.isdir(path) and glob.glob(os.path.join(glob.escape(path), "*.tfrecord*"))
     if records and data_lib.holds_images(path):
         raise ValueError(f"{path} holds both TFRecord files and image files: give a folder of one kind (data.unlabeled_path).")
     if ".tfrecord" in os.path.basename(path) or records:
         return DatasetStream.from_tfrecord(path, shape)
-    return ImageStream.from_folder(path, shape) if os.path.isdir(path) else ArrayStream.from_file(path, shape)
+    return ImageStream.from_folder(path, shape) if os.path.isdir(path) else ArrayStream.from_file(path, shape, unpack_to)
 
 
 def check_streamed_transfer_set(splits):

@@ -15,19 +15,26 @@ have `keys` and `read()` (what teacher shards pair their outputs with), and
 `part()`.
 """
 
+import contextlib
+import errno
+import gzip
 import hashlib
 import os
 import re
+import shutil
 import zipfile
 
 import numpy as np
 
+from kerasdistill import files
 from kerasdistill.backend import tf
 from kerasdistill.data import IMAGE_FORMATS, image_files
 from kerasdistill.idx import CompressedFileError, map_idx
 
 # Rows gathered per call into a memory-mapped array: one Python call for many images.
 GATHER_ROWS = 256
+# Bytes decompressed at a time when a compressed array file is unpacked to be streamed.
+UNPACK_CHUNK = 1 << 24
 
 
 class Stream:
@@ -171,25 +178,33 @@ class ArrayStream(Stream):
         self.dtype = np.dtype(np.float32) if dtype.kind == "f" and dtype.itemsize > 4 else dtype
 
     @classmethod
-    def from_file(cls, path, input_shape):
+    def from_file(cls, path, input_shape, unpack_to=None):
         """The images of a `.npy` file, an `.npz` file's array `x` (saved by `np.savez`, not compressed) or a raw
         IDX images file, mapped into memory.
 
+        Args:
+            path: the file.
+            input_shape: the images' `(height, width, channels)`.
+            unpack_to: a folder where a compressed file (`np.savez_compressed`,
+                a gzipped IDX file) is decompressed once, in chunks, and
+                mapped from there (made again only when the file changes);
+                None refuses a compressed file.
+
         Raises:
             FileNotFoundError: no file at `path`.
-            ValueError: the file is compressed (it must be read whole: give
-                `.npy`, `np.savez` or a gunzipped IDX file), holds no `x`, or
-                its images are not shaped `input_shape`.
+            CompressedFileError: the file is compressed and `unpack_to` is None.
+            ValueError: the file holds no `x`, or its images are not shaped
+                `input_shape`.
         """
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No file at {path}: give a .npy file, an .npz file holding array 'x', or an IDX images file.")
-        if path.endswith(".npy"):
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        elif path.endswith(".npz"):
-            array = _map_npz_member(path, "x")
-        else:
-            array = map_idx(path)
+        try:
+            array = _map_file(path)
+        except CompressedFileError:
+            if unpack_to is None:
+                raise
+            array = _map_file(unpack(path, unpack_to))
         stream = cls(array, source=path)
         if stream.input_shape != _checked_shape(input_shape):
             raise ValueError(
@@ -486,6 +501,51 @@ def _checked_shape(input_shape):
     if len(shape) != 3 or shape[2] not in (1, 3, 4) or min(shape) < 1:
         raise ValueError(f"input_shape must be (height, width, channels) with 1, 3 or 4 channels; got {tuple(input_shape)}.")
     return shape
+
+
+def _map_file(path):
+    """A `.npy`, an `.npz` file's array `x`, or a raw IDX file, as a memory map (`CompressedFileError` if compressed)."""
+    if path.endswith(".npy"):
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    if path.endswith(".npz"):
+        return _map_npz_member(path, "x")
+    return map_idx(path)
+
+
+def unpack(path, folder):
+    """The uncompressed copy, in `folder`, of a compressed array file: an `.npz` file's `x` as `.npy`, a gzipped
+    IDX file as raw IDX. Decompressed in chunks (memory holds one) and written atomically; named by the file's
+    path, size and modification time, so an unchanged file is decompressed once and a changed one again.
+
+    Raises:
+        OSError: the disk has no room for the copy (nothing is left half-written).
+    """
+    status = os.stat(path)
+    key = hashlib.sha256(f"{os.path.abspath(path)}\0{status.st_size}\0{status.st_mtime_ns}".encode()).hexdigest()[:16]
+    npz = path.endswith(".npz")
+    target = os.path.join(folder, f"unpacked-{key}{'.npy' if npz else '.idx'}")
+    if os.path.isfile(target):
+        return target
+    os.makedirs(folder, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if npz:
+            archive = stack.enter_context(zipfile.ZipFile(path))
+            if "x.npy" not in archive.namelist():
+                raise ValueError(f"{path} must hold an array 'x' of unlabeled images; it holds {sorted(name[:-4] for name in archive.namelist())}.")
+            source, size = stack.enter_context(archive.open("x.npy")), archive.getinfo("x.npy").file_size
+        else:
+            source, size = stack.enter_context(gzip.open(path, "rb")), None
+        free = shutil.disk_usage(folder).free
+        if size is not None and size > free:
+            raise OSError(
+                errno.ENOSPC,
+                f"{path} is compressed; streaming it needs its {size / 2**30:.1f} GiB decompressed in {folder}, which has "
+                f"{free / 2**30:.1f} GiB free. Free some space, or save the images uncompressed (np.save, np.savez, gunzip) on a "
+                "disk with room and give that file.",
+            )
+        with files.atomic_path(target) as temporary, open(temporary, "wb") as handle:
+            shutil.copyfileobj(source, handle, UNPACK_CHUNK)
+    return target
 
 
 def _map_npz_member(path, key):

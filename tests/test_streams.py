@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kerasdistill as kd
-from kerasdistill import data, models, shards as shards_lib
+from kerasdistill import data, models, shards as shards_lib, views as views_lib
 from kerasdistill.backend import keras
 from kerasdistill.idx import CompressedFileError
 from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream
@@ -68,7 +68,8 @@ def test_a_stream_of_another_shape_or_scale_is_refused(digits, unlabeled_folder,
 
 
 def read(shards):
-    return [np.asarray(shards.logits(index)) for index in range(shards.shards)]
+    """Each shard's logits, `(images, classes)` for shards of one view (the images as they are)."""
+    return [np.asarray(shards.logits(index))[:, 0] if shards.views == 1 else np.asarray(shards.logits(index)) for index in range(shards.shards)]
 
 
 def test_shards_resume_after_a_kill_and_two_workers_give_the_same_outputs(trained_teacher, unlabeled_folder, tmp_path, monkeypatch):
@@ -188,6 +189,65 @@ def test_sharded_batches_pair_each_image_with_its_own_teacher_outputs(digits, tr
         shards_lib.sharded_transfer_set(labeled, ImageStream(stream.files[::-1], (28, 28, 1)), shards, distiller)
 
 
+def test_shards_of_augmented_views_give_the_student_the_pixels_the_teacher_scored(digits, trained_teacher, unlabeled_folder, tmp_path, monkeypatch):
+    stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1)).part(0, 300)
+    options = dict(shard_size=128, augmentation=["translate", "crop", "rotate"], views=4, seed=5, verbose=False)
+    shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "views", **options)
+    logits = np.concatenate(read(shards))
+    assert logits.shape == (300, 4, 10) and shards.names == ("translate", "crop", "rotate")
+    plain = np.asarray(trained_teacher.predict(np.concatenate([b.numpy() for b in stream.dataset().batch(300)]).astype(np.float32), verbose=0))
+    assert np.abs(logits - plain[:, None]).max() > 1.0, "the teacher scored moved images, not the images themselves"
+    # Every view of every image, made again from the stored parameters: the rows a pass may give.
+    images = np.concatenate([b.numpy() for b in stream.dataset().batch(300)])
+    parameters = np.concatenate([np.asarray(shards.parameters(index)) for index in range(shards.shards)])
+    made = {digest(view): (row, k) for k in range(4) for row, view in enumerate(views_lib.apply(images, parameters[:, k]).numpy())}
+    assert len(made) > 1150, "the 4 views of an image differ"
+
+    # A pass killed after its first shard resumes with the same views and outputs; two workers give them too.
+    real_write = shards_lib.write_bytes
+    written = []
+
+    def killed(path, payload):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(path)
+        return real_write(path, payload)
+
+    monkeypatch.setattr(shards_lib, "write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "killed", **options)
+    monkeypatch.setattr(shards_lib, "write_bytes", real_write)
+    for worker in ((0, 2), (1, 2)):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "workers", worker=worker, **options)
+    for folder in ("killed", "workers"):
+        again = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / folder, **options)
+        for index in range(shards.shards):
+            for part in shards.parts():
+                assert (tmp_path / folder / f"shard-{index:05d}.{part}").read_bytes() == (tmp_path / "views" / f"shard-{index:05d}.{part}").read_bytes(), (folder, part)
+        assert again.missing() == []
+
+    labeled = digits.train.x[:100], digits.train.y[:100]
+    batches = shards_lib.sharded_transfer_set(labeled, stream, shards, trained_teacher, batch_size=60, labeled_share=1 / 6, seed=2)
+    passes = []
+    for _ in range(2):
+        seen = []
+        for x, targets in batches:
+            # Each row (labeled ones too) carries the teacher's outputs on exactly its pixels.
+            np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], np.asarray(trained_teacher(x, training=False)), atol=2e-3)
+            seen.extend(made[digest(image)] for image in x.numpy()[targets["labeled"].numpy() == 0])
+        assert sorted(row for row, _ in seen) == list(range(300)), "every image once a pass"
+        passes.append(dict(seen))
+    changed = sum(passes[0][row] != passes[1][row] for row in range(300))
+    assert 150 < changed < 300, f"a view drawn afresh each pass ({changed} of 300 images changed view)"
+
+    with pytest.raises(ValueError, match="another scoring pass .*views"):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "views", **{**options, "views": 2})
+    with pytest.raises(ValueError, match="mixup mixes two images"):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "mixed", augmentation=["crop", "mixup"], views=2)
+    with pytest.raises(ValueError, match="no augmentation was given"):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "none", views=2)
+
+
 def test_a_student_distilled_from_shards_learns_with_full_and_top_k_outputs(digits, trained_teacher, unlabeled_folder, tmp_path):
     stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1))
     labeled = digits.train.x[:100], digits.train.y[:100]
@@ -270,7 +330,7 @@ def test_labeled_images_stream_too_each_with_its_own_label_and_teacher_outputs(d
         data.transfer_set((labeled[0], y[:299]), stream)
 
 
-def test_array_files_that_cannot_stream_are_refused_with_the_fix(digits, tmp_path):
+def test_compressed_array_files_are_unpacked_to_stream_and_files_that_cannot_stream_are_refused(digits, tmp_path):
     images = digits.train.x[:50].astype(np.uint8)
     np.savez_compressed(tmp_path / "packed.npz", x=images)
     with pytest.raises(CompressedFileError, match=r"np.savez_compressed.*np.savez"):
@@ -280,6 +340,26 @@ def test_array_files_that_cannot_stream_are_refused_with_the_fix(digits, tmp_pat
     (tmp_path / "x-idx3-ubyte.gz").write_bytes(gzip.compress(write_idx(tmp_path / "raw", images[..., 0]).read_bytes()))
     with pytest.raises(CompressedFileError, match="gunzip"):
         ArrayStream.from_file(tmp_path / "x-idx3-ubyte.gz", (28, 28, 1))
+    # Given a folder, both are decompressed there once, in chunks, and streamed from the copy.
+    unpacked = tmp_path / "unpacked"
+    for name in ("packed.npz", "x-idx3-ubyte.gz"):
+        stream = ArrayStream.from_file(tmp_path / name, (28, 28, 1), unpack_to=unpacked)
+        assert isinstance(stream.array, np.memmap) and str(unpacked) in stream.array.filename and stream.source == str(tmp_path / name)
+        np.testing.assert_array_equal(np.concatenate([b.numpy() for b in stream.dataset().batch(64)]), images)
+    copies = sorted(unpacked.iterdir())
+    assert len(copies) == 2 and not [path for path in copies if path.name.startswith(".tmp")]
+    stamps = [path.stat().st_mtime_ns for path in copies]
+    ArrayStream.from_file(tmp_path / "packed.npz", (28, 28, 1), unpack_to=unpacked)
+    assert [path.stat().st_mtime_ns for path in copies] == stamps, "an unchanged file is not decompressed again"
+    np.savez_compressed(tmp_path / "packed.npz", x=images[::-1])
+    changed = ArrayStream.from_file(tmp_path / "packed.npz", (28, 28, 1), unpack_to=unpacked)
+    np.testing.assert_array_equal(np.asarray(changed.array), images[::-1])
+    # The run gives its resume state: a compressed unlabeled_path streams; without a folder it is read whole.
+    from kerasdistill import config, sources
+
+    resolved = config.validate({"data": {"unlabeled_path": str(tmp_path / "packed.npz")}})["data"]
+    assert isinstance(sources.load_data(resolved, 0, unpack_to=str(tmp_path / "state")).unlabeled.parts[1], ArrayStream)
+    assert isinstance(sources.load_data(resolved, 0).unlabeled, np.ndarray)
     np.savez(tmp_path / "other.npz", images=images)
     with pytest.raises(ValueError, match=r"must hold an array 'x'.*\['images'\]"):
         ArrayStream.from_file(tmp_path / "other.npz", (28, 28, 1))
@@ -330,6 +410,12 @@ def test_tfrecord_files_and_datasets_stream_in_their_order_and_pair_with_their_s
         np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], trained_teacher(x, training=False), atol=1e-4)
         seen.update(digest(image) for image in x.numpy()[targets["labeled"].numpy() == 0])
     assert seen == {digest(image) for image in images}
+    # Views of records: scored by position (two workers), each view made again beside its outputs after the buffer.
+    options = dict(shard_size=300, augmentation=["rotate", "crop"], views=3, verbose=False)
+    for worker in ((0, 2), (1, 2)):
+        viewed = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "views", worker=worker, **options)
+    for x, targets in shards_lib.sharded_transfer_set(labeled, stream, viewed, distiller, batch_size=64):
+        np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], trained_teacher(x, training=False), atol=2e-3)
 
     # Any tf.data pipeline: batched or not, (images, labels) or images, its length known or counted.
     batched = tf.data.Dataset.from_tensor_slices((images, np.zeros(UNLABELED))).batch(32)
@@ -397,6 +483,13 @@ def test_a_chain_stream_is_scored_part_by_part_and_each_image_meets_its_own_outp
     assert len(seen) == 300 + UNLABELED
     with pytest.raises(ValueError, match="takes the tuple of 2 shards"):
         shards_lib.sharded_transfer_set((digits.train.x[300:400], digits.train.y[300:400]), chain, shards[1], distiller)
+    # Views of both parts (each part its own seed), every row with the outputs of its own view.
+    viewed = shards_lib.score_to_shards(trained_teacher, chain, tmp_path / "views", shard_size=256, augmentation=["translate"], views=2, seed=4, verbose=False)
+    assert [part.seed for part in viewed] == [4, 5]
+    for x, targets in shards_lib.sharded_transfer_set((digits.train.x[300:400], digits.train.y[300:400]), chain, viewed, distiller, batch_size=64):
+        np.testing.assert_allclose(targets["teacher_logits"].numpy()[:, 0], trained_teacher(x, training=False), atol=2e-3)
+    with pytest.raises(ValueError, match="scored on different views"):
+        shards_lib.sharded_transfer_set((digits.train.x[300:400], digits.train.y[300:400]), chain, (viewed[0], shards[1]), distiller)
 
 
 @pytest.fixture(scope="module")
@@ -446,9 +539,9 @@ def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_fo
     record = json.loads((tmp_path / "out" / "streamed" / runs.SPLITS_FILE).read_text())
     assert record["unlabeled"] == {"samples": 300, "sha256": loaded.unlabeled.digest()}
 
-    # Refused before anything trains: cached views of a streamed folder, a test image in it, an undecodable file.
-    with pytest.raises(ValueError, match=r"teacher_views caches the teacher's outputs on 2 augmented view\(s\) .* data.unlabeled_path \(300 images\) is streamed"):
-        pipeline.run({**settings, "distillation": {"augmentation": ["translate"], "teacher_views": 2}}, output=str(tmp_path / "views"), verbose=False)
+    # Refused before anything trains: stored views of images mixed together, a test image in the folder, an undecodable file.
+    with pytest.raises(ValueError, match=r"teacher_views stores .* 2 view\(s\) .* streamed data.unlabeled_path.*: mixup mixes two images"):
+        pipeline.run({**settings, "distillation": {"augmentation": ["translate", "mixup"], "teacher_views": 2, "alpha": 0}}, output=str(tmp_path / "views"), verbose=False)
     test_image = loaded.test.x[0]
     keras.utils.save_img(unlabeled / "leak.png", test_image, scale=False)
     with pytest.raises(ValueError, match="1 of the .* test images"):
@@ -460,6 +553,45 @@ def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_fo
     with pytest.raises(ValueError, match="cannot be decoded: .*leak.png"):
         pipeline.run(settings, output=str(tmp_path / "broken"), verbose=False)
     assert not (tmp_path / "views").exists() or not list((tmp_path / "views").glob("*/teacher.keras"))
+
+
+def test_a_run_distills_a_streamed_folder_on_stored_views_and_a_killed_run_keeps_its_shards(digits, labeled_folder, tmp_path, monkeypatch):
+    from kerasdistill import pipeline
+
+    unlabeled = three_class_unlabeled(digits, tmp_path / "more")
+    settings = quick_run({"source": "image_folder", "path": str(labeled_folder), "unlabeled_path": str(unlabeled)}, epochs=5)
+    settings["distillation"].update(augmentation=["translate", "crop"], teacher_views=3)
+    made = []
+    real_batches = pipeline.sharded_transfer_set
+
+    def killed(labeled, images, shards, *args, **kwargs):
+        made.append(shards)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "sharded_transfer_set", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(settings, output=str(tmp_path / "out"), name="views", verbose=False)
+    (shards,) = made
+    assert (shards.count, shards.views, shards.names) == (300, 3, ("translate", "crop")) and not shards.missing()
+    assert shards.folder.startswith(str(tmp_path / "out" / ".resume"))
+
+    # Resumed: the shards the killed run finished are read, not scored again; the student trains on their views.
+    written = []
+    monkeypatch.setattr(shards_lib, "write_bytes", lambda path, payload: written.append(path))
+    first_batches = []
+
+    def looked_at(*args, **kwargs):
+        batches = real_batches(*args, **kwargs)
+        first_batches.append(next(iter(batches)))
+        return batches
+
+    monkeypatch.setattr(pipeline, "sharded_transfer_set", looked_at)
+    report = pipeline.run(settings, output=str(tmp_path / "out"), name="views", verbose=False)
+    assert written == [] and len(first_batches) == 1
+    assert first_batches[0][1]["teacher_logits"].shape[1:] == (1, 3), "the teacher's stored outputs, one teacher"
+    distilled = next(row for row in report["models"] if row["model"].startswith("student (distilled"))
+    assert distilled["test_accuracy"] > 0.8, distilled
+    assert not (tmp_path / "out" / ".resume").exists(), "a finished run removes its resume state and its shards"
 
 
 @pytest.mark.slow
