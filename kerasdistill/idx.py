@@ -47,7 +47,7 @@ def read_idx(path):
     gzipped = _is_gzip(path)
     try:
         with (gzip.open if gzipped else open)(path, "rb") as handle:
-            dtype, shape, header = _read_header(handle, path)
+            dtype, shape, header = read_idx_header(handle, path)
             declared = header + math.prod(shape) * dtype.itemsize
             # A plain file's size is known before reading it; a gzip is
             # inflated no further than one byte past the size its header declares.
@@ -88,7 +88,7 @@ def map_idx(path):
     if _is_gzip(path):
         raise CompressedFileError(f"{path} is gzipped: streaming reads rows in place, which needs the raw file. Run `gunzip {path}` and give the result.")
     with open(path, "rb") as handle:
-        dtype, shape, header = _read_header(handle, path)
+        dtype, shape, header = read_idx_header(handle, path)
     declared = header + math.prod(shape) * dtype.itemsize
     if os.path.getsize(path) != declared:
         raise ValueError(
@@ -98,7 +98,7 @@ def map_idx(path):
     return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=shape)
 
 
-def _read_header(handle, path):
+def read_idx_header(handle, path):
     """`(dtype, shape, header bytes)` from the magic number and sizes at the start of an open IDX file."""
     magic = handle.read(4)
     if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_TYPES:

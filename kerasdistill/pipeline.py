@@ -111,14 +111,14 @@ def prepare_inputs(state):
     keras.utils.set_random_seed(training["seed"])
     # A compressed array file of unlabeled images is decompressed into the resume state: kept for a resumed run, removed
     # with the state when the run ends.
-    splits = sources.load_data(config["data"], training["seed"], unpack_to=state.resume)
+    splits = sources.load_data(config["data"], training["seed"], unpack_to=state.own_state)
     state.record_splits(splits)
     shape, classes = splits.train.x.shape[1:], splits.num_classes
     sources.check_classes(splits)
     model_specs.check_models(config, shape, classes)
     model_specs.check_layer_pairs(config, shape, classes)
     if config["distillation"]["teacher_views"] and is_stream(splits.unlabeled):
-        _check_streamed_views(config["distillation"], shape)
+        _check_streamed_views(config["distillation"])
     batch_size = training["batch_size"]
     plan = make_plan(splits, batch_size, config["distillation"]["labeled_share"], training["seed"])
     if splits.unlabeled is None:
@@ -140,16 +140,17 @@ def prepare_inputs(state):
     return Inputs(splits, plan, shape, classes, cautions)
 
 
-def _check_streamed_views(distillation, shape):
+def _check_streamed_views(distillation):
     """Refuses `teacher_views` a streamed transfer set cannot store (its views are parameters: `kerasdistill.views`)."""
     try:
         views_lib.check_names(distillation["augmentation"])
-        views_lib.check_image_shape(shape)
     except ValueError as error:
         raise ValueError(
             f"distillation.teacher_views stores the teacher's outputs on {distillation['teacher_views']} view(s) of each "
-            f"image of the streamed data.unlabeled_path, with each view's parameters: {error} Or remove "
-            "distillation.teacher_views: the teacher then scores each augmented batch as it trains."
+            f"image of the streamed data.unlabeled_path, with each view's parameters, and distillation.augmentation "
+            f"{list(distillation['augmentation'])} cannot be stored so: {error.args[0].split('; ')[0]}. Name only "
+            f"{', '.join(views_lib.VIEWED)} in distillation.augmentation, or remove distillation.teacher_views (the "
+            "teacher then scores each augmented batch as it trains)."
         ) from None
 
 
@@ -348,9 +349,9 @@ class _DistillationBatches:
         splits, names = self.inputs.splits, distillation["augmentation"]
         on_views = f" on {views} views ({', '.join(names)})" if names else ""
         self.state.say(f"  scoring the {len(splits.unlabeled):,} streamed transfer images with the teacher once{on_views}, into teacher shards")
-        # Every worker scores into its own resume state (a shared folder: the shards another worker finished are kept).
+        # Several workers each score every shard, into a folder of their own: the output folder may not be shared.
         shards = score_to_shards(
-            self.teacher, splits.unlabeled, os.path.join(self.state.resume, "teacher-shards"), augmentation=names, views=views,
+            self.teacher, splits.unlabeled, os.path.join(self.state.own_state, "teacher-shards"), augmentation=names, views=views,
             seed=training["seed"], verbose=self.state.fit_verbose > 0,
         )
         return sharded_transfer_set(

@@ -411,6 +411,15 @@ class RunState:
     def is_chief(self):
         return is_chief(self.strategy)
 
+    @property
+    def own_state(self):
+        """The folder of the resume state this process alone writes: the state itself, or with several workers
+        (which may share the output folder) this worker's sub-folder of it."""
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if self.config["training"]["strategy"] != "multi_worker" or resolver is None:
+            return self.resume
+        return os.path.join(self.resume, f"{resolver.task_type}-{resolver.task_id}")
+
     def __enter__(self):
         try:
             self._enter()

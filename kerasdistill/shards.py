@@ -16,6 +16,7 @@ decoded again from the files: memory holds a shuffle buffer, not the set.
 import dataclasses
 import functools
 import json
+import numbers
 import os
 import time
 import weakref
@@ -196,6 +197,7 @@ def score_to_shards(
     ```
     """
     require_tensorflow_backend("Teacher-output shards (score_to_shards, a tf.data pipeline)")
+    names, seed = check_views(augmentation, views, seed, images.input_shape)
     if hasattr(images, "parts"):
         # A ChainStream: each part into a folder of its own (parts are indexed differently), with a seed of its own.
         options = dict(shard_size=shard_size, batch_size=batch_size, top_k=top_k, teacher_outputs=teacher_outputs, worker=worker,
@@ -206,7 +208,6 @@ def score_to_shards(
         )
     teachers, kinds = one_teacher(teacher, teacher_outputs)
     index, count = _check_arguments(images, shard_size, batch_size, top_k, worker, precision)
-    names = check_views(augmentation, views, seed, images.input_shape)
     classes = int(teachers[0].output_shape[-1])
     fingerprint = teacher_fingerprint(teachers, kinds)
     shards = TeacherShards(
@@ -263,17 +264,18 @@ def scored_views(score, positioned, names, views, seed, batch_size):
 
 
 def check_views(augmentation, views, seed, input_shape):
-    """The augmentation names of `views` views (`views.check_names`), refused when the settings cannot make them."""
+    """`(names, seed)`: the augmentation names of `views` views (`views.check_names`) and the seed as an int,
+    refused when the settings cannot make them."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed is a whole number (the views' seed); got {seed!r}.")
     if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_TEACHER_VIEWS:
         raise ValueError(f"views is the number of augmented views per image, a whole number in [1, {MAX_TEACHER_VIEWS}]; got {views!r}.")
     names = views_lib.check_names(augmentation)
     if views > 1 and not names:
         raise ValueError(f"views={views} scores {views} augmented views of each image, but no augmentation was given; pass augmentation=['translate', 'crop'] (say) or views=1.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed is a whole number (the views' seed); got {seed!r}.")
     if names:
         views_lib.check_image_shape(input_shape)
-    return names
+    return names, int(seed)
 
 
 def one_teacher(teacher, teacher_outputs):
@@ -428,9 +430,10 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     `buffer`, before any image is decoded); the labeled images fill
     `labeled_share` of each batch, their teacher outputs scored here once
     (they are few). Shards of augmented views give each image one of its
-    views a pass, drawn afresh every pass, made again from the stored
-    parameters: the student trains on the pixels the teacher scored (the
-    labeled images get as many views, scored here).
+    views a pass, drawn afresh every pass (with `shuffle=False`, always the
+    first), made again from the stored parameters: the student trains on
+    the pixels the teacher scored (the labeled images get as many views,
+    scored here).
 
     Args:
         labeled: `(x, y)` arrays of labeled images, or `x` a stream read by
@@ -570,7 +573,10 @@ def _check_shards_for(shards, images, distiller):
     if shards.images != images.digest() or shards.count != len(images):
         raise ValueError(f"The shards in {shards.folder} were scored on other images (files added, removed or changed since); score them again.")
     if shards.fingerprint != teacher_fingerprint([model], [kind]):
-        raise ValueError(f"The shards in {shards.folder} are another teacher's outputs than the Distiller's (other architecture, weights or output kind).")
+        raise ValueError(
+            f"The shards in {shards.folder} are another teacher's outputs than this one's (other architecture, weights or output kind); "
+            "score them with this teacher, or pass the Distiller they were scored with (it knows its teacher's output kind)."
+        )
     if shards.top_k is not None and not isinstance(distiller, Distiller):
         raise TypeError(
             f"The shards keep the top {shards.top_k} logits of each image: pass the compiled Distiller that trains on the "

@@ -17,8 +17,10 @@ have `keys` and `read()` (what teacher shards pair their outputs with), and
 
 import contextlib
 import errno
+import glob
 import gzip
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -29,7 +31,7 @@ import numpy as np
 from kerasdistill import files
 from kerasdistill.backend import tf
 from kerasdistill.data import IMAGE_FORMATS, image_files
-from kerasdistill.idx import CompressedFileError, map_idx
+from kerasdistill.idx import CompressedFileError, map_idx, read_idx_header
 
 # Rows gathered per call into a memory-mapped array: one Python call for many images.
 GATHER_ROWS = 256
@@ -514,37 +516,50 @@ def _map_file(path):
 
 def unpack(path, folder):
     """The uncompressed copy, in `folder`, of a compressed array file: an `.npz` file's `x` as `.npy`, a gzipped
-    IDX file as raw IDX. Decompressed in chunks (memory holds one) and written atomically; named by the file's
-    path, size and modification time, so an unchanged file is decompressed once and a changed one again.
+    IDX file as raw IDX. Decompressed in chunks (memory holds one) and written atomically, once its size was
+    checked against the free disk; named by the file's path and its content's checksum (stored in the file), size
+    and time, so an unchanged file is decompressed once and a changed one again (its older copy removed).
 
     Raises:
-        OSError: the disk has no room for the copy (nothing is left half-written).
+        OSError: the disk has no room for the copy (nothing is written).
     """
-    status = os.stat(path)
-    key = hashlib.sha256(f"{os.path.abspath(path)}\0{status.st_size}\0{status.st_mtime_ns}".encode()).hexdigest()[:16]
     npz = path.endswith(".npz")
-    target = os.path.join(folder, f"unpacked-{key}{'.npy' if npz else '.idx'}")
-    if os.path.isfile(target):
-        return target
-    os.makedirs(folder, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if npz:
             archive = stack.enter_context(zipfile.ZipFile(path))
             if "x.npy" not in archive.namelist():
                 raise ValueError(f"{path} must hold an array 'x' of unlabeled images; it holds {sorted(name[:-4] for name in archive.namelist())}.")
-            source, size = stack.enter_context(archive.open("x.npy")), archive.getinfo("x.npy").file_size
+            info = archive.getinfo("x.npy")
+            checksum, size = info.CRC, info.file_size
         else:
-            source, size = stack.enter_context(gzip.open(path, "rb")), None
+            with open(path, "rb") as handle:
+                handle.seek(-8, os.SEEK_END)
+                checksum = handle.read(4).hex()  # the gzip trailer: CRC-32, then the size modulo 2**32
+            with gzip.open(path, "rb") as handle:
+                dtype, shape, header = read_idx_header(handle, path)
+            size = header + math.prod(shape) * dtype.itemsize
+        status = os.stat(path)
+        named = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
+        key = hashlib.sha256(f"{checksum}\0{size}\0{status.st_size}\0{status.st_mtime_ns}".encode()).hexdigest()[:12]
+        target = os.path.join(folder, f"unpacked-{named}-{key}{'.npy' if npz else '.idx'}")
+        if os.path.isfile(target):
+            return target
+        os.makedirs(folder, exist_ok=True)
         free = shutil.disk_usage(folder).free
-        if size is not None and size > free:
+        if size > free:
             raise OSError(
                 errno.ENOSPC,
-                f"{path} is compressed; streaming it needs its {size / 2**30:.1f} GiB decompressed in {folder}, which has "
-                f"{free / 2**30:.1f} GiB free. Free some space, or save the images uncompressed (np.save, np.savez, gunzip) on a "
+                f"{path} is compressed; streaming it needs its {size / 2**30:.2f} GiB decompressed in {folder}, which has "
+                f"{free / 2**30:.2f} GiB free. Free some space, or save the images uncompressed (np.save, np.savez, gunzip) on a "
                 "disk with room and give that file.",
             )
+        source = stack.enter_context(archive.open("x.npy") if npz else gzip.open(path, "rb"))
         with files.atomic_path(target) as temporary, open(temporary, "wb") as handle:
             shutil.copyfileobj(source, handle, UNPACK_CHUNK)
+    # The copies of the file as it was before are of no further use.
+    for stale in glob.glob(os.path.join(glob.escape(folder), f"unpacked-{named}-*")):
+        if stale != target:
+            os.remove(stale)
     return target
 
 

@@ -77,8 +77,10 @@ def apply(images, parameters):
     """
     images = tf.convert_to_tensor(images)
     dtype = images.dtype
-    height, width = (tf.cast(side, tf.float32) for side in tf.unstack(tf.shape(images)[1:3]))
-    flip, shift_x, shift_y, zoom, angle = tf.unstack(tf.cast(parameters, tf.float32), axis=1)
+    # In float64, then rounded to float32: float32 sines and cosines of a batch and of one image can differ in the
+    # last bit, which would move a pixel of the view the student trains on away from the one the teacher scored.
+    height, width = (tf.cast(side, tf.float64) for side in tf.unstack(tf.shape(images)[1:3]))
+    flip, shift_x, shift_y, zoom, angle = tf.unstack(tf.cast(parameters, tf.float64), axis=1)
     cos, sin = tf.cos(angle), tf.sin(angle)
     # Each output pixel p is read from the input at c + F·Z·R·(p - c) - shift (c the centre, F the flip,
     # Z the zoom, R the rotation): the transform maps outputs to inputs.
@@ -87,7 +89,7 @@ def apply(images, parameters):
     a2 = cx - a0 * cx - a1 * cy - shift_x * width
     b2 = cy - b0 * cx - b1 * cy - shift_y * height
     zeros = tf.zeros_like(a0)
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    transforms = tf.cast(tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1), tf.float32)
     moved = tf.raw_ops.ImageProjectiveTransformV3(
         images=tf.cast(images, tf.float32), transforms=transforms, output_shape=tf.shape(images)[1:3],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",

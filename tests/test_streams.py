@@ -330,7 +330,7 @@ def test_labeled_images_stream_too_each_with_its_own_label_and_teacher_outputs(d
         data.transfer_set((labeled[0], y[:299]), stream)
 
 
-def test_compressed_array_files_are_unpacked_to_stream_and_files_that_cannot_stream_are_refused(digits, tmp_path):
+def test_compressed_array_files_are_unpacked_to_stream_and_files_that_cannot_stream_are_refused(digits, tmp_path, monkeypatch):
     images = digits.train.x[:50].astype(np.uint8)
     np.savez_compressed(tmp_path / "packed.npz", x=images)
     with pytest.raises(CompressedFileError, match=r"np.savez_compressed.*np.savez"):
@@ -352,8 +352,19 @@ def test_compressed_array_files_are_unpacked_to_stream_and_files_that_cannot_str
     ArrayStream.from_file(tmp_path / "packed.npz", (28, 28, 1), unpack_to=unpacked)
     assert [path.stat().st_mtime_ns for path in copies] == stamps, "an unchanged file is not decompressed again"
     np.savez_compressed(tmp_path / "packed.npz", x=images[::-1])
+    os.utime(tmp_path / "packed.npz", ns=(stamps[0], stamps[0]))  # changed content, same size and time (cp -p)
     changed = ArrayStream.from_file(tmp_path / "packed.npz", (28, 28, 1), unpack_to=unpacked)
     np.testing.assert_array_equal(np.asarray(changed.array), images[::-1])
+    assert len(list(unpacked.iterdir())) == 2, "the copy of the file as it was is removed"
+    # A copy the disk cannot hold is refused before anything is written, gzipped or not.
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    for name in ("packed.npz", "x-idx3-ubyte.gz"):
+        with pytest.raises(OSError, match=r"needs its 0.00 GiB decompressed in .*which has 0.00 GiB free"):
+            ArrayStream.from_file(tmp_path / name, (28, 28, 1), unpack_to=tmp_path / "full")
+    assert list((tmp_path / "full").iterdir()) == []
+    monkeypatch.undo()
     # The run gives its resume state: a compressed unlabeled_path streams; without a folder it is read whole.
     from kerasdistill import config, sources
 
