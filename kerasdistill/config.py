@@ -294,7 +294,8 @@ SCHEMA = {
             _optional_path,
             "more unlabeled images for the transfer set, streamed from disk: a folder of images, TFRecord files of "
             "encoded images (a .tfrecord file or a folder of them), a .npy file, "
-            "an .npz file with array x (np.savez; a compressed one is read whole), or an IDX images file (gzipped: read whole)",
+            "an .npz file with array x (np.savez; a compressed one is decompressed once into the run's resume state), or "
+            "an IDX images file (gzipped: decompressed likewise)",
         ),
     },
     "teacher": {

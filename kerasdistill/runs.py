@@ -443,6 +443,8 @@ class RunState:
         self._owned = True
         if self.resumed:
             self.say(f"Resuming the unfinished run '{self.name}' (state in {self.resume}).")
+        else:
+            self._say_abandoned()
         previous_policy = keras.mixed_precision.global_policy().name
         self._exit.callback(keras.mixed_precision.set_global_policy, previous_policy)
         set_precision(self.config["training"]["precision"])
@@ -462,6 +464,17 @@ class RunState:
             os.replace(folder, replaced)
             files.fsync_folder(self.output)
         self.folder = prepare_run_folder(self.output, self.name, overwrite=True)
+
+    def _say_abandoned(self):
+        """Names the unfinished runs of other settings in the output folder: this run starts afresh beside them."""
+        others = [entry for entry in resume_states(self.output) if entry["pid"] is None and entry["state"] != self.resume]
+        if others:
+            names = ", ".join(sorted(f"'{entry['name']}'" for entry in others if entry["name"])) or "unnamed"
+            self.say(
+                f"Note: {len(others)} unfinished run(s) of other settings ({names}) keep their state in "
+                f"{os.path.join(self.output, '.resume')}: this run starts afresh (the same config and command resume "
+                f"one). `kerasdistill clean --output {self.output} --remove` deletes them."
+            )
 
     def __exit__(self, error_type, error, traceback):
         # Only the chief removes the state: a worker that finishes first must

@@ -197,7 +197,7 @@ def score_to_shards(
     ```
     """
     require_tensorflow_backend("Teacher-output shards (score_to_shards, a tf.data pipeline)")
-    names, seed = check_views(augmentation, views, seed, images.input_shape)
+    names, seed, views = check_views(augmentation, views, seed, images.input_shape)
     if hasattr(images, "parts"):
         # A ChainStream: each part into a folder of its own (parts are indexed differently), with a seed of its own.
         options = dict(shard_size=shard_size, batch_size=batch_size, top_k=top_k, teacher_outputs=teacher_outputs, worker=worker,
@@ -264,18 +264,18 @@ def scored_views(score, positioned, names, views, seed, batch_size):
 
 
 def check_views(augmentation, views, seed, input_shape):
-    """`(names, seed)`: the augmentation names of `views` views (`views.check_names`) and the seed as an int,
-    refused when the settings cannot make them."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed is a whole number (the views' seed); got {seed!r}.")
-    if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_TEACHER_VIEWS:
+    """`(names, seed, views)`: the augmentation names of `views` views (`views.check_names`), the seed and the
+    views as ints; refused when the settings cannot make them."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**63:
+        raise ValueError(f"seed is a whole number in [-2**63, 2**63) (the views' seed, a 64-bit integer); got {seed!r}.")
+    if isinstance(views, bool) or not isinstance(views, numbers.Integral) or not 1 <= views <= MAX_TEACHER_VIEWS:
         raise ValueError(f"views is the number of augmented views per image, a whole number in [1, {MAX_TEACHER_VIEWS}]; got {views!r}.")
     names = views_lib.check_names(augmentation)
     if views > 1 and not names:
         raise ValueError(f"views={views} scores {views} augmented views of each image, but no augmentation was given; pass augmentation=['translate', 'crop'] (say) or views=1.")
     if names:
         views_lib.check_image_shape(input_shape)
-    return names, int(seed)
+    return names, int(seed), int(views)
 
 
 def one_teacher(teacher, teacher_outputs):

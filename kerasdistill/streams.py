@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -128,11 +129,13 @@ class ImageStream(Stream):
         return decode_image(tf.io.read_file(path), self.input_shape)
 
     def digest(self):
-        """A digest of what the stream's order and images depend on: the files' paths (from their common folder) and sizes."""
+        """A digest of what the stream's order and images depend on: the files' paths (from their common folder),
+        sizes and modification times (a file rewritten with other pixels at the same size changes it too)."""
         root = os.path.commonpath([os.path.dirname(path) for path in self.files])
         digest = hashlib.sha256(repr(tuple(self.input_shape)).encode())
         for path in self.files:
-            digest.update(f"{os.path.relpath(path, root)}\0{os.path.getsize(path)}\n".encode())
+            status = os.stat(path)
+            digest.update(f"{os.path.relpath(path, root)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
         return digest.hexdigest()
 
     def undecodable_error(self):
@@ -206,6 +209,10 @@ class ArrayStream(Stream):
         except CompressedFileError:
             if unpack_to is None:
                 raise
+            array = None
+        except zipfile.BadZipFile as error:
+            raise _corrupt(path, error) from None
+        if array is None:
             array = _map_file(unpack(path, unpack_to))
         stream = cls(array, source=path)
         if stream.input_shape != _checked_shape(input_shape):
@@ -523,6 +530,20 @@ def unpack(path, folder):
     Raises:
         OSError: the disk has no room for the copy (nothing is written).
     """
+    try:
+        return _unpack(path, folder)
+    except (zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise _corrupt(path, error) from None
+
+
+def _corrupt(path, error):
+    return ValueError(
+        f"{path} cannot be read: it is corrupt or truncated ({type(error).__name__}: {error}). Write or download it "
+        "again (nothing was kept of the part read)."
+    )
+
+
+def _unpack(path, folder):
     npz = path.endswith(".npz")
     with contextlib.ExitStack() as stack:
         if npz:

@@ -309,3 +309,16 @@ def test_a_second_run_in_the_same_process_trains_the_same_models(tmp_path):
     for first, second in zip(*weights):
         for a, b in zip(first, second):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_beside_an_unfinished_run_of_other_settings_says_so(tmp_path, capsys):
+    # A run killed with other settings (say another teacher_views) keeps its state; a new run starts afresh and
+    # names it, with the command that deletes it, instead of leaving gigabytes of state unmentioned.
+    write_images(tmp_path / "images")
+    (tmp_path / "out" / ".resume" / "0123456789abcdef").mkdir(parents=True)
+    (tmp_path / "out" / ".resume" / "0123456789abcdef" / "run.json").write_text(json.dumps({"name": "killed", "replaces": False}))
+    pipeline.run(tiny_config(tmp_path / "images", quantizations=("float32",)), output=str(tmp_path / "out"), name="fresh", verbose=True)
+    printed = capsys.readouterr().out
+    assert "Note: 1 unfinished run(s) of other settings ('killed') keep their state in" in printed
+    assert f"kerasdistill clean --output {tmp_path / 'out'} --remove" in printed
+    assert (tmp_path / "out" / ".resume" / "0123456789abcdef" / "run.json").exists(), "its state is kept"

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -65,6 +66,22 @@ def test_a_stream_of_another_shape_or_scale_is_refused(digits, unlabeled_folder,
         ImageStream.from_folder(tmp_path, (28, 28, 1))
     with pytest.raises(FileNotFoundError, match="No folder"):
         ImageStream.from_folder(tmp_path / "gone", (28, 28, 1))
+
+
+
+def test_shards_of_a_folder_whose_images_were_rewritten_at_the_same_size_are_refused(digits, trained_teacher, tmp_path):
+    # BMP files have one size for any pixels: only the files' times tell a rewritten folder from the scored one.
+    (tmp_path / "images").mkdir()
+    for index, image in enumerate(digits.train.x[-40:]):
+        keras.utils.save_img(tmp_path / "images" / f"{index:02d}.bmp", np.repeat(image, 3, axis=-1), scale=False)
+    stream = ImageStream.from_folder(tmp_path / "images", (28, 28, 1))
+    shards = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "shards", verbose=False)
+    sizes = [os.path.getsize(path) for path in stream.files]
+    time.sleep(0.01)
+    keras.utils.save_img(stream.files[0], np.repeat(digits.train.x[0], 3, axis=-1), scale=False)
+    assert [os.path.getsize(path) for path in stream.files] == sizes
+    with pytest.raises(ValueError, match="other images"):
+        shards_lib.sharded_transfer_set((digits.train.x[:100], digits.train.y[:100]), ImageStream.from_folder(tmp_path / "images", (28, 28, 1)), shards, trained_teacher)
 
 
 def read(shards):
@@ -246,6 +263,12 @@ def test_shards_of_augmented_views_give_the_student_the_pixels_the_teacher_score
         shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "mixed", augmentation=["crop", "mixup"], views=2)
     with pytest.raises(ValueError, match="no augmentation was given"):
         shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "none", views=2)
+    with pytest.raises(ValueError, match=r"seed is a whole number in \[-2\*\*63, 2\*\*63\)"):
+        shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "huge", augmentation=["crop"], seed=2**64)
+    assert not (tmp_path / "huge").exists(), "refused before the folder is claimed"
+    # numpy integers are whole numbers too: the same shards as Python's.
+    again = shards_lib.score_to_shards(trained_teacher, stream, tmp_path / "views", **{**options, "views": np.int64(4), "seed": np.int64(5)})
+    assert again.manifest() == shards.manifest()
 
 
 def test_a_student_distilled_from_shards_learns_with_full_and_top_k_outputs(digits, trained_teacher, unlabeled_folder, tmp_path):
@@ -365,6 +388,14 @@ def test_compressed_array_files_are_unpacked_to_stream_and_files_that_cannot_str
             ArrayStream.from_file(tmp_path / name, (28, 28, 1), unpack_to=tmp_path / "full")
     assert list((tmp_path / "full").iterdir()) == []
     monkeypatch.undo()
+    # A truncated or damaged file is named as such, and nothing of it is kept.
+    packed = (tmp_path / "packed.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(packed[: len(packed) // 2])
+    (tmp_path / "cut-idx3-ubyte.gz").write_bytes((tmp_path / "x-idx3-ubyte.gz").read_bytes()[:-2000])
+    for name in ("cut.npz", "cut-idx3-ubyte.gz"):
+        with pytest.raises(ValueError, match=f"{name} cannot be read: it is corrupt or truncated"):
+            ArrayStream.from_file(tmp_path / name, (28, 28, 1), unpack_to=tmp_path / "cut")
+    assert not (tmp_path / "cut").exists() or list((tmp_path / "cut").iterdir()) == []
     # The run gives its resume state: a compressed unlabeled_path streams; without a folder it is read whole.
     from kerasdistill import config, sources
 
