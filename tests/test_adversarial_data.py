@@ -178,6 +178,7 @@ def test_images_scaled_to_0_1_are_a_caution_of_the_run(tmp_path):
             config=config.validate({"data": {"source": "npz", "path": path, "validation_size": 4}, "training": {"batch_size": 4}}),
             record_splits=lambda splits: None,
             say=said.append,
+            own_state=str(tmp_path / "state"),
         )
         return pipeline.prepare_inputs(state).cautions, said
 

@@ -52,7 +52,10 @@ def test_run_trains_three_models_prints_the_table_and_saves_the_student(tmp_path
     assert "cuda" not in result.stderr.lower() and "XNNPACK" not in result.stderr
     assert {"kerasdistill", "keras", "tensorflow", "numpy", "python"} <= set(report["versions"]) and report["created"]
     assert rows["student (distilled)"]["path"] == "student.keras", "paths are relative to the run folder"
-    assert report["export"]["models"][0]["model"] == "student (distilled)"
+    # The student exported is the one shipped: the better of the two on validation (at 2 epochs either may be).
+    shipped = report["shipped"]
+    assert report["export"]["models"][0]["model"] == shipped["label"]
+    assert shipped["validation"][shipped["label"]] == max(shipped["validation"].values())
     assert "keras, " in report["export"]["table"] and "litert, 1 thread" in report["export"]["table"]
     assert report["config"]["teacher"]["weights"] is None, "a built-in teacher has no ImageNet weights"
 
