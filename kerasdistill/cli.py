@@ -253,7 +253,8 @@ def _compress(args, settings):
     section, training, distillation = settings["compress"], settings["training"], settings["distillation"]
     budget = compress.Budget(section["max_drop"], section["max_size_kib"], section["max_latency_ms"])
     teacher = files.load_model(args.teacher)
-    splits = sources.load_data(settings["data"], training["seed"])
+    # A compressed file of unlabeled images is decompressed once beside the search's state, and streamed.
+    splits = sources.load_data(settings["data"], training["seed"], unpack_to=compress.unpack_folder(args.output))
     sources.check_classes(splits)
     sources.check_streamed_transfer_set(splits)
     # The run chooses alpha and T on validation; the search uses the config's numbers, or the defaults for every candidate.

@@ -41,6 +41,8 @@ from kerasdistill.shards import score_to_shards, sharded_transfer_set
 from kerasdistill.streams import is_stream
 
 STATE = "state.json"
+# The sub-folder where a compressed file of unlabeled images is decompressed to be streamed.
+UNPACKED = "unpacked"
 # Latency estimated before training drops a candidate only above this many times the budget.
 LATENCY_MARGIN = 1.5
 REPORT = "report.json"
@@ -193,6 +195,16 @@ def _check_settings(families, rungs, quantizations, batch_size, threads):
     return {"families": families, "rungs": rungs, "quantizations": quantizations, "batch_size": batch_size, "threads": threads}
 
 
+def unpack_folder(output):
+    """Where a search in `output` decompresses a compressed file of unlabeled images to stream it: `output/unpacked`
+    when `output` is new, empty or holds a search; None when it holds other files (the search refuses it, and
+    nothing is written there)."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        return None
+    entries = set(os.listdir(output)) if os.path.isdir(output) else set()
+    return os.path.join(output, UNPACKED) if STATE in entries or not entries - {UNPACKED} else None
+
+
 class _Search:
     """The search's steps over one state file; each step skips what the state says is done."""
 
@@ -233,7 +245,7 @@ class _Search:
             self.state = state
             self.say(f"Resuming the search in {self.output}.")
             return
-        if os.path.isdir(self.output) and os.listdir(self.output):
+        if os.path.isdir(self.output) and set(os.listdir(self.output)) - {UNPACKED}:
             raise FileExistsError(f"{self.output} already holds files but no search ({STATE}); give a new or empty output folder.")
         os.makedirs(os.path.join(self.output, "candidates"), exist_ok=True)
         self.state = {"key": key, "teacher": None, "candidates": {}, "halved": 0, "notes": notes}

@@ -158,15 +158,22 @@ def test_the_compress_command_runs_a_search_on_a_config(digits, trained_teacher,
     assert report["budget"] == {"max_drop": None, "max_size_kib": 60.0, "max_latency_ms": None}
     assert report["meets_budget"] and report["chosen"]["size_kib"] <= 60 and "<- chosen" in printed
 
-    # A streamed transfer set (a .npy file beside the labels held out): the teacher's outputs go to shards.
-    np.save(tmp_path / "more.npy", digits.train.x[-600:].astype(np.uint8))
-    args = ["compress", str(teacher), "--config", str(config), "--max-drop", "0", "--candidates", "convnet-w4-d2", "--unlabeled", str(tmp_path / "more.npy")]
+    # A streamed transfer set (a compressed .npz file beside the labels held out): decompressed once into the search's
+    # folder, streamed from there, the teacher's outputs in shards.
+    np.savez_compressed(tmp_path / "more.npz", x=digits.train.x[-600:].astype(np.uint8))
+    args = ["compress", str(teacher), "--config", str(config), "--max-drop", "0", "--candidates", "convnet-w4-d2", "--unlabeled", str(tmp_path / "more.npz")]
     assert cli.main([*args, "--output", str(tmp_path / "streamed")]) == 1, "no file within 0 points of the teacher: exit 1"
     assert "No file meets the budget" in capsys.readouterr().out
     assert sorted(os.listdir(tmp_path / "streamed" / "teacher-shards")) == ["part-0", "part-1"]
+    assert [name[-4:] for name in os.listdir(tmp_path / "streamed" / "unpacked")] == [".npy"]
     (tmp_path / "a-file").write_text("mine")
     assert cli.main([*args, "--output", str(tmp_path / "a-file")]) == 2
     assert "is a file; give a folder" in capsys.readouterr().err and (tmp_path / "a-file").read_text() == "mine"
+    # A folder of the user's own files is refused, and nothing is decompressed into it.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert cli.main([*args, "--output", str(tmp_path / "mine")]) == 2
+    assert "already holds files but no search" in capsys.readouterr().err and os.listdir(tmp_path / "mine") == ["notes.txt"]
 
     assert cli.main(["compress", str(tmp_path / "missing.keras"), "--max-drop", "1"]) == 2
     assert "No file at" in capsys.readouterr().err
