@@ -21,6 +21,7 @@ import collections
 import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from kerasdistill import config as config_lib
 from kerasdistill import data as data_lib
 from kerasdistill import defaults
 from kerasdistill import report as report_lib
-from kerasdistill.backend import keras, require_tensorflow_backend
+from kerasdistill.backend import keras, require_tensorflow_backend, tf
 from kerasdistill.cache import cache_teacher_outputs
 from kerasdistill.callbacks import BestEpoch
 from kerasdistill.distiller import Distiller
@@ -193,16 +194,34 @@ def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baselin
         keep=model, patience=state.config["training"]["patience"], backup_dir=os.path.join(callbacks[0].backup_dir, "best"),
         baseline=baseline, delete_on_success=False,
     )
-    history = trainer.fit(
-        batches, epochs=state.config["training"]["epochs"], steps_per_epoch=steps or inputs.plan.steps,
-        validation_data=inputs.plan.validation, shuffle=False, verbose=state.fit_verbose,
-        # Before the backup: an epoch's best weights are on disk before the epoch counts as done.
-        callbacks=[best, *callbacks],
-    )
+    try:
+        history = trainer.fit(
+            batches, epochs=state.config["training"]["epochs"], steps_per_epoch=steps or inputs.plan.steps,
+            validation_data=inputs.plan.validation, shuffle=False, verbose=state.fit_verbose,
+            # Before the backup: an epoch's best weights are on disk before the epoch counts as done.
+            callbacks=[best, *callbacks],
+        )
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        raise _changed_stream(inputs.splits.unlabeled, error) from None
     kept = f"epoch {best.best_epoch}" if best.best_epoch else "the starting weights (no epoch beat them)"
     stopped = f", stopped at epoch {best.stopped_epoch}" if best.stopped_epoch else ""
     state.say(f"  kept {kept}: validation accuracy {best.best:.4f}{stopped}")
     return model, history.history, {"best_epoch": best.best_epoch, "val_accuracy": best.best}
+
+
+def _changed_stream(unlabeled, error):
+    """The error to raise for `error`, met while training: a clear one when a streamed transfer set's file went
+    missing or became unreadable (its files are read every epoch), else `error` itself."""
+    if not is_stream(unlabeled) or not (isinstance(error, (tf.errors.NotFoundError, tf.errors.DataLossError)) or "Decode" in str(error)):
+        return error
+    # TensorFlow's message: the iterator's chain of datasets, then what went wrong (the file, and why).
+    found = re.search(r"Iterator::\S*: (.*?)(?:\s*\[\[|$)", str(error).splitlines()[0])
+    message = (found.group(1) if found else str(error).splitlines()[0][-300:]).rstrip(".")
+    return ValueError(
+        f"The streamed transfer set (data.unlabeled_path) changed while the run trained: {message}. Its files "
+        "are read every epoch: put them back as they were, then give the same command; the run resumes from its last "
+        "finished epoch."
+    )
 
 
 def fit_on_labels(state, inputs, model, learning_rate, callbacks, baseline=None):

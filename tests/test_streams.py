@@ -636,6 +636,27 @@ def test_a_run_distills_a_streamed_folder_on_stored_views_and_a_killed_run_keeps
     assert not (tmp_path / "out" / ".resume").exists(), "a finished run removes its resume state and its shards"
 
 
+def test_a_file_of_a_streamed_folder_gone_mid_run_is_named_and_the_run_resumes_once_it_is_back(digits, labeled_folder, tmp_path, monkeypatch):
+    from kerasdistill import pipeline, sources
+
+    unlabeled = three_class_unlabeled(digits, tmp_path / "more", count=120)
+    settings = quick_run({"source": "image_folder", "path": str(labeled_folder), "unlabeled_path": str(unlabeled)}, epochs=1)
+    checked = sources.check_streamed_transfer_set
+    moved = unlabeled / "0007.png", tmp_path / "0007.png"
+
+    def then_moved(splits):
+        checked(splits)
+        os.replace(*moved)  # after the run's checks: the distillation's first epoch meets the gap
+
+    monkeypatch.setattr(sources, "check_streamed_transfer_set", then_moved)
+    with pytest.raises(ValueError, match=r"streamed transfer set \(data.unlabeled_path\) changed while the run trained: .*0007.png.*put them back"):
+        pipeline.run(settings, output=str(tmp_path / "out"), name="gap", verbose=False)
+    monkeypatch.setattr(sources, "check_streamed_transfer_set", checked)
+    os.replace(*reversed(moved))
+    report = pipeline.run(settings, output=str(tmp_path / "out"), name="gap", verbose=False)
+    assert report["verdict"].endswith("with 120 unlabeled images in the transfer set.")
+
+
 @pytest.mark.slow
 def test_a_run_streams_unlabeled_images_beside_the_labels_it_holds_out(digits, unlabeled_folder, tmp_path):
     from kerasdistill import config, pipeline, sources
