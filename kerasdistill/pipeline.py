@@ -143,16 +143,15 @@ def prepare_inputs(state):
 
 def _check_streamed_views(distillation):
     """Refuses `teacher_views` a streamed transfer set cannot store (its views are parameters: `kerasdistill.views`)."""
-    try:
-        views_lib.check_names(distillation["augmentation"])
-    except ValueError as error:
+    mixing = [name for name in distillation["augmentation"] if name not in views_lib.VIEWED]
+    if mixing:
         raise ValueError(
             f"distillation.teacher_views stores the teacher's outputs on {distillation['teacher_views']} view(s) of each "
             f"image of the streamed data.unlabeled_path, with each view's parameters, and distillation.augmentation "
-            f"{list(distillation['augmentation'])} cannot be stored so: {error.args[0].split('; ')[0]}. Name only "
-            f"{', '.join(views_lib.VIEWED)} in distillation.augmentation, or remove distillation.teacher_views (the "
-            "teacher then scores each augmented batch as it trains)."
-        ) from None
+            f"{list(distillation['augmentation'])} cannot be stored so: {', '.join(mixing)} mixes two images, which a "
+            f"stored view of one image cannot hold. Name only {', '.join(views_lib.VIEWED)} in distillation.augmentation, "
+            "or remove distillation.teacher_views (the teacher then scores each augmented batch as it trains)."
+        )
 
 
 def new_model(state, inputs, section):

@@ -513,14 +513,21 @@ def _viewed(elements, shards):
 def _check_chain_shards(shards, images, distiller):
     """`_check_shards_for` of a stream, or of each part of a `ChainStream` with its own shards (views drawn alike);
     returns the teacher, its output kind and shards whose views settings every part shares."""
+    if isinstance(distiller, Distiller) and distiller.distillation_losses is None:
+        raise ValueError("Compile the Distiller before building its batches: its losses decide what the shards may hold.")
+    (model,), (kind,) = one_teacher(distiller, "auto")
+    # Once for every part: the fingerprint hashes all of the teacher's weights.
+    fingerprint = teacher_fingerprint([model], [kind])
     if not hasattr(images, "parts"):
-        return (*_check_shards_for(shards, images, distiller), shards)
+        _check_shards_for(shards, images, distiller, fingerprint)
+        return model, kind, shards
     if not isinstance(shards, (tuple, list)) or len(shards) != len(images.parts):
         raise ValueError(f"A ChainStream of {len(images.parts)} parts takes the tuple of {len(images.parts)} shards score_to_shards gave for it.")
-    checked = [_check_shards_for(part_shards, part, distiller) for part_shards, part in zip(shards, images.parts)]
+    for part_shards, part in zip(shards, images.parts):
+        _check_shards_for(part_shards, part, distiller, fingerprint)
     if len({(part.views, part.augmentation) for part in shards}) > 1:
         raise ValueError("The parts' shards were scored on different views (views or augmentation differ); score every part with the same settings.")
-    return (*checked[0], shards[0])
+    return model, kind, shards[0]
 
 
 def _images_with_logits(images, shards, shuffle, seed, buffer):
@@ -558,12 +565,9 @@ def _images_with_logits(images, shards, shuffle, seed, buffer):
     return _viewed(images.read(keyed), shards)
 
 
-def _check_shards_for(shards, images, distiller):
-    """Refuses shards that are incomplete, of other images or of another teacher than `distiller`'s, and top-k
-    shards with a loss on raw logits (or with no Distiller to tell); returns the teacher and its output kind."""
-    if isinstance(distiller, Distiller) and distiller.distillation_losses is None:
-        raise ValueError("Compile the Distiller before building its batches: its losses decide what the shards may hold.")
-    (model,), (kind,) = one_teacher(distiller, "auto")
+def _check_shards_for(shards, images, distiller, fingerprint):
+    """Refuses shards that are incomplete, of other images or of another teacher than the one of `fingerprint`, and
+    top-k shards with a loss on raw logits (or with no Distiller to tell)."""
     missing = shards.missing()
     if missing:
         raise ValueError(
@@ -572,7 +576,7 @@ def _check_shards_for(shards, images, distiller):
         )
     if shards.images != images.digest() or shards.count != len(images):
         raise ValueError(f"The shards in {shards.folder} were scored on other images (files added, removed or changed since); score them again.")
-    if shards.fingerprint != teacher_fingerprint([model], [kind]):
+    if shards.fingerprint != fingerprint:
         raise ValueError(
             f"The shards in {shards.folder} are another teacher's outputs than this one's (other architecture, weights or output kind); "
             "score them with this teacher, or pass the Distiller they were scored with (it knows its teacher's output kind)."
@@ -588,4 +592,3 @@ def _check_shards_for(shards, images, distiller):
             f"The shards keep the top {shards.top_k} logits of each image, but {', '.join(raw)} compares raw logits, "
             "which the left-out classes do not have. Score the shards with top_k=None, or distill with soft_target_kl."
         )
-    return model, kind

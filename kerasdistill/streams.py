@@ -213,7 +213,7 @@ class ArrayStream(Stream):
         except zipfile.BadZipFile as error:
             raise _corrupt(path, error) from None
         if array is None:
-            array = _map_file(unpack(path, unpack_to))
+            array = _map_file(_unpacked_copy(path, unpack_to))
         stream = cls(array, source=path)
         if stream.input_shape != _checked_shape(input_shape):
             raise ValueError(
@@ -521,19 +521,56 @@ def _map_file(path):
     return map_idx(path)
 
 
-def unpack(path, folder):
-    """The uncompressed copy, in `folder`, of a compressed array file: an `.npz` file's `x` as `.npy`, a gzipped
-    IDX file as raw IDX. Decompressed in chunks (memory holds one) and written atomically, once its size was
-    checked against the free disk; named by the file's path and its content's checksum (stored in the file), size
-    and time, so an unchanged file is decompressed once and a changed one again (its older copy removed).
+def _unpacked_copy(path, folder):
+    """The uncompressed copy, in `folder`, of a compressed array file (whose `.npz` member `x` `_map_file` found):
+    an `.npz` file's `x` as `.npy`, a gzipped IDX file as raw IDX. Decompressed in chunks (memory holds one) and
+    written atomically, once its size was checked against the free disk; named by the file's path and its content's
+    checksum (stored in the file), size and time, so an unchanged file is decompressed once and a changed one again
+    (its older copy removed).
 
     Raises:
         OSError: the disk has no room for the copy (nothing is written).
+        ValueError: the file is corrupt or truncated (nothing is kept).
     """
+    npz = path.endswith(".npz")
     try:
-        return _unpack(path, folder)
+        with contextlib.ExitStack() as stack:
+            if npz:
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                info = archive.getinfo("x.npy")
+                checksum, size = info.CRC, info.file_size
+            else:
+                with open(path, "rb") as handle:
+                    handle.seek(-8, os.SEEK_END)
+                    checksum = handle.read(4).hex()  # the gzip trailer: CRC-32, then the size modulo 2**32
+                with gzip.open(path, "rb") as handle:
+                    dtype, shape, header = read_idx_header(handle, path)
+                size = header + math.prod(shape) * dtype.itemsize
+            status = os.stat(path)
+            named = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
+            key = hashlib.sha256(f"{checksum}\0{size}\0{status.st_size}\0{status.st_mtime_ns}".encode()).hexdigest()[:12]
+            target = os.path.join(folder, f"unpacked-{named}-{key}{'.npy' if npz else '.idx'}")
+            if os.path.isfile(target):
+                return target
+            os.makedirs(folder, exist_ok=True)
+            free = shutil.disk_usage(folder).free
+            if size > free:
+                raise OSError(
+                    errno.ENOSPC,
+                    f"{path} is compressed; streaming it needs its {size / 2**30:.2f} GiB decompressed in {folder}, which has "
+                    f"{free / 2**30:.2f} GiB free. Free some space, or save the images uncompressed (np.save, np.savez, gunzip) "
+                    "on a disk with room and give that file.",
+                )
+            source = stack.enter_context(archive.open("x.npy") if npz else gzip.open(path, "rb"))
+            with files.atomic_path(target) as temporary, open(temporary, "wb") as handle:
+                shutil.copyfileobj(source, handle, UNPACK_CHUNK)
     except (zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise _corrupt(path, error) from None
+    # The copies of the file as it was before are of no further use.
+    for stale in glob.glob(os.path.join(glob.escape(folder), f"unpacked-{named}-*")):
+        if stale != target:
+            os.remove(stale)
+    return target
 
 
 def _corrupt(path, error):
@@ -541,47 +578,6 @@ def _corrupt(path, error):
         f"{path} cannot be read: it is corrupt or truncated ({type(error).__name__}: {error}). Write or download it "
         "again (nothing was kept of the part read)."
     )
-
-
-def _unpack(path, folder):
-    npz = path.endswith(".npz")
-    with contextlib.ExitStack() as stack:
-        if npz:
-            archive = stack.enter_context(zipfile.ZipFile(path))
-            if "x.npy" not in archive.namelist():
-                raise ValueError(f"{path} must hold an array 'x' of unlabeled images; it holds {sorted(name[:-4] for name in archive.namelist())}.")
-            info = archive.getinfo("x.npy")
-            checksum, size = info.CRC, info.file_size
-        else:
-            with open(path, "rb") as handle:
-                handle.seek(-8, os.SEEK_END)
-                checksum = handle.read(4).hex()  # the gzip trailer: CRC-32, then the size modulo 2**32
-            with gzip.open(path, "rb") as handle:
-                dtype, shape, header = read_idx_header(handle, path)
-            size = header + math.prod(shape) * dtype.itemsize
-        status = os.stat(path)
-        named = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
-        key = hashlib.sha256(f"{checksum}\0{size}\0{status.st_size}\0{status.st_mtime_ns}".encode()).hexdigest()[:12]
-        target = os.path.join(folder, f"unpacked-{named}-{key}{'.npy' if npz else '.idx'}")
-        if os.path.isfile(target):
-            return target
-        os.makedirs(folder, exist_ok=True)
-        free = shutil.disk_usage(folder).free
-        if size > free:
-            raise OSError(
-                errno.ENOSPC,
-                f"{path} is compressed; streaming it needs its {size / 2**30:.2f} GiB decompressed in {folder}, which has "
-                f"{free / 2**30:.2f} GiB free. Free some space, or save the images uncompressed (np.save, np.savez, gunzip) on a "
-                "disk with room and give that file.",
-            )
-        source = stack.enter_context(archive.open("x.npy") if npz else gzip.open(path, "rb"))
-        with files.atomic_path(target) as temporary, open(temporary, "wb") as handle:
-            shutil.copyfileobj(source, handle, UNPACK_CHUNK)
-    # The copies of the file as it was before are of no further use.
-    for stale in glob.glob(os.path.join(glob.escape(folder), f"unpacked-{named}-*")):
-        if stale != target:
-            os.remove(stale)
-    return target
 
 
 def _map_npz_member(path, key):
