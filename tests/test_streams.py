@@ -206,6 +206,18 @@ def test_sharded_batches_pair_each_image_with_its_own_teacher_outputs(digits, tr
         shards_lib.sharded_transfer_set(labeled, ImageStream(stream.files[::-1], (28, 28, 1)), shards, distiller)
 
 
+def test_a_view_made_in_a_batch_has_the_pixels_of_the_same_view_made_alone():
+    # The teacher scores views made in batches; the student trains on views made one image at a time.
+    import tensorflow as tf
+
+    images = np.random.default_rng(1).uniform(0, 255, (300, 32, 32, 3)).astype(np.float32)
+    parameters = tf.stack([views_lib.draw(views_lib.VIEWED, 3, position, 1)[0] for position in range(300)])
+    batched = views_lib.apply(images, parameters).numpy()
+    alone = np.stack([views_lib.apply_one(tf.constant(image), parameter).numpy() for image, parameter in zip(images, parameters)])
+    np.testing.assert_array_equal(batched, alone)
+    assert not np.array_equal(batched, images), "the views move the pixels"
+
+
 def test_shards_of_augmented_views_give_the_student_the_pixels_the_teacher_scored(digits, trained_teacher, unlabeled_folder, tmp_path, monkeypatch):
     stream = ImageStream.from_folder(unlabeled_folder, (28, 28, 1)).part(0, 300)
     options = dict(shard_size=128, augmentation=["translate", "crop", "rotate"], views=4, seed=5, verbose=False)
