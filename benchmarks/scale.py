@@ -16,9 +16,12 @@ does), and the peak memory of the in-memory path (`data.load_unlabeled` +
 
 With `--run`, `kerasdistill run` itself instead: a labeled folder of 300
 images beside each size as `data.unlabeled_path` (streamed), small .keras
-models, one epoch; printed: the run's peak memory and seconds.
+models, one epoch; printed: the run's peak memory and seconds. With
+`--run --labeled`, each size is the labeled folder itself (3 class folders
+of links to the generated images, no transfer set; `--stream` sets
+`data.stream`: auto streams them, false reads them into memory).
 
-    python benchmarks/scale.py [--sizes 10000,50000,200000] [--folder /tmp/kerasdistill-scale] [--run]
+    python benchmarks/scale.py [--sizes 10000,50000,200000] [--folder /tmp/kerasdistill-scale] [--run [--labeled [--stream false]]]
 """
 
 import argparse
@@ -158,9 +161,24 @@ student.save(sys.argv[2])
 """
 
 
-def product_run(root, size):
+def labeled_view(root, count):
+    """A labeled folder of the first `count` images: 3 class folders of links to them (image `i` in class `i % 3`)."""
+    folder = os.path.join(root, f"labeled{count}")
+    if not os.path.isdir(folder):
+        with_links = folder + ".partial"
+        for index in range(count):
+            chunk, name = divmod(index, CHUNK)
+            link = os.path.join(with_links, f"class{index % 3}", f"{index:06d}.jpg")
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(os.path.join(root, "all", f"chunk{chunk:03d}", f"{name:05d}.jpg"), link)
+        os.rename(with_links, folder)
+    return folder
+
+
+def product_run(root, size, labeled_size=False, stream="auto"):
     """`kerasdistill run` on a labeled folder of 300 images of its own (3 classes) with the first
-    `size` images as `data.unlabeled_path`: `{"images", "peak_mib", "seconds"}` of the run's process."""
+    `size` images as `data.unlabeled_path` (with `labeled_size`: the first `size` images as the labeled folder,
+    `data.stream` set to `stream`): `{"images", "peak_mib", "seconds"}` of the run's process."""
     import resource
 
     import yaml
@@ -172,8 +190,12 @@ def product_run(root, size):
     teacher, student = os.path.join(root, "teacher.keras"), os.path.join(root, "student.keras")
     if not os.path.isfile(student):
         subprocess.run([sys.executable, "-c", RUN_MODELS.format(side=SIDE, nets=NETS), teacher, student], check=True, capture_output=True)
+    data = (
+        {"source": "image_folder", "path": labeled_view(root, size), "stream": stream} if labeled_size
+        else {"source": "image_folder", "path": labeled, "unlabeled_path": view(root, size)}
+    )
     config = {
-        "data": {"source": "image_folder", "path": labeled, "unlabeled_path": view(root, size)},
+        "data": data,
         "teacher": {"model": teacher}, "student": {"model": student},
         "training": {"epochs": 1, "batch_size": 64},
         "distillation": {"alpha": 0.1, "temperature": 4.0},
@@ -206,6 +228,8 @@ def main():
     parser.add_argument("--memory-path", action="store_true", help="also measure the in-memory path at the first size")
     parser.add_argument("--run", action="store_true", help="measure `kerasdistill run` itself at each size instead")
     parser.add_argument("--views", type=int, default=1, help="score K augmented views of each image (flip, translate) and train on them")
+    parser.add_argument("--labeled", action="store_true", help="with --run: each size is the labeled folder (no transfer set)")
+    parser.add_argument("--stream", default="auto", choices=["auto", "false"], help="with --run --labeled: data.stream")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     if any(size % CHUNK for size in sizes):
@@ -213,7 +237,7 @@ def main():
     generate(args.folder, max(sizes))
     if args.run:
         for size in sizes:
-            print(json.dumps(product_run(args.folder, size)), flush=True)
+            print(json.dumps(product_run(args.folder, size, args.labeled, "auto" if args.stream == "auto" else False)), flush=True)
         return
     rows = []
     for number, size in enumerate(sizes):

@@ -256,7 +256,7 @@ def _compress(args, settings):
     # A compressed file of unlabeled images is decompressed once beside the search's state, and streamed.
     splits = sources.load_data(settings["data"], training["seed"], unpack_to=compress.unpack_folder(args.output))
     sources.check_classes(splits)
-    sources.check_streamed_transfer_set(splits)
+    sources.check_streams(splits)
     # The run chooses alpha and T on validation; the search uses the config's numbers, or the defaults for every candidate.
     numbers = {name: distillation[name] if distillation[name] != AUTO else default for name, default in (("alpha", ALPHA), ("temperature", TEMPERATURE))}
     try:

@@ -341,7 +341,8 @@ class _Search:
 
     def batches(self, distiller, done):
         """The distillation batches and steps an epoch: teacher outputs computed once, shared by every candidate
-        (in memory, or as shards on disk for a stream). Each call shuffles afresh from a seed of its own (the
+        (in memory, or as shards on disk for a streamed transfer set; labeled images streamed without one are
+        scored by the teacher as each candidate trains). Each call shuffles afresh from a seed of its own (the
         search's seed and the epochs done), so a candidate sees the same data order whatever trained before it,
         and a resumed search the order of an unbroken one."""
         train, unlabeled, batch_size, share = self.splits.train, self.splits.unlabeled, self.settings["batch_size"], self.settings["labeled_share"]
@@ -351,6 +352,9 @@ class _Search:
                 self.cached = score_to_shards(distiller, unlabeled, os.path.join(self.output, "teacher-shards"), verbose=False)
             batches = sharded_transfer_set(train, unlabeled, self.cached, distiller, batch_size, share, seed=seed)
             return batches.repeat(), int(batches.cardinality())
+        if is_stream(train.x) and unlabeled is None:
+            # Streamed labeled images are not cached in memory: the teacher scores each batch as a candidate trains.
+            return data_lib.to_dataset(train.x, train.y, batch_size, shuffle=True, seed=seed).repeat(), -(-len(train.x) // batch_size)
         if self.cached is None:
             if unlabeled is None:
                 source, steps = (train.x, train.y), -(-len(train.x) // batch_size)
@@ -557,6 +561,10 @@ def _splits_digest(splits):
     digest = hashlib.sha256()
     for part in (splits.train, splits.val, splits.test):
         for array in part:
+            if is_stream(array):
+                # Streamed images (an image folder): their files' digest, not their pixels (reading them all).
+                digest.update(array.digest().encode())
+                continue
             array = np.ascontiguousarray(array)
             digest.update(f"{array.dtype.str}{array.shape}".encode())
             digest.update(array.tobytes())

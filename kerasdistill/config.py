@@ -184,6 +184,12 @@ def _losses(key, value):
     return value
 
 
+def _stream(key, value):
+    if value != "auto" and not isinstance(value, bool):
+        raise ValueError(f"{key} must be auto, true or false; got {_shown(value)}.")
+    return value
+
+
 def _labeled_size(key, value):
     if value == "all":  # as the command line's --labeled-size all
         return None
@@ -276,6 +282,13 @@ SCHEMA = {
             "an image folder has a val/, validation/ or valid/ folder: that is the validation split)",
         ),
         "test_fraction": (0.2, _number(0.0, 0.9, low_open=True), "image_folder without a test/ folder: the share of the images (of train/, if any) held out for testing"),
+        "stream": (
+            "auto",
+            _stream,
+            "image_folder: true reads the labeled images from disk as each batch needs them (uint8, memory flat "
+            "however many there are; each is decoded every epoch), false decodes them all into memory as float32; "
+            "auto streams when they would take more than 1 GiB in memory",
+        ),
         "labeled_size": (
             "auto",
             _labeled_size,
@@ -473,6 +486,12 @@ def validate(config):
         )
     if data["source"] in ("npz", "image_folder", "idx") and data["path"] is None:
         raise ValueError(f"data.source is {data['source']} but data.path is missing; give the .npz file, the image folder or the IDX folder.")
+    if data["stream"] is True and data["source"] != "image_folder":
+        raise ValueError(
+            f"data.stream is true but data.source is {data['source']}: only an image folder's labeled images stream (the "
+            "other sources are read into memory). Set data.stream to auto, or give the images as a folder with one "
+            "sub-folder per class (data.source image_folder); unlabeled images stream from any file (data.unlabeled_path)."
+        )
     if data["source"] == "tfds" and data["name"] is None:
         raise ValueError("data.source is tfds but data.name is missing; give a tfds dataset name, e.g. mnist.")
     return resolved

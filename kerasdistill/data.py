@@ -14,6 +14,8 @@ import numpy as np
 
 from kerasdistill.backend import is_tf_dataset, tf
 from kerasdistill.batch import LABELED, LABELS, is_one_hot, label_indices_numpy, placeholder_labels
+from kerasdistill.folders import IMAGE_FORMATS, hidden, image_files
+from kerasdistill.streams import ImageStream
 from kerasdistill.ranges import batch_split
 
 Split = collections.namedtuple("Split", ["x", "y"])
@@ -35,8 +37,8 @@ MNIST_5K = os.path.join("data", "data", "mnist_5k.csv.gz")
 # than this factor are on another scale (0-1 against 0-255 is 255); real
 # sets of one scale (a few dark images beside bright ones) stay well under it.
 MAX_SCALE_RATIO = 100
-# The image files `keras.utils.image_dataset_from_directory` reads.
-IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+# Bytes of float32 images above which `load_image_folder(stream="auto")` streams them from disk.
+STREAM_BYTES = 1 << 30
 # Sub-folder names of an image folder that name a split, not a class (compared in lower case).
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test",), "val": ("val", "validation", "valid")}
 
@@ -154,7 +156,9 @@ def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
     """A batched, prefetched `tf.data.Dataset` of `(x, y)` (or `x`) arrays.
 
     Args:
-        x: array of inputs.
+        x: array of inputs, or a stream read by key (`ImageStream`,
+            `ArrayStream`: its images are read as each batch needs them, the
+            keys shuffled rather than the images).
         y: array of labels, or None for unlabeled data.
         batch_size: batch size.
         shuffle: shuffle the whole array every epoch.
@@ -165,6 +169,9 @@ def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
     """
     if y is not None and len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}; pass matching arrays.")
+    if hasattr(x, "read"):
+        dataset = x.dataset(shuffle, seed) if y is None else labeled_samples(x, np.asarray(y), x.dtype, shuffle, seed)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     dataset = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -217,8 +224,15 @@ def hold_out_labels(splits, labeled, seed=0):
         keep.append(rng.choice(members, per_class, replace=False))
     keep = rng.permutation(np.concatenate(keep))
     rest = np.setdiff1d(np.arange(len(x)), keep)
-    unlabeled = x[rest] if splits.unlabeled is None else np.concatenate([splits.unlabeled, x[rest]])
-    return splits._replace(train=Split(x[keep], y[keep]), unlabeled=unlabeled)
+    if splits.unlabeled is not None and (hasattr(x, "subset") or hasattr(splits.unlabeled, "dataset")):
+        raise ValueError("hold_out_labels adds to an unlabeled array only; join streams with a streams.ChainStream.")
+    unlabeled = rows(x, rest) if splits.unlabeled is None else np.concatenate([splits.unlabeled, x[rest]])
+    return splits._replace(train=Split(rows(x, keep), y[keep]), unlabeled=unlabeled)
+
+
+def rows(x, indices):
+    """The samples of `x` at `indices`: an array's rows, or a stream's images as a stream (`ImageStream.subset`)."""
+    return x.subset(indices) if hasattr(x, "subset") else x[indices]
 
 
 def load_unlabeled(path, input_shape):
@@ -593,7 +607,7 @@ def _npz_class_names(array, path):
     return check_class_names(names, what)
 
 
-def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=0.2, seed=0):
+def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=0.2, seed=0, stream=False):
     """Splits from a folder of images in one sub-folder per class.
 
     Two layouts. Class folders at the top (`cats/`, `dogs/`):
@@ -606,11 +620,13 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
     is then unused; without it, `validation_size` of the training images is
     held out). Split folder names beside class folders, or a validation or
     test folder without `train/`, are refused: the names would become classes.
-    Reading, decoding and resizing go through
-    `keras.utils.image_dataset_from_directory` (a `tf.data` pipeline); the
-    decoded images are kept in memory as float32 in [0, 255]. Hidden
-    sub-folders (a name starting with a dot, e.g. `.ipynb_checkpoints/`)
-    are no class, as in Keras.
+    The files and their splits come from
+    `keras.utils.image_dataset_from_directory`. Read in memory, the decoded
+    and resized images are float32 arrays in [0, 255]; streamed, each split's
+    images are an `ImageStream` of its files, decoded (as uint8, resized
+    bilinearly) each time a batch needs them, so that memory holds file names
+    and labels only. Hidden sub-folders (a name starting with a dot, e.g.
+    `.ipynb_checkpoints/`) are no class, as in Keras.
 
     Args:
         path: the folder.
@@ -620,6 +636,9 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
         test_fraction: share of the images held out for testing when there
             is no `test/` folder.
         seed: seed of the splits.
+        stream: `False` reads every image into memory; `True` streams them;
+            `"auto"` streams when the float32 arrays would take more than
+            `STREAM_BYTES` (1 GiB).
 
     Returns:
         `Splits(train, val, test, num_classes)`; the class names, sorted,
@@ -629,6 +648,7 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
 
     ```python
     splits = load_image_folder("flowers/", image_size=[96, 96])
+    photos = load_image_folder("photos/", image_size=[224, 224], stream=True)
     ```
     """
 
@@ -661,6 +681,14 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
             )
     except ValueError as error:
         raise ValueError(f"Cannot read images from {path}: {error} Put the images in one sub-folder per class.") from None
+    if stream not in (True, False, "auto"):
+        raise ValueError(f"stream must be True, False or 'auto'; got {stream!r}.")
+    count = sum(len(images.file_paths) for images in sets.values())
+    if stream is True or (stream == "auto" and count * image_size[0] * image_size[1] * 3 * 4 > STREAM_BYTES):  # RGB float32
+        arrays = {split: _streamed_split(images.file_paths, layout.get(split, layout["train"]), train_classes, image_size) for split, images in sets.items()}
+        return _with_validation(
+            *arrays["train"], *arrays["test"], validation_size, seed, len(train_classes), tuple(train_classes), arrays.get("val")
+        )
     arrays = {}
     for split, images in sets.items():
         try:
@@ -675,10 +703,16 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
     )
 
 
+def _streamed_split(files, folder, classes, image_size):
+    """`(ImageStream, labels)` of a split's files, each labeled by its class folder (the first folder under `folder`)."""
+    labels = [classes.index(os.path.relpath(file, folder).split(os.sep)[0]) for file in files]
+    return ImageStream(files, (*image_size, 3)), np.asarray(labels, np.int32)
+
+
 def _split_layout(path):
     """`{split: folder}` of the split folders (`train`, and any of `test`, `val`) of an image folder laid out by
     split, or None when its sub-folders are classes. Refuses split names that cannot be read as either layout."""
-    folders = sorted(name for name in os.listdir(path) if not _hidden(name) and os.path.isdir(os.path.join(path, name)))
+    folders = sorted(name for name in os.listdir(path) if not hidden(name) and os.path.isdir(os.path.join(path, name)))
     found = {}
     for name in folders:
         for split, names in SPLIT_FOLDERS.items():
@@ -701,7 +735,7 @@ def _split_layout(path):
 
 def _holds_class_folders(folder):
     """Whether `folder` holds visible sub-folders and no image at its top."""
-    entries = [name for name in os.listdir(folder) if not _hidden(name)]
+    entries = [name for name in os.listdir(folder) if not hidden(name)]
     has_folders = any(os.path.isdir(os.path.join(folder, name)) for name in entries)
     return has_folders and not any(name.lower().endswith(IMAGE_FORMATS) for name in entries)
 
@@ -721,48 +755,10 @@ def _undecodable(folder):
     )
 
 
-def _hidden(name):
-    """Whether `image_dataset_from_directory` skips a sub-folder: its name starts with a dot.
-
-    Jupyter's `.ipynb_checkpoints/`, `.git/` or a `.Trash-1000/` are no
-    class; counting one would shift every class index after it.
-    """
-    return name.startswith(".")
-
-
-def image_files(folder):
-    """The image files under `folder` and its sub-folders, sorted, leaving out the hidden entries of `folder`
-    itself, as Keras leaves out hidden class folders."""
-    found = []
-    for entry in sorted(os.listdir(folder)):
-        path = os.path.join(folder, entry)
-        if _hidden(entry):
-            continue
-        if os.path.isdir(path):
-            for root, _, names in sorted(os.walk(path)):
-                found.extend(os.path.join(root, name) for name in sorted(names) if name.lower().endswith(IMAGE_FORMATS))
-        elif entry.lower().endswith(IMAGE_FORMATS):
-            found.append(path)
-    return found
-
-
-def holds_images(folder):
-    """Whether `folder` (outside its hidden entries) holds an image file; stops at the first one."""
-    for entry in os.listdir(folder):
-        path = os.path.join(folder, entry)
-        if _hidden(entry):
-            continue
-        if entry.lower().endswith(IMAGE_FORMATS) and os.path.isfile(path):
-            return True
-        if os.path.isdir(path) and any(name.lower().endswith(IMAGE_FORMATS) for _, _, names in os.walk(path) for name in names):
-            return True
-    return False
-
-
 def _class_folders(folder):
     """The class sub-folders of an image folder, sorted (Keras' label order); at least 2."""
     classes = sorted(
-        name for name in os.listdir(folder) if not _hidden(name) and os.path.isdir(os.path.join(folder, name))
+        name for name in os.listdir(folder) if not hidden(name) and os.path.isdir(os.path.join(folder, name))
     )
     if len(classes) < 2:
         raise ValueError(
@@ -849,7 +845,8 @@ def as_arrays(data):
             raise ValueError("Evaluation data must hold labels: a dataset of (x, y) batches.")
         return arrays[0], arrays[1]
     if isinstance(data, (tuple, list)) and len(data) >= 2:
-        return np.asarray(data[0]), np.asarray(data[1])
+        # A stream stays one: its images are read in batches where they are used.
+        return (data[0] if hasattr(data[0], "batches") else np.asarray(data[0])), np.asarray(data[1])
     raise TypeError(f"Evaluation data must be an (x, y) tuple or a tf.data.Dataset of (x, y); got {type(data).__name__}.")
 
 
@@ -880,9 +877,9 @@ def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None, 
             "name per class (labels 0..C-1)."
         )
     _check_every_class_trains(y, classes, class_names)
-    x, x_test = x.astype(np.float32), x_test.astype(np.float32)
+    x, x_test = _as_float(x), _as_float(x_test)
     if val is not None:
-        x_val, y_val = val[0].astype(np.float32), val[1].astype(np.int32)
+        x_val, y_val = _as_float(val[0]), val[1].astype(np.int32)
         return Splits(Split(x, y), Split(x_val, y_val), Split(x_test, y_test), classes, class_names=class_names)
     count = int(round(validation_size * len(x))) if validation_size < 1 else int(validation_size)
     if not 0 < count < len(x):
@@ -892,7 +889,12 @@ def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None, 
         )
     index = np.random.default_rng(seed).permutation(len(x))
     val, train = index[:count], index[count:]
-    return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x_test, y_test), classes, class_names=class_names)
+    return Splits(Split(rows(x, train), y[train]), Split(rows(x, val), y[val]), Split(x_test, y_test), classes, class_names=class_names)
+
+
+def _as_float(x):
+    """Images as float32 arrays; a stream stays one (read as each batch needs it, cast by the model)."""
+    return x if hasattr(x, "batches") else x.astype(np.float32)
 
 
 def _class_indices(y, what):

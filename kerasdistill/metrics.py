@@ -58,13 +58,20 @@ def classification_report(y_true, y_pred, num_classes=None):
     }
 
 
-def keras_outputs(model, x, batch_size=256):
-    """The Keras model's outputs on `x` in inference mode, as one numpy array."""
-    return np.concatenate(
-        [ops.convert_to_numpy(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-    )
+def input_batches(x, batch_size):
+    """`x` in batches of `batch_size`: slices of an array, or a stream's images read in order (never all at once)."""
+    if hasattr(x, "batches"):
+        return x.batches(batch_size)
+    return (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+
+
+def keras_outputs(model, x, batch_size=256, prepare=None):
+    """The Keras model's outputs on `x` (an array or a stream) in inference mode, as one numpy array; `prepare`
+    maps each batch first."""
+    prepare = prepare or (lambda batch: batch)
+    return np.concatenate([ops.convert_to_numpy(model(prepare(batch), training=False)) for batch in input_batches(x, batch_size)])
 
 
 def accuracy(model, x, y):
-    """Top-1 accuracy of `model` (in inference mode) on arrays `(x, y)`."""
+    """Top-1 accuracy of `model` (in inference mode) on `(x, y)`: arrays, or `x` a stream."""
     return float(np.mean(np.argmax(keras_outputs(model, x), axis=-1) == class_indices(y)))

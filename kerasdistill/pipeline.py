@@ -120,6 +120,14 @@ def prepare_inputs(state):
     model_specs.check_layer_pairs(config, shape, classes)
     if config["distillation"]["teacher_views"] and is_stream(splits.unlabeled):
         _check_streamed_views(config["distillation"])
+    elif config["distillation"]["teacher_views"] and is_stream(splits.train.x):
+        raise ValueError(
+            f"distillation.teacher_views caches the teacher's outputs on {config['distillation']['teacher_views']} view(s) of "
+            f"each training image, and the {len(splits.train.x):,} labeled images stream from disk (data.stream "
+            f"{config['data']['stream']}): the views would fill memory, and views are stored on disk only for a streamed "
+            "transfer set (data.unlabeled_path, data.labeled_size). Remove distillation.teacher_views (the teacher then "
+            "scores each augmented batch as it trains), or set data.stream: false to read the images into memory."
+        )
     batch_size = training["batch_size"]
     plan = make_plan(splits, batch_size, config["distillation"]["labeled_share"], training["seed"])
     if splits.unlabeled is None:
@@ -133,8 +141,8 @@ def prepare_inputs(state):
             f"teacher scores) / {len(splits.val.x)} validation / {len(splits.test.x)} test samples, {classes} classes. "
             f"Every model trains {plan.steps} steps an epoch."
         )
-    # The one pass over a streamed folder, once everything cheaper was checked.
-    sources.check_streamed_transfer_set(splits)
+    # The one pass over each streamed part, once everything cheaper was checked.
+    sources.check_streams(splits, state.say)
     cautions = sources.pixel_cautions(splits)
     for caution in cautions:
         state.say(f"  Warning: {caution}")
@@ -201,25 +209,29 @@ def fit_to_best_epoch(state, inputs, trainer, model, batches, callbacks, baselin
             callbacks=[best, *callbacks],
         )
     except (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-        raise _changed_stream(inputs.splits.unlabeled, error) from None
+        raise _changed_stream(inputs.splits, error) from None
     kept = f"epoch {best.best_epoch}" if best.best_epoch else "the starting weights (no epoch beat them)"
     stopped = f", stopped at epoch {best.stopped_epoch}" if best.stopped_epoch else ""
     state.say(f"  kept {kept}: validation accuracy {best.best:.4f}{stopped}")
     return model, history.history, {"best_epoch": best.best_epoch, "val_accuracy": best.best}
 
 
-def _changed_stream(unlabeled, error):
-    """The error to raise for `error`, met while training: a clear one when a streamed transfer set's file went
-    missing or became unreadable (its files are read every epoch), else `error` itself."""
-    if not is_stream(unlabeled) or not (isinstance(error, (tf.errors.NotFoundError, tf.errors.DataLossError)) or "Decode" in str(error)):
+def _changed_stream(splits, error):
+    """The error to raise for `error`, met while training: a clear one when a file of streamed images (the transfer
+    set, or labeled images streamed from an image folder) went missing or became unreadable (they are read every
+    epoch), else `error` itself."""
+    streamed = [
+        key for key, images in (("data.path", splits.train.x), ("data.unlabeled_path", splits.unlabeled)) if is_stream(images)
+    ]
+    if not streamed or not (isinstance(error, (tf.errors.NotFoundError, tf.errors.DataLossError)) or "Decode" in str(error)):
         return error
     # TensorFlow's message: the iterator's chain of datasets, then what went wrong (the file, and why).
     found = re.search(r"Iterator::\S*: (.*?)(?:\s*\[\[|$)", str(error).splitlines()[0])
     message = (found.group(1) if found else str(error).splitlines()[0][-300:]).rstrip(".")
+    what = "streamed transfer set (data.unlabeled_path)" if streamed == ["data.unlabeled_path"] else f"streamed images ({' or '.join(streamed)})"
     return ValueError(
-        f"The streamed transfer set (data.unlabeled_path) changed while the run trained: {message}. Its files "
-        "are read every epoch: put them back as they were, then give the same command; the run resumes from its last "
-        "finished epoch."
+        f"The {what} changed while the run trained: {message}. Its files are read every epoch: put them back as "
+        "they were, then give the same command; the run resumes from its last finished epoch."
     )
 
 
@@ -348,8 +360,9 @@ class _DistillationBatches:
         distillation, training = self.state.config["distillation"], self.state.config["training"]
         batches, augmentation = self.inputs.plan.distill, augment.build(distillation["augmentation"], seed=training["seed"])
         views = distillation["teacher_views"]
-        # A streamed transfer set is not cached in memory: the search's probes run the teacher as they train.
-        if not views and augmentation is None and self.searching and not is_stream(self.inputs.splits.unlabeled):
+        # Streamed images are not cached in memory: the search's probes run the teacher as they train.
+        splits = self.inputs.splits
+        if not views and augmentation is None and self.searching and not (is_stream(splits.unlabeled) or is_stream(splits.train.x)):
             views = self.cached_views = 1
         if not views:
             return batches, augmentation, self.inputs.plan.steps
@@ -589,7 +602,7 @@ def export_and_measure(state, inputs, student, keras_path, label=report_lib.DIST
             state.say(f"  calibrating int8 on {min(200, len(splits.train.x))} training samples")
         for target in targets:
             # int8 calibrates on it; a classifier file checks its normalization against it.
-            calibration = splits.train.x if quantization == "int8" or target == "classifier" else None
+            calibration = splits.train.x[:200] if quantization == "int8" or target == "classifier" else None
             suffix = "" if target == "plain" else f"_{target}"
             options = {} if target == "plain" else {
                 "class_names": names,

@@ -24,6 +24,7 @@ import numpy as np
 from kerasdistill import files
 from kerasdistill import version
 from kerasdistill.backend import keras, tf
+from kerasdistill.metrics import input_batches
 from kerasdistill.streams import is_stream
 from kerasdistill.callbacks import BackupAndRestore
 from kerasdistill.distribute import is_chief, make_strategy, set_precision
@@ -160,10 +161,17 @@ def _digest(*arrays):
     return digest.hexdigest()
 
 
+def _split_digest(x, y):
+    """A labeled split's hash: of its pixels and labels, or of a stream's digest (its files) and the labels."""
+    if not is_stream(x):
+        return _digest(x, y)
+    return hashlib.sha256((x.digest() + _digest(y)).encode("utf-8")).hexdigest()
+
+
 def split_record(splits, data_config):
     """What a run records of its data: each split's size and a hash of its samples, the class names, the files."""
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
-    record = {part: {"samples": len(x), "sha256": _digest(x, y)} for part, (x, y) in parts.items()}
+    record = {part: {"samples": len(x), "sha256": _split_digest(x, y)} for part, (x, y) in parts.items()}
     if splits.unlabeled is not None:
         # A stream is recorded by its digest (a folder's paths and sizes): hashing its pixels would read it all.
         unlabeled = splits.unlabeled
@@ -187,7 +195,10 @@ def check_transfer_set(splits):
     streamed = is_stream(splits.unlabeled)
     # Decoded image files are rounded to uint8 pixels: the measured images are compared as they are and rounded.
     measured = {
-        part: list(zip(_sample_hashes(split.x), _sample_hashes(np.clip(np.round(split.x), 0, 255)) if streamed else _sample_hashes(split.x)))
+        part: [
+            pair for batch in input_batches(split.x, 256)
+            for pair in zip(_sample_hashes(batch), _sample_hashes(np.clip(np.round(batch), 0, 255)) if streamed else _sample_hashes(batch))
+        ]
         for part, split in (("test", splits.test), ("validation", splits.val))
     }
     wanted = {digest for pairs in measured.values() for pair in pairs for digest in pair}

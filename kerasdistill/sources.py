@@ -15,6 +15,7 @@ import numpy as np
 from kerasdistill import data as data_lib
 from kerasdistill.batch import label_indices_numpy
 from kerasdistill.runs import check_transfer_set
+from kerasdistill.folders import holds_images
 from kerasdistill.idx import CompressedFileError
 from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream, is_stream
 
@@ -53,27 +54,39 @@ def load_data(data_config, seed, transfer_set=True, unpack_to=None):
     except CompressedFileError:
         # A compressed file (np.savez_compressed, a gzipped IDX file) with no folder to decompress it into: read whole.
         extra = data_lib.load_unlabeled(path, shape)
+        if is_stream(splits.unlabeled):
+            stream = ArrayStream(extra, path)
+            check_transfer_set(splits._replace(unlabeled=stream))
+            return splits._replace(unlabeled=ChainStream([splits.unlabeled, stream]))
         # The user's unlabeled images must not hold the images the models are measured on.
         check_transfer_set(splits._replace(unlabeled=extra))
         return splits._replace(unlabeled=extra if splits.unlabeled is None else np.concatenate([splits.unlabeled, extra]))
     if splits.unlabeled is not None:
-        # Beside the labels held out of training (data.labeled_size), which are already in memory.
-        stream = ChainStream([ArrayStream(splits.unlabeled, "the labels held out (data.labeled_size)"), stream])
+        # Beside the labels held out of training (data.labeled_size): a stream of their files, or rows in memory.
+        held = splits.unlabeled if is_stream(splits.unlabeled) else ArrayStream(splits.unlabeled, "the labels held out (data.labeled_size)")
+        stream = ChainStream([held, stream])
     return splits._replace(unlabeled=stream)
 
 
 def _unlabeled_stream(path, shape, unpack_to):
     # A TFRecord file, or a folder holding TFRecord files (as TFDS writes them), is read record by record.
     records = os.path.isdir(path) and glob.glob(os.path.join(glob.escape(path), "*.tfrecord*"))
-    if records and data_lib.holds_images(path):
+    if records and holds_images(path):
         raise ValueError(f"{path} holds both TFRecord files and image files: give a folder of one kind (data.unlabeled_path).")
     if ".tfrecord" in os.path.basename(path) or records:
         return DatasetStream.from_tfrecord(path, shape)
     return ImageStream.from_folder(path, shape) if os.path.isdir(path) else ArrayStream.from_file(path, shape, unpack_to)
 
 
-def check_streamed_transfer_set(splits):
-    """Reads a streamed transfer set once: refuses validation or test images in it and images that cannot be read."""
+def check_streams(splits, say=None):
+    """Reads each streamed part of `splits` once: refuses images that cannot be read (naming the file), and
+    validation or test images in a streamed transfer set. `say` reports the pass."""
+    labeled = [(name, split.x) for name, split in (("training", splits.train), ("validation", splits.val), ("test", splits.test)) if is_stream(split.x)]
+    if labeled and say:
+        say(f"  reading the {sum(len(x) for _, x in labeled):,} streamed labeled images once, to check that each can be decoded")
+    for _, x in labeled:
+        for _ in x.batches(256):
+            pass
     if is_stream(splits.unlabeled):
         check_transfer_set(splits)
 
@@ -115,7 +128,7 @@ def _load_labeled(data_config, seed):
         return data_lib.load_npz_splits(data_config["path"], size, seed)
     if source == "image_folder":
         return data_lib.load_image_folder(
-            data_config["path"], data_config["image_size"], size, data_config["test_fraction"], seed
+            data_config["path"], data_config["image_size"], size, data_config["test_fraction"], seed, stream=data_config["stream"]
         )
     if source == "idx":
         return data_lib.load_idx(data_config["path"], size, seed)
@@ -154,7 +167,8 @@ def check_output_outside_data(data_config, output):
 def pixel_cautions(splits):
     """Warns when the training images look scaled to [0, 1]: the built-in and backbone models (and their
     exported files) take raw [0, 255] pixels and rescale inside themselves; returns the warnings."""
-    highs = {name: float(np.max(split.x)) for name, split in (("training", splits.train), ("test", splits.test))}
+    # A stream's images are checked on a spread sample: reading them all is what streaming avoids.
+    highs = {name: float(np.max(data_lib.sample_of(split.x))) for name, split in (("training", splits.train), ("test", splits.test))}
     cautions = []
     if highs["training"] <= 1.0:
         cautions.append(

@@ -9,10 +9,14 @@ the model casts it, in parallel and ahead of the training step, so memory
 stays flat however many images there are. `data.transfer_set` takes a stream
 in place of an array; `shards.score_to_shards` scores one.
 
-Every stream has `input_shape`, `dtype`, `len()`, `dataset()`, `sample()`,
-`digest()` and `undecodable_error()`; `ImageStream` and `ArrayStream` also
-have `keys` and `read()` (what teacher shards pair their outputs with), and
-`part()`.
+Every stream has `input_shape`, `dtype`, `len()`, `shape`, `dataset()`,
+`batches()`, `sample()`, `digest()` and `undecodable_error()`, and gives its
+first images as an array when sliced (`stream[:200]`); `ImageStream` and
+`ArrayStream` also have `keys` and `read()` (what teacher shards pair their
+outputs with), and `part()`; `ImageStream` has `subset()`. A stream is never
+turned into one array (`np.asarray(stream)` is refused): labeled splits that
+stream (`data.load_image_folder(..., stream=True)`) are read in batches by
+every consumer, from training to the interpreter's accuracy pass.
 """
 
 import contextlib
@@ -31,7 +35,7 @@ import numpy as np
 
 from kerasdistill import files
 from kerasdistill.backend import tf
-from kerasdistill.data import IMAGE_FORMATS, image_files
+from kerasdistill.folders import IMAGE_FORMATS, image_files
 from kerasdistill.idx import CompressedFileError, map_idx, read_idx_header
 
 # Rows gathered per call into a memory-mapped array: one Python call for many images.
@@ -45,6 +49,38 @@ class Stream:
 
     def __len__(self):
         return len(self.keys)
+
+    @property
+    def shape(self):
+        """`(images, height, width, channels)`, as an array's."""
+        return (len(self), *self.input_shape)
+
+    def __getitem__(self, index):
+        """The images of a slice (`stream[:200]`, `stream[i:j]`) as a float32 array, as the loaders' arrays."""
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError(
+                f"A {type(self).__name__} gives arrays of consecutive images only (stream[start:stop]); got [{index!r}]. "
+                "Read it in batches (stream.batches(n)) or take a subset of its images (stream.subset(indices))."
+            )
+        start, stop, _ = index.indices(len(self))
+        if stop <= start:
+            return np.zeros((0, *self.input_shape), np.float32)
+        return np.concatenate(list(self.batches(stop - start, order=np.arange(start, stop))))
+
+    def __array__(self, dtype=None, copy=None):
+        # Streaming exists so that the images never become one array: a whole-array use is a bug to name.
+        raise TypeError(
+            f"A {type(self).__name__} of {len(self):,} images is read in batches (stream.batches(n)) or slices "
+            "(stream[:n]), never as one array."
+        )
+
+    def batches(self, batch_size, order=None):
+        """The images (or those at `order`) in order, as float32 arrays of `batch_size` (the last may be smaller)."""
+        try:
+            for batch in self.dataset(order=order).batch(batch_size).prefetch(tf.data.AUTOTUNE):
+                yield batch.numpy().astype(np.float32)
+        except tf.errors.InvalidArgumentError:
+            raise self.undecodable_error() from None
 
     def dataset(self, shuffle=False, seed=None, order=None):
         """A `tf.data.Dataset` of single images in the stream's dtype, read in parallel as they are needed.
@@ -63,10 +99,7 @@ class Stream:
     def sample(self, count=256):
         """Up to `count` images spread evenly over the stream, as a float32 array (for scale checks)."""
         picks = np.unique(np.linspace(0, len(self) - 1, num=min(count, len(self))).astype(int))
-        try:
-            return np.concatenate([batch.numpy() for batch in self.dataset(order=picks).batch(256)]).astype(np.float32)
-        except tf.errors.InvalidArgumentError:
-            raise self.undecodable_error() from None
+        return np.concatenate(list(self.batches(256, order=picks)))
 
     def undecodable_error(self):
         """The error to raise when a pass over the stream failed to read an image."""
@@ -120,6 +153,10 @@ class ImageStream(Stream):
         """The images `start` to `stop` (a shard of the stream), as a stream."""
         return ImageStream(self.files[start:stop], self.input_shape)
 
+    def subset(self, indices):
+        """The images at `indices` (positions in the stream, in that order), as a stream."""
+        return ImageStream(np.asarray(self.files, dtype=object)[np.asarray(indices, dtype=np.int64)], self.input_shape)
+
     def read(self, keyed):
         """`(file name, *rest)` elements to `(image, *rest)`, decoded in parallel, in order."""
         return keyed.map(lambda name, *rest: (self.decode(name), *rest), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -148,7 +185,7 @@ class ImageStream(Stream):
                 bad = path
                 break
         return ValueError(
-            f"An image of the unlabeled folder cannot be decoded: {bad or 'unknown file'}. Remove or replace it (a "
+            f"An image file cannot be decoded: {bad or 'unknown file'}. Remove or replace it (a "
             "truncated download, or another format with an image extension)."
         )
 

@@ -37,7 +37,7 @@ def test_transfer_set_holding_test_or_validation_images_is_refused(tmp_path, dig
     settings = config_lib.validate({"data": {"unlabeled_path": str(tmp_path / "more.npz")}})
     # Streamed (an uncompressed .npz), the file is read once by the check that follows the cheaper ones.
     with pytest.raises(ValueError) as caught:
-        sources.check_streamed_transfer_set(sources.load_data(settings["data"], seed=0))
+        sources.check_streams(sources.load_data(settings["data"], seed=0))
     message = str(caught.value)
     assert "3 of the 1000 test images" in message and "2 of the 500 validation images" in message
     assert "unlabeled folder" in message

@@ -114,7 +114,7 @@ def test_calibration_data_of_the_wrong_shape_or_type_is_refused(student, digits,
         export.to_tflite(student, tmp_path / "s.tflite", "int8", representative_data=np.zeros((4, 32, 32, 3)))
     with pytest.raises(ValueError, match="must be numeric"):
         export.to_tflite(student, tmp_path / "s.tflite", "int8", representative_data=np.full((2, 28, 28, 1), "a"))
-    with pytest.raises(TypeError, match="numpy array, an \\(x, y\\) tuple or a tf.data.Dataset"):
+    with pytest.raises(TypeError, match="numpy array, a stream, an \\(x, y\\) tuple or a tf.data.Dataset"):
         export.to_tflite(student, tmp_path / "s.tflite", "int8", representative_data=[1, 2])
     with pytest.raises(ValueError, match="quantization must be one of"):
         export.to_tflite(student, tmp_path / "s.tflite", "int2")

@@ -653,17 +653,17 @@ def test_a_file_of_a_streamed_folder_gone_mid_run_is_named_and_the_run_resumes_o
 
     unlabeled = three_class_unlabeled(digits, tmp_path / "more", count=120)
     settings = quick_run({"source": "image_folder", "path": str(labeled_folder), "unlabeled_path": str(unlabeled)}, epochs=1)
-    checked = sources.check_streamed_transfer_set
+    checked = sources.check_streams
     moved = unlabeled / "0007.png", tmp_path / "0007.png"
 
-    def then_moved(splits):
-        checked(splits)
+    def then_moved(splits, say=None):
+        checked(splits, say)
         os.replace(*moved)  # after the run's checks: the distillation's first epoch meets the gap
 
-    monkeypatch.setattr(sources, "check_streamed_transfer_set", then_moved)
+    monkeypatch.setattr(sources, "check_streams", then_moved)
     with pytest.raises(ValueError, match=r"streamed transfer set \(data.unlabeled_path\) changed while the run trained: .*0007.png.*put them back"):
         pipeline.run(settings, output=str(tmp_path / "out"), name="gap", verbose=False)
-    monkeypatch.setattr(sources, "check_streamed_transfer_set", checked)
+    monkeypatch.setattr(sources, "check_streams", checked)
     os.replace(*reversed(moved))
     report = pipeline.run(settings, output=str(tmp_path / "out"), name="gap", verbose=False)
     assert report["verdict"].endswith("with 120 unlabeled images in the transfer set.")

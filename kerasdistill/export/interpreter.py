@@ -12,7 +12,7 @@ from kerasdistill.data import as_arrays
 from kerasdistill.export.classifier import classifier_model, gray_to_rgb
 from kerasdistill.export.metadata import find_metadata
 from kerasdistill.files import save_model
-from kerasdistill.metrics import class_indices, classification_report, keras_outputs
+from kerasdistill.metrics import class_indices, classification_report, input_batches, keras_outputs
 from kerasdistill.tables import format_table
 
 
@@ -110,8 +110,8 @@ class TFLiteModel:
         return self._dequantize(self.interpreter.get_tensor(self._output["index"]))
 
     def predict(self, x, batch_size=64):
-        """Dequantized outputs for inputs `x`, computed `batch_size` at a time."""
-        return np.concatenate([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        """Dequantized outputs for inputs `x` (an array, or a stream read in batches), computed `batch_size` at a time."""
+        return np.concatenate([self(batch) for batch in input_batches(x, batch_size)])
 
     def latency_ms(self, sample, runs=50, warmup=5):
         """Median milliseconds of one invocation on a batch of one image."""
@@ -131,7 +131,8 @@ def evaluate_tflite(path, data, keras_model=None, num_threads=None, batch_size=6
 
     Args:
         path: the `.tflite` file.
-        data: `(x, y)` arrays or a `tf.data.Dataset` of `(x, y)` batches.
+        data: `(x, y)` arrays (`x` may be a stream, read in batches) or a
+            `tf.data.Dataset` of `(x, y)` batches.
         keras_model: the Keras model the file came from; when given, the
             report adds the top-1 agreement and the largest absolute output
             difference between the two.
@@ -168,7 +169,7 @@ class _Reference:
         classifier = tflite is not None and tflite.metadata is not None
         if classifier not in self.outputs:
             model = classifier_model(self.model) if classifier else self.model
-            self.outputs[classifier] = keras_outputs(model, tflite.as_input(self.x) if classifier else self.x)
+            self.outputs[classifier] = keras_outputs(model, self.x, prepare=tflite.as_input if classifier else None)
         return self.outputs[classifier]
 
 
@@ -229,7 +230,8 @@ def compare(keras_model, paths, data, keras_path=None, num_threads=None, latency
     Args:
         keras_model: the Keras model.
         paths: `.tflite` files exported from it.
-        data: `(x, y)` arrays or a `tf.data.Dataset` of `(x, y)` batches.
+        data: `(x, y)` arrays (`x` may be a stream, read in batches) or a
+            `tf.data.Dataset` of `(x, y)` batches.
         keras_path: the model's saved `.keras` file, for its size (default:
             the size of the model saved to a temporary file).
         num_threads: interpreter threads.

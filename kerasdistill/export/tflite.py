@@ -119,7 +119,8 @@ def to_tflite(
             `"int4"` (weight-only int4 by LiteRT's AI Edge Quantizer,
             `pip install ai-edge-quantizer`; plain files only).
         representative_data: calibration inputs for `"int8"`: a numpy array
-            of inputs, an `(x, y)` tuple, or a `tf.data.Dataset` of `x` or
+            of inputs, a stream (`kerasdistill.streams`), an `(x, y)` tuple
+            of either, or a `tf.data.Dataset` of `x` or
             `(x, y[, w])` batches, shaped like the model's input. For a
             classifier file of any quantization they are also checked
             against `input_normalization`.
@@ -311,13 +312,16 @@ def _iterate_inputs(data):
     if isinstance(data, tf.data.Dataset):
         for element in data.as_numpy_iterator():
             yield element[0] if isinstance(element, tuple) else element
+    elif hasattr(data, "batches") or (isinstance(data, tuple) and hasattr(data[0], "batches")):
+        # A stream (kerasdistill.streams): read a batch at a time, only as far as the calibration needs.
+        yield from (data[0] if isinstance(data, tuple) else data).batches(64)
     elif isinstance(data, tuple):
         yield data[0]
     elif isinstance(data, np.ndarray):
         yield data
     else:
         raise TypeError(
-            "representative_data must be a numpy array, an (x, y) tuple or a tf.data.Dataset; "
+            "representative_data must be a numpy array, a stream, an (x, y) tuple or a tf.data.Dataset; "
             f"got {type(data).__name__}."
         )
 

@@ -1,0 +1,157 @@
+"""Labeled images streamed from an image folder: the splits are streams of files, read in batches by every
+consumer of a run (training, validation, the report, the int8 calibration, the interpreter's accuracy pass,
+`evaluate` and `export` on the run folder), never decoded into one array."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kerasdistill import config as config_lib
+from kerasdistill import data, runs, sources
+from kerasdistill.backend import keras
+from kerasdistill.streams import ImageStream
+
+
+@pytest.fixture(scope="module")
+def digit_folder(digits, tmp_path_factory):
+    """240 real digits of classes 0-2 as PNG files, one folder per class."""
+    folder = tmp_path_factory.mktemp("labeled")
+    for label in range(3):
+        (folder / f"digit_{label}").mkdir()
+        for index, image in enumerate(digits.train.x[digits.train.y == label][:80]):
+            keras.utils.save_img(folder / f"digit_{label}" / f"{index:03d}.png", image, scale=False)
+    return folder
+
+
+def labeled_pixels(split):
+    """`(hash of the image's pixels rounded to uint8, label)` of each image of `split`, sorted: the order of a
+    split may differ between the two paths, and decoded files are rounded (the in-memory path keeps the resize's
+    fractions)."""
+    return sorted(
+        (hashlib.sha1(np.clip(np.round(image), 0, 255).astype(np.uint8).tobytes()).hexdigest(), int(label))
+        for image, label in zip(split.x[:], split.y)
+    )
+
+
+@pytest.mark.parametrize("layout", ["class folders", "split folders"])
+def test_a_streamed_folder_holds_the_images_and_labels_the_in_memory_one_holds(digit_folder, tmp_path, layout):
+    folder = digit_folder
+    if layout == "split folders":
+        folder = tmp_path / "split"
+        for split, take in (("train", slice(0, 60)), ("test", slice(60, 70)), ("val", slice(70, 80))):
+            for label in range(3):
+                target = folder / split / f"digit_{label}"
+                target.mkdir(parents=True)
+                for path in sorted((digit_folder / f"digit_{label}").iterdir())[take]:
+                    shutil.copy(path, target / path.name)
+    memory = data.load_image_folder(str(folder), validation_size=30, seed=3)
+    streamed = data.load_image_folder(str(folder), validation_size=30, seed=3, stream=True)
+    assert streamed.class_names == memory.class_names == ("digit_0", "digit_1", "digit_2")
+    for name in ("train", "val", "test"):
+        split = getattr(streamed, name)
+        assert isinstance(split.x, ImageStream) and split.x.shape == getattr(memory, name).x.shape
+    # The test split holds the same images with the same labels; training and validation share them out alike
+    # (the in-memory path reads its files in a shuffled order, so which go to validation may differ).
+    assert labeled_pixels(streamed.test) == labeled_pixels(memory.test)
+    assert sorted(labeled_pixels(streamed.train) + labeled_pixels(streamed.val)) == sorted(labeled_pixels(memory.train) + labeled_pixels(memory.val))
+    if layout == "split folders":
+        assert labeled_pixels(streamed.val) == labeled_pixels(memory.val)
+
+
+def test_a_stream_reads_in_batches_and_slices_and_is_never_one_array(digit_folder):
+    stream = data.load_image_folder(str(digit_folder), validation_size=30, seed=0, stream=True).train.x
+    whole = np.concatenate(list(stream.batches(64)))
+    assert whole.dtype == np.float32 and whole.shape == stream.shape
+    np.testing.assert_array_equal(stream[10:20], whole[10:20])
+    assert stream[5:5].shape == (0, 28, 28, 3)
+    with pytest.raises(TypeError, match="read in batches .* never as one array"):
+        np.asarray(stream)
+    with pytest.raises(TypeError, match=r"consecutive images only .*stream.subset\(indices\)"):
+        stream[[1, 2]]
+    np.testing.assert_array_equal(stream.subset([3, 1])[:], whole[[3, 1]])
+
+
+def test_auto_streams_a_folder_whose_float32_images_would_pass_the_limit(digit_folder, monkeypatch):
+    arrays = data.load_image_folder(str(digit_folder), stream="auto")
+    assert isinstance(arrays.train.x, np.ndarray), "240 small images stay in memory"
+    # 240 images of 28x28 RGB in float32 are 2.2 MiB: under a 2 MiB limit they stream.
+    monkeypatch.setattr(data, "STREAM_BYTES", 2 << 20)
+    assert isinstance(data.load_image_folder(str(digit_folder), stream="auto").train.x, ImageStream)
+    with pytest.raises(ValueError, match="stream must be True, False or 'auto'"):
+        data.load_image_folder(str(digit_folder), stream="yes")
+
+
+def test_stream_settings_that_cannot_work_are_refused_before_anything_runs(digit_folder, tmp_path):
+    from kerasdistill import pipeline
+
+    with pytest.raises(ValueError, match="data.stream must be auto, true or false; got 1"):
+        config_lib.validate({"data": {"source": "image_folder", "path": str(digit_folder), "stream": 1}})
+    with pytest.raises(ValueError, match="data.stream is true but data.source is embedded: only an image folder"):
+        config_lib.validate({"data": {"stream": True}})
+    # Views cached in memory for labeled images that stream, without a transfer set to store them for.
+    settings = {
+        "data": {"source": "image_folder", "path": str(digit_folder), "stream": True},
+        "distillation": {"augmentation": ["flip"], "teacher_views": 2},
+    }
+    with pytest.raises(ValueError, match=r"teacher_views .* labeled images stream from disk .*data.stream: false"):
+        pipeline.run(settings, output=str(tmp_path / "out"), verbose=False)
+    assert not list((tmp_path / "out").glob("*/teacher.keras"))
+
+
+def test_an_undecodable_labeled_image_is_named_before_anything_trains(digit_folder, tmp_path):
+    from kerasdistill import pipeline
+
+    folder = tmp_path / "broken"
+    shutil.copytree(digit_folder, folder)
+    (folder / "digit_1" / "zz_truncated.png").write_bytes(b"\x89PNG not really")
+    settings = {"data": {"source": "image_folder", "path": str(folder), "stream": True}, "report": {"plots": False}}
+    with pytest.raises(ValueError, match=r"cannot be decoded: .*zz_truncated.png"):
+        pipeline.run(settings, output=str(tmp_path / "out"), verbose=False)
+    assert not list((tmp_path / "out").glob("*/teacher.keras")), "refused before the teacher trained"
+
+
+def test_a_run_on_a_streamed_labeled_folder_trains_exports_and_measures_from_the_files(digit_folder, tmp_path):
+    from kerasdistill import pipeline
+
+    # Labels held out of training (data.labeled_size) become a transfer set that streams too.
+    held = config_lib.validate({"data": {"source": "image_folder", "path": str(digit_folder), "stream": True, "labeled_size": 120}})
+    loaded = sources.load_data(held["data"], held["training"]["seed"])
+    assert all(isinstance(split.x, ImageStream) for split in (loaded.train, loaded.val, loaded.test))
+    assert isinstance(loaded.unlabeled, ImageStream) and len(loaded.train.x) == 120
+    assert len(loaded.unlabeled) + len(loaded.train.x) + len(loaded.val.x) == 192
+    settings = {
+        "data": {"source": "image_folder", "path": str(digit_folder), "stream": True},
+        "training": {"epochs": 4, "batch_size": 16},
+        "distillation": {"alpha": 0.1, "temperature": 4.0},
+        "export": {"quantizations": ["float32", "int8"], "targets": ["plain", "classifier"]},
+        "report": {"plots": False},
+    }
+    report = pipeline.run(settings, output=str(tmp_path / "out"), name="streamed", verbose=False)
+    folder = tmp_path / "out" / "streamed"
+    rows = {row["model"]: row for row in report["models"]}
+    assert rows["teacher"]["test_accuracy"] > 0.85 and rows[report["shipped"]["label"]]["test_accuracy"] > 0.85, rows
+    # The export table measures the shipped student on the same streamed test files as the report's table.
+    measured = {row["model"]: row for row in report["export"]["models"]}
+    label = report["shipped"]["label"]
+    assert measured[label]["accuracy"] == pytest.approx(rows[label]["test_accuracy"])
+    assert measured["student_float32.tflite"]["agreement"] > 0.97
+    assert measured["student_int8_classifier.tflite"]["accuracy"] > 0.85
+    record = json.loads((folder / runs.SPLITS_FILE).read_text())
+    assert record["test"]["samples"] == 48 and record["train"]["samples"] + record["val"]["samples"] == 192
+    # evaluate and export read the run's test and training images from the folder, as the run split them.
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "kerasdistill_cli", "evaluate", str(folder / "student_float32.tflite"), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(measured["student_float32.tflite"]["accuracy"])
+    exported = subprocess.run(
+        [sys.executable, "-m", "kerasdistill_cli", "export", str(folder / "student.keras"), "--quantization", "int8",
+         "--output", str(tmp_path / "again.tflite")],
+        capture_output=True, text=True, check=True,
+    )
+    assert f"Calibrating on {record['train']['samples']} training images of the run's data" in exported.stdout
