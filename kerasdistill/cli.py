@@ -501,6 +501,10 @@ def _run_splits(folder, parts):
     from kerasdistill import config, runs, sources
 
     settings = config.load(os.path.join(folder, "config.yaml"))
+    streamed = runs.recorded_streaming(folder)
+    if streamed is not None:
+        # Read as the run read them (data.stream auto decides by the folder's size, which may have grown since).
+        settings["data"]["stream"] = streamed
     splits = sources.load_data(settings["data"], settings["training"]["seed"], transfer_set="unlabeled" in parts)
     if not runs.check_split_record(folder, splits, settings["data"], parts):
         print(

@@ -621,11 +621,13 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
     held out). Split folder names beside class folders, or a validation or
     test folder without `train/`, are refused: the names would become classes.
     The files and their splits come from
-    `keras.utils.image_dataset_from_directory`. Read in memory, the decoded
-    and resized images are float32 arrays in [0, 255]; streamed, each split's
-    images are an `ImageStream` of its files, decoded (as uint8, resized
-    bilinearly) each time a batch needs them, so that memory holds file names
-    and labels only. Hidden sub-folders (a name starting with a dot, e.g.
+    `keras.utils.image_dataset_from_directory` (its file order, shuffled by
+    `seed` alone: the same splits whatever ran before). Each image is decoded
+    as RGB, resized bilinearly and rounded to uint8 pixels, as
+    `streams.ImageStream` does: read in memory, the images are float32 arrays
+    in [0, 255]; streamed, each split's images are an `ImageStream` of its
+    files, decoded each time a batch needs them, so that memory holds file
+    names and labels only. Hidden sub-folders (a name starting with a dot, e.g.
     `.ipynb_checkpoints/`) are no class, as in Keras.
 
     Args:
@@ -656,6 +658,8 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
 
     if not os.path.isdir(path):
         raise FileNotFoundError(f"No image folder at {path}; give a folder holding one sub-folder of images per class.")
+    if not (isinstance(stream, bool) or (isinstance(stream, str) and stream == "auto")):
+        raise ValueError(f"stream must be True, False or 'auto'; got {stream!r}.")
     image_size = tuple(image_size) if image_size else _first_image_size(path)
     options = dict(labels="inferred", label_mode="int", image_size=image_size, batch_size=None, seed=seed)
     layout = _split_layout(path) or {"train": path}
@@ -681,32 +685,33 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
             )
     except ValueError as error:
         raise ValueError(f"Cannot read images from {path}: {error} Put the images in one sub-folder per class.") from None
-    if stream not in (True, False, "auto"):
-        raise ValueError(f"stream must be True, False or 'auto'; got {stream!r}.")
     count = sum(len(images.file_paths) for images in sets.values())
-    if stream is True or (stream == "auto" and count * image_size[0] * image_size[1] * 3 * 4 > STREAM_BYTES):  # RGB float32
-        arrays = {split: _streamed_split(images.file_paths, layout.get(split, layout["train"]), train_classes, image_size) for split, images in sets.items()}
-        return _with_validation(
-            *arrays["train"], *arrays["test"], validation_size, seed, len(train_classes), tuple(train_classes), arrays.get("val")
-        )
-    arrays = {}
-    for split, images in sets.items():
-        try:
-            x, y = dataset_to_arrays(images.map(lambda image, label: (tf.cast(image, tf.float32), label)))
-        except tf.errors.InvalidArgumentError:
-            raise _undecodable(path) from None
-        # test/ and val/ may hold fewer classes: their labels are renumbered by class name.
-        names = classes.get(split, train_classes)
-        arrays[split] = (x, np.asarray([train_classes.index(name) for name in names], np.int32)[y])
+    streamed = stream is True or (stream == "auto" and count * image_size[0] * image_size[1] * 3 * 4 > STREAM_BYTES)  # RGB float32
+    # Each split's files in Keras' order (shuffled by `seed` alone where it holds out a test split), decoded here, not
+    # through Keras' datasets: those shuffle again by TensorFlow's global seed, which would make the splits depend
+    # on what ran before.
+    arrays = {split: _split_files(images.file_paths, layout.get(split, layout["train"]), train_classes, image_size) for split, images in sets.items()}
+    if not streamed:
+        arrays = {split: (_in_memory(files), labels) for split, (files, labels) in arrays.items()}
     return _with_validation(
         *arrays["train"], *arrays["test"], validation_size, seed, len(train_classes), tuple(train_classes), arrays.get("val")
     )
 
 
-def _streamed_split(files, folder, classes, image_size):
+def _split_files(files, folder, classes, image_size):
     """`(ImageStream, labels)` of a split's files, each labeled by its class folder (the first folder under `folder`)."""
     labels = [classes.index(os.path.relpath(file, folder).split(os.sep)[0]) for file in files]
     return ImageStream(files, (*image_size, 3)), np.asarray(labels, np.int32)
+
+
+def _in_memory(stream):
+    """A stream's images decoded into one float32 array (filled batch by batch: memory holds it once)."""
+    images = np.empty(stream.shape, np.float32)
+    start = 0
+    for batch in stream.batches(1024):
+        images[start : start + len(batch)] = batch
+        start += len(batch)
+    return images
 
 
 def _split_layout(path):

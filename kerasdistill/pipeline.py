@@ -21,7 +21,6 @@ import collections
 import dataclasses
 import json
 import os
-import re
 
 import numpy as np
 
@@ -41,7 +40,7 @@ from kerasdistill.metrics import accuracy
 from kerasdistill.plan import make_plan
 from kerasdistill.runs import RunState
 from kerasdistill.shards import score_to_shards, sharded_transfer_set
-from kerasdistill.streams import is_stream
+from kerasdistill.streams import is_stream, tf_error_message
 from kerasdistill.tuning import tune
 
 
@@ -225,9 +224,7 @@ def _changed_stream(splits, error):
     ]
     if not streamed or not (isinstance(error, (tf.errors.NotFoundError, tf.errors.DataLossError)) or "Decode" in str(error)):
         return error
-    # TensorFlow's message: the iterator's chain of datasets, then what went wrong (the file, and why).
-    found = re.search(r"Iterator::\S*: (.*?)(?:\s*\[\[|$)", str(error).splitlines()[0])
-    message = (found.group(1) if found else str(error).splitlines()[0][-300:]).rstrip(".")
+    message = tf_error_message(error)
     what = "streamed transfer set (data.unlabeled_path)" if streamed == ["data.unlabeled_path"] else f"streamed images ({' or '.join(streamed)})"
     return ValueError(
         f"The {what} changed while the run trained: {message}. Its files are read every epoch: put them back as "

@@ -162,10 +162,11 @@ def _digest(*arrays):
 
 
 def _split_digest(x, y):
-    """A labeled split's hash: of its pixels and labels, or of a stream's digest (its files) and the labels."""
+    """A labeled split's hash: of its pixels and labels, or of a stream's files (their bytes, not decoded: a copy of
+    the folder is the same data) and the labels."""
     if not is_stream(x):
         return _digest(x, y)
-    return hashlib.sha256((x.digest() + _digest(y)).encode("utf-8")).hexdigest()
+    return hashlib.sha256((x.content_digest() + _digest(y)).encode("utf-8")).hexdigest()
 
 
 def split_record(splits, data_config):
@@ -178,7 +179,22 @@ def split_record(splits, data_config):
         record["unlabeled"] = {"samples": len(unlabeled), "sha256": unlabeled.digest() if is_stream(unlabeled) else _digest(unlabeled)}
     record["class_names"] = list(splits.class_names) if splits.class_names else None
     record["files"] = data_files(data_config)
+    # How the labeled images were read (data.stream: auto decides by size): read again the same way.
+    record["streamed"] = is_stream(splits.train.x)
     return record
+
+
+def recorded_streaming(folder):
+    """Whether the run in `folder` streamed its labeled images (`data.stream`), as its split record says; False for
+    a run recorded before runs could stream them, None for a run without a record."""
+    path = os.path.join(folder, SPLITS_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return bool(json.load(handle).get("streamed", False))
+    except (ValueError, AttributeError):
+        return None  # a damaged record: check_split_record names it
 
 
 def check_transfer_set(splits):

@@ -81,6 +81,11 @@ class Stream:
                 yield batch.numpy().astype(np.float32)
         except tf.errors.InvalidArgumentError:
             raise self.undecodable_error() from None
+        except (tf.errors.NotFoundError, tf.errors.DataLossError) as error:
+            raise FileNotFoundError(
+                f"A file of the {type(self).__name__} cannot be read: {tf_error_message(error)}. Its files are read as "
+                "each batch needs them: put the file back as it was, or load the data again."
+            ) from None
 
     def dataset(self, shuffle=False, seed=None, order=None):
         """A `tf.data.Dataset` of single images in the stream's dtype, read in parallel as they are needed.
@@ -173,6 +178,17 @@ class ImageStream(Stream):
         for path in self.files:
             status = os.stat(path)
             digest.update(f"{os.path.relpath(path, root)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+    def content_digest(self):
+        """A digest of the stream's order and images by the files' bytes (read, not decoded) and their paths from
+        their common folder: the same for a copy of the folder, which `digest` (by times) is not."""
+        root = os.path.commonpath([os.path.dirname(path) for path in self.files])
+        digest = hashlib.sha256(repr(tuple(self.input_shape)).encode())
+        for path in self.files:
+            digest.update(f"{os.path.relpath(path, root)}\0".encode())
+            with open(path, "rb") as handle:
+                digest.update(hashlib.sha256(handle.read()).digest())
         return digest.hexdigest()
 
     def undecodable_error(self):
@@ -540,6 +556,14 @@ def decode_image(content, input_shape):
 
 def is_stream(value):
     return isinstance(value, Stream)
+
+
+def tf_error_message(error):
+    """What went wrong in a `tf.data` error (e.g. "…/0007.png; No such file or directory"), without the chain of
+    datasets TensorFlow names first."""
+    first = str(error).splitlines()[0]
+    found = re.search(r"Iterator::\S*: (.*?)(?:\s*\[\[|$)", first)
+    return (found.group(1) if found else first[-300:]).rstrip(".")
 
 
 def _checked_shape(input_shape):

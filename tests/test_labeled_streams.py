@@ -2,8 +2,8 @@
 consumer of a run (training, validation, the report, the int8 calibration, the interpreter's accuracy pass,
 `evaluate` and `export` on the run folder), never decoded into one array."""
 
-import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,18 +28,8 @@ def digit_folder(digits, tmp_path_factory):
     return folder
 
 
-def labeled_pixels(split):
-    """`(hash of the image's pixels rounded to uint8, label)` of each image of `split`, sorted: the order of a
-    split may differ between the two paths, and decoded files are rounded (the in-memory path keeps the resize's
-    fractions)."""
-    return sorted(
-        (hashlib.sha1(np.clip(np.round(image), 0, 255).astype(np.uint8).tobytes()).hexdigest(), int(label))
-        for image, label in zip(split.x[:], split.y)
-    )
-
-
-@pytest.mark.parametrize("layout", ["class folders", "split folders"])
-def test_a_streamed_folder_holds_the_images_and_labels_the_in_memory_one_holds(digit_folder, tmp_path, layout):
+@pytest.mark.parametrize("layout, size", [("class folders", None), ("class folders", [20, 17]), ("split folders", None)])
+def test_a_streamed_folder_holds_the_images_and_labels_of_the_in_memory_one_in_the_same_order(digit_folder, tmp_path, layout, size):
     folder = digit_folder
     if layout == "split folders":
         folder = tmp_path / "split"
@@ -49,18 +39,27 @@ def test_a_streamed_folder_holds_the_images_and_labels_the_in_memory_one_holds(d
                 target.mkdir(parents=True)
                 for path in sorted((digit_folder / f"digit_{label}").iterdir())[take]:
                     shutil.copy(path, target / path.name)
-    memory = data.load_image_folder(str(folder), validation_size=30, seed=3)
-    streamed = data.load_image_folder(str(folder), validation_size=30, seed=3, stream=True)
+    memory = data.load_image_folder(str(folder), image_size=size, validation_size=30, seed=3)
+    streamed = data.load_image_folder(str(folder), image_size=size, validation_size=30, seed=3, stream=True)
     assert streamed.class_names == memory.class_names == ("digit_0", "digit_1", "digit_2")
     for name in ("train", "val", "test"):
-        split = getattr(streamed, name)
-        assert isinstance(split.x, ImageStream) and split.x.shape == getattr(memory, name).x.shape
-    # The test split holds the same images with the same labels; training and validation share them out alike
-    # (the in-memory path reads its files in a shuffled order, so which go to validation may differ).
-    assert labeled_pixels(streamed.test) == labeled_pixels(memory.test)
-    assert sorted(labeled_pixels(streamed.train) + labeled_pixels(streamed.val)) == sorted(labeled_pixels(memory.train) + labeled_pixels(memory.val))
-    if layout == "split folders":
-        assert labeled_pixels(streamed.val) == labeled_pixels(memory.val)
+        split, kept = getattr(streamed, name), getattr(memory, name)
+        assert isinstance(split.x, ImageStream) and split.x.shape == kept.x.shape
+        # The same images in the same order (so the same validation split), decoded alike.
+        np.testing.assert_array_equal(split.y, kept.y)
+        np.testing.assert_array_equal(split.x[:], kept.x)
+
+
+def test_an_image_folder_splits_alike_whatever_global_seed_ran_before(digit_folder):
+    """Keras' datasets shuffle by TensorFlow's global seed: a run (which sets it) and `evaluate`/`export` on its
+    folder (which do not) split the training images differently, and the run's record refused them."""
+    splits = []
+    for global_seed in (1, 2):
+        keras.utils.set_random_seed(global_seed)
+        splits.append(data.load_image_folder(str(digit_folder), validation_size=30, seed=0))
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(splits[0], name).x, getattr(splits[1], name).x)
+        np.testing.assert_array_equal(getattr(splits[0], name).y, getattr(splits[1], name).y)
 
 
 def test_a_stream_reads_in_batches_and_slices_and_is_never_one_array(digit_folder):
@@ -74,6 +73,16 @@ def test_a_stream_reads_in_batches_and_slices_and_is_never_one_array(digit_folde
     with pytest.raises(TypeError, match=r"consecutive images only .*stream.subset\(indices\)"):
         stream[[1, 2]]
     np.testing.assert_array_equal(stream.subset([3, 1])[:], whole[[3, 1]])
+
+
+def test_a_labeled_file_gone_after_loading_is_named(digit_folder, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(digit_folder, folder)
+    test = data.load_image_folder(str(folder), validation_size=30, seed=0, stream=True).test.x
+    gone = test.files[7]
+    os.remove(gone)
+    with pytest.raises(FileNotFoundError, match=f"cannot be read: .*{os.path.basename(gone)}.*No such file.*put the file back"):
+        list(test.batches(16))
 
 
 def test_auto_streams_a_folder_whose_float32_images_would_pass_the_limit(digit_folder, monkeypatch):
@@ -115,7 +124,7 @@ def test_an_undecodable_labeled_image_is_named_before_anything_trains(digit_fold
     assert not list((tmp_path / "out").glob("*/teacher.keras")), "refused before the teacher trained"
 
 
-def test_a_run_on_a_streamed_labeled_folder_trains_exports_and_measures_from_the_files(digit_folder, tmp_path):
+def test_a_run_on_a_streamed_labeled_folder_trains_exports_and_measures_from_the_files(digit_folder, tmp_path, monkeypatch):
     from kerasdistill import pipeline
 
     # Labels held out of training (data.labeled_size) become a transfer set that streams too.
@@ -124,8 +133,11 @@ def test_a_run_on_a_streamed_labeled_folder_trains_exports_and_measures_from_the
     assert all(isinstance(split.x, ImageStream) for split in (loaded.train, loaded.val, loaded.test))
     assert isinstance(loaded.unlabeled, ImageStream) and len(loaded.train.x) == 120
     assert len(loaded.unlabeled) + len(loaded.train.x) + len(loaded.val.x) == 192
+    # auto streams here (a 1 MiB limit), and would not in evaluate's and export's processes (1 GiB): they read
+    # the images as the run recorded it read them.
+    monkeypatch.setattr(data, "STREAM_BYTES", 1 << 20)
     settings = {
-        "data": {"source": "image_folder", "path": str(digit_folder), "stream": True},
+        "data": {"source": "image_folder", "path": str(digit_folder)},
         "training": {"epochs": 4, "batch_size": 16},
         "distillation": {"alpha": 0.1, "temperature": 4.0},
         "export": {"quantizations": ["float32", "int8"], "targets": ["plain", "classifier"]},
@@ -143,6 +155,10 @@ def test_a_run_on_a_streamed_labeled_folder_trains_exports_and_measures_from_the
     assert measured["student_int8_classifier.tflite"]["accuracy"] > 0.85
     record = json.loads((folder / runs.SPLITS_FILE).read_text())
     assert record["test"]["samples"] == 48 and record["train"]["samples"] + record["val"]["samples"] == 192
+    assert record["streamed"] and runs.recorded_streaming(folder)
+    # The same files with new times (a copy of the folder, a checkout) are the same data.
+    for path in digit_folder.rglob("*.png"):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     # evaluate and export read the run's test and training images from the folder, as the run split them.
     evaluated = subprocess.run(
         [sys.executable, "-m", "kerasdistill_cli", "evaluate", str(folder / "student_float32.tflite"), "--json"],
