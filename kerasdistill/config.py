@@ -285,9 +285,10 @@ SCHEMA = {
         "stream": (
             "auto",
             _stream,
-            "image_folder: true reads the labeled images from disk as each batch needs them (uint8, memory flat "
-            "however many there are; each is decoded every epoch), false decodes them all into memory as float32; "
-            "auto streams when they would take more than 1 GiB in memory",
+            "image_folder, npz, idx: true reads the labeled images from disk as each batch needs them (memory flat "
+            "however many there are: an image folder's files decoded every epoch, the rows of an uncompressed .npz "
+            "(np.savez) or IDX file mapped into memory), false reads them all into memory as float32; auto streams "
+            "when they would take more than 1 GiB in memory (a compressed file is read into memory)",
         ),
         "labeled_size": (
             "auto",
@@ -486,11 +487,11 @@ def validate(config):
         )
     if data["source"] in ("npz", "image_folder", "idx") and data["path"] is None:
         raise ValueError(f"data.source is {data['source']} but data.path is missing; give the .npz file, the image folder or the IDX folder.")
-    if data["stream"] is True and data["source"] != "image_folder":
+    if data["stream"] is True and data["source"] not in ("image_folder", "npz", "idx"):
         raise ValueError(
-            f"data.stream is true but data.source is {data['source']}: only an image folder's labeled images stream (the "
-            "other sources are read into memory). Set data.stream to auto, or give the images as a folder with one "
-            "sub-folder per class (data.source image_folder); unlabeled images stream from any file (data.unlabeled_path)."
+            f"data.stream is true but data.source is {data['source']}: the labeled images of an image folder, an .npz "
+            "file or IDX files stream, those of the embedded digits and tfds are read into memory. Set data.stream to "
+            "auto, or give the images as one of those sources; unlabeled images stream from any file (data.unlabeled_path)."
         )
     if data["source"] == "tfds" and data["name"] is None:
         raise ValueError("data.source is tfds but data.name is missing; give a tfds dataset name, e.g. mnist.")

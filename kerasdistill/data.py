@@ -8,6 +8,7 @@ run` and the tests work on a machine without internet.
 
 import collections
 import importlib.util
+import math
 import os
 
 import numpy as np
@@ -15,7 +16,8 @@ import numpy as np
 from kerasdistill.backend import is_tf_dataset, tf
 from kerasdistill.batch import LABELED, LABELS, is_one_hot, label_indices_numpy, placeholder_labels
 from kerasdistill.folders import IMAGE_FORMATS, hidden, image_files
-from kerasdistill.streams import ImageStream
+from kerasdistill.idx import CompressedFileError
+from kerasdistill.streams import ArrayStream, ImageStream, map_npz_member
 from kerasdistill.ranges import batch_split
 
 Split = collections.namedtuple("Split", ["x", "y"])
@@ -171,6 +173,8 @@ def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}; pass matching arrays.")
     if hasattr(x, "read"):
         dataset = x.dataset(shuffle, seed) if y is None else labeled_samples(x, np.asarray(y), x.dtype, shuffle, seed)
+        # Rows gathered in groups leave the count unknown, and Keras warns at the end of each fit's first epoch.
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(x)))
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     dataset = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
     if shuffle:
@@ -499,7 +503,7 @@ def _npz_head(path, key, limit):
         return np.frombuffer(handle.read(rows * per_row), dtype=dtype).reshape((rows,) + tuple(shape[1:]))
 
 
-def load_idx(path, validation_size=0.1, seed=0):
+def load_idx(path, validation_size=0.1, seed=0, stream=False):
     """Train / validation / test `Splits` from a folder of MNIST-format IDX files.
 
     Reads the four files of the MNIST family (MNIST, Fashion-MNIST, KMNIST,
@@ -511,10 +515,16 @@ def load_idx(path, validation_size=0.1, seed=0):
         path: the folder holding the four files.
         validation_size: held out of training: a count, or a fraction below 1.
         seed: seed of the validation split.
+        stream: `False` reads the images into memory; `True` streams the
+            images files (mapped into memory, rows read as batches need
+            them; gzipped files cannot be and are refused); `"auto"` streams
+            uncompressed files whose images would take more than
+            `STREAM_BYTES` as float32.
 
     Returns:
         `Splits(train, val, test, num_classes)`; images float32 of shape
-        (N, H, W, 1) in [0, 255], labels int32.
+        (N, H, W, 1) in [0, 255] (streamed: `ArrayStream`s of the files'
+        rows), labels int32.
 
     Example:
 
@@ -522,17 +532,20 @@ def load_idx(path, validation_size=0.1, seed=0):
     splits = load_idx("fashion-mnist/")  # 54,000 / 6,000 / 10,000 images
     ```
     """
-    from kerasdistill.idx import read_idx
+    from kerasdistill.idx import map_idx, read_idx
 
+    check_stream_argument(stream)
     if not os.path.isdir(path):
         raise FileNotFoundError(
             f"No IDX folder at {path}; give the folder holding train-images-idx3-ubyte(.gz), "
             "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz)."
         )
-    arrays = {}
-    for kind, patterns in IDX_FILES.items():
-        for split, (stem, suffix) in zip(("train", "test"), patterns):
-            arrays[(kind, split)] = (read_idx(_idx_file(path, stem, suffix)), _idx_file(path, stem, suffix))
+    found = {(kind, split): _idx_file(path, stem, suffix) for kind, patterns in IDX_FILES.items() for split, (stem, suffix) in zip(("train", "test"), patterns)}
+    image_files = [found[("images", split)] for split in ("train", "test")]
+    mapped = _mapped_images([lambda file=file: map_idx(file) for file in image_files], stream, "the IDX images files")
+    arrays = {(kind, split): (read_idx(file) if kind == "labels" or mapped is None else None, file) for (kind, split), file in found.items()}
+    if mapped is not None:
+        arrays.update({("images", split): (images, file) for split, images, file in zip(("train", "test"), mapped, image_files)})
     for split in ("train", "test"):
         (images, images_path), (labels, labels_path) = arrays[("images", split)], arrays[("labels", split)]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -540,9 +553,41 @@ def load_idx(path, validation_size=0.1, seed=0):
                 f"{images_path} holds images of shape {images.shape} and {labels_path} labels of shape {labels.shape}; "
                 "expected (N, height, width) images and N labels. Are the files of the same dataset and split?"
             )
-    x, y = arrays[("images", "train")][0], arrays[("labels", "train")][0]
-    x_test, y_test = arrays[("images", "test")][0], arrays[("labels", "test")][0]
+    (x, x_path), y = arrays[("images", "train")], arrays[("labels", "train")][0]
+    (x_test, test_path), y_test = arrays[("images", "test")], arrays[("labels", "test")][0]
+    if mapped is not None:
+        # A grey channel axis is added by the stream (a view of the map).
+        return _with_validation(ArrayStream(x, x_path), y, ArrayStream(x_test, test_path), y_test, validation_size, seed)
     return _with_validation(x[..., None], y, x_test[..., None], y_test, validation_size, seed)
+
+
+def check_stream_argument(stream):
+    """Refuses a `stream` argument other than True, False or "auto" (1 == True would pass a membership test)."""
+    if not (isinstance(stream, bool) or (isinstance(stream, str) and stream == "auto")):
+        raise ValueError(f"stream must be True, False or 'auto'; got {stream!r}.")
+
+
+def _mapped_images(mappers, stream, what):
+    """The memory maps `mappers` give, when `stream` asks to stream them: always for True (a compressed file or
+    images an `ArrayStream` cannot read are refused), for "auto" when they would take more than `STREAM_BYTES` as
+    float32 and can be mapped; None to read them into memory."""
+    if stream is False:
+        return None
+    try:
+        maps = [mapper() for mapper in mappers]
+        for images in maps:
+            ArrayStream(images, what)  # refuses shapes a stream cannot read
+    except (CompressedFileError, ValueError) as error:
+        if stream is True:
+            why = "they are compressed (np.savez_compressed, gzip)" if isinstance(error, CompressedFileError) else str(error)
+            raise ValueError(
+                f"stream=True (data.stream: true) reads {what} in place, and they cannot be: {why}. Give uncompressed "
+                "files (np.savez, gunzip) of (N, height, width[, channels]) images, or set stream to auto or false "
+                "(read into memory)."
+            ) from None
+        return None
+    size = sum(math.prod(images.shape) for images in maps) * 4  # float32
+    return maps if stream is True or size > STREAM_BYTES else None
 
 
 def _idx_file(folder, stem, suffix):
@@ -558,7 +603,7 @@ def _idx_file(folder, stem, suffix):
     return os.path.join(folder, names[0])
 
 
-def load_npz_splits(path, validation_size=500, seed=0):
+def load_npz_splits(path, validation_size=500, seed=0, stream=False):
     """Train / validation / test `Splits` from an `.npz` file.
 
     Args:
@@ -568,6 +613,11 @@ def load_npz_splits(path, validation_size=500, seed=0):
         validation_size: moved at random from training to validation: a
             count, or a fraction below 1.
         seed: seed of that random choice.
+        stream: `False` reads the images into memory; `True` streams
+            `x_train` and `x_test` (mapped into memory, rows read as batches
+            need them: the file saved by `np.savez`, not compressed);
+            `"auto"` streams them when they can be and would take more than
+            `STREAM_BYTES` as float32.
 
     Returns:
         `Splits(train, val, test, num_classes)`.
@@ -579,6 +629,7 @@ def load_npz_splits(path, validation_size=500, seed=0):
     splits = load_npz_splits("mine.npz", validation_size=200)
     ```
     """
+    check_stream_argument(stream)
     wanted = ("x_train", "y_train", "x_test", "y_test")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No .npz file at {path} (a folder or a missing file); give the .npz file holding {', '.join(wanted)}.")
@@ -586,12 +637,15 @@ def load_npz_splits(path, validation_size=500, seed=0):
         missing = [k for k in wanted if k not in arrays.files]
         if missing:
             raise ValueError(f"{path} lacks arrays {', '.join(missing)}; it must hold {', '.join(wanted)} (it holds {sorted(arrays.files)}).")
-        x, y, x_test, y_test = (arrays[k] for k in wanted)
+        mapped = _mapped_images([lambda key=key: map_npz_member(path, key) for key in ("x_train", "x_test")], stream, f"x_train and x_test of {path}")
+        y, y_test = arrays["y_train"], arrays["y_test"]
+        x, x_test = (ArrayStream(images, f"{key} of {path}") for images, key in zip(mapped, ("x_train", "x_test"))) if mapped else (arrays["x_train"], arrays["x_test"])
         names = _npz_class_names(arrays["class_names"], path) if "class_names" in arrays.files else None
     if len(x) != len(y) or len(x_test) != len(y_test):
         raise ValueError(f"{path}: x_train/y_train or x_test/y_test differ in length; give one label per sample.")
-    # Gray images may come without their channel axis.
-    x, x_test = (images[..., None] if images.ndim == 3 else images for images in (x, x_test))
+    if not mapped:
+        # Gray images may come without their channel axis (a stream adds it).
+        x, x_test = (images[..., None] if images.ndim == 3 else images for images in (x, x_test))
     return _with_validation(x, y, x_test, y_test, validation_size, seed, len(names) if names else None, names)
 
 
@@ -658,8 +712,7 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
 
     if not os.path.isdir(path):
         raise FileNotFoundError(f"No image folder at {path}; give a folder holding one sub-folder of images per class.")
-    if not (isinstance(stream, bool) or (isinstance(stream, str) and stream == "auto")):
-        raise ValueError(f"stream must be True, False or 'auto'; got {stream!r}.")
+    check_stream_argument(stream)
     image_size = tuple(image_size) if image_size else _first_image_size(path)
     options = dict(labels="inferred", label_mode="int", image_size=image_size, batch_size=None, seed=seed)
     layout = _split_layout(path) or {"train": path}

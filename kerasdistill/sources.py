@@ -125,13 +125,13 @@ def _load_labeled(data_config, seed):
             )
         return data_lib.load_digits(val_size=count - count % 10, seed=seed)
     if source == "npz":
-        return data_lib.load_npz_splits(data_config["path"], size, seed)
+        return data_lib.load_npz_splits(data_config["path"], size, seed, stream=data_config["stream"])
     if source == "image_folder":
         return data_lib.load_image_folder(
             data_config["path"], data_config["image_size"], size, data_config["test_fraction"], seed, stream=data_config["stream"]
         )
     if source == "idx":
-        return data_lib.load_idx(data_config["path"], size, seed)
+        return data_lib.load_idx(data_config["path"], size, seed, stream=data_config["stream"])
     return data_lib.load_tfds(
         data_config["name"],
         data_config["data_dir"],

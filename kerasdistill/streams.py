@@ -13,7 +13,7 @@ Every stream has `input_shape`, `dtype`, `len()`, `shape`, `dataset()`,
 `batches()`, `sample()`, `digest()` and `undecodable_error()`, and gives its
 first images as an array when sliced (`stream[:200]`); `ImageStream` and
 `ArrayStream` also have `keys` and `read()` (what teacher shards pair their
-outputs with), and `part()`; `ImageStream` has `subset()`. A stream is never
+outputs with), `part()` and `subset()`. A stream is never
 turned into one array (`np.asarray(stream)` is refused): labeled splits that
 stream (`data.load_image_folder(..., stream=True)`) are read in batches by
 every consumer, from training to the interpreter's accuracy pass.
@@ -213,6 +213,8 @@ class ArrayStream(Stream):
         array: `(N, height, width[, channels])` images: a `numpy.memmap`
             (read from disk as rows are indexed) or any array.
         source: where the array comes from (named in messages and digests).
+        rows: the rows of `array` the stream holds, in its order (default:
+            all); `subset` gives a stream of some rows, e.g. a split.
 
     Example:
 
@@ -222,10 +224,11 @@ class ArrayStream(Stream):
     ```
     """
 
-    def __init__(self, array, source="an array"):
+    def __init__(self, array, source="an array", rows=None):
         if not hasattr(array, "shape") or len(array.shape) not in (3, 4):
             raise ValueError(f"An ArrayStream reads images shaped (N, height, width[, channels]); {source} has shape {getattr(array, 'shape', None)}.")
-        if not len(array):
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        if not len(array) or (self.rows is not None and not len(self.rows)):
             raise ValueError(f"{source} holds no images.")
         # Grey images without a channel axis get one (a view: a memory map stays one).
         self.array = array[..., None] if len(array.shape) == 3 else array
@@ -277,11 +280,17 @@ class ArrayStream(Stream):
 
     @property
     def keys(self):
-        return np.arange(len(self.array), dtype=np.int64)
+        return np.arange(len(self.array), dtype=np.int64) if self.rows is None else self.rows
 
     def part(self, start, stop):
         """The rows `start` to `stop` (a shard of the stream), as a stream (a view, not a copy)."""
+        if self.rows is not None:
+            return ArrayStream(self.array, self.source, rows=self.rows[start:stop])
         return ArrayStream(self.array[start:stop], self.source)
+
+    def subset(self, indices):
+        """The images at `indices` (positions in the stream, in that order), as a stream of the same array."""
+        return ArrayStream(self.array, self.source, rows=self.keys[np.asarray(indices, dtype=np.int64)])
 
     def read(self, keyed):
         """`(row number, *rest)` elements to `(image, *rest)`, the rows gathered `GATHER_ROWS` at a time, in order."""
@@ -298,9 +307,24 @@ class ArrayStream(Stream):
     def digest(self):
         """A digest of the rows: every byte of an array in memory; of a memory map, its size and 1,024 rows spread over it."""
         digest = hashlib.sha256(f"{self.dtype.str}{self.array.shape}".encode())
-        picks = slice(None) if not isinstance(self.array, np.memmap) else np.unique(np.linspace(0, len(self) - 1, num=min(1024, len(self))).astype(int))
-        digest.update(np.ascontiguousarray(self.array[picks]).tobytes())
+        if self.rows is not None:
+            digest.update(self.rows.tobytes())
+        if isinstance(self.array, np.memmap):
+            digest.update(np.ascontiguousarray(self.array[self.keys[np.unique(np.linspace(0, len(self) - 1, num=min(1024, len(self))).astype(int))]]).tobytes())
+        else:
+            self._hash_rows(digest)
         return digest.hexdigest()
+
+    def content_digest(self):
+        """A digest of every row's bytes (read in chunks, a memory map too), in the stream's order."""
+        digest = hashlib.sha256(f"{self.dtype.str}{self.input_shape}".encode())
+        self._hash_rows(digest)
+        return digest.hexdigest()
+
+    def _hash_rows(self, digest):
+        keys = self.keys
+        for start in range(0, len(keys), 4096):
+            digest.update(np.ascontiguousarray(self.array[keys[start : start + 4096]]).tobytes())
 
     def undecodable_error(self):
         return ValueError(f"The images of {self.source} cannot be read (the file changed or was truncated while it was read).")
@@ -578,7 +602,7 @@ def _map_file(path):
     if path.endswith(".npy"):
         return np.load(path, mmap_mode="r", allow_pickle=False)
     if path.endswith(".npz"):
-        return _map_npz_member(path, "x")
+        return map_npz_member(path, "x")
     return map_idx(path)
 
 
@@ -641,7 +665,7 @@ def _corrupt(path, error):
     )
 
 
-def _map_npz_member(path, key):
+def map_npz_member(path, key):
     """Array `key` of an `.npz` file as a memory map: an archive member stored uncompressed (`np.savez`) is a
     `.npy` file at a known offset in the archive."""
     with zipfile.ZipFile(path) as archive:

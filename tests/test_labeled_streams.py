@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from kerasdistill import config as config_lib
 from kerasdistill import data, runs, sources
 from kerasdistill.backend import keras
-from kerasdistill.streams import ImageStream
+from kerasdistill.streams import ArrayStream, ImageStream
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_stream_settings_that_cannot_work_are_refused_before_anything_runs(digit
 
     with pytest.raises(ValueError, match="data.stream must be auto, true or false; got 1"):
         config_lib.validate({"data": {"source": "image_folder", "path": str(digit_folder), "stream": 1}})
-    with pytest.raises(ValueError, match="data.stream is true but data.source is embedded: only an image folder"):
+    with pytest.raises(ValueError, match="data.stream is true but data.source is embedded: the labeled images of an image folder"):
         config_lib.validate({"data": {"stream": True}})
     # Views cached in memory for labeled images that stream, without a transfer set to store them for.
     settings = {
@@ -171,3 +172,67 @@ def test_a_run_on_a_streamed_labeled_folder_trains_exports_and_measures_from_the
         capture_output=True, text=True, check=True,
     )
     assert f"Calibrating on {record['train']['samples']} training images of the run's data" in exported.stdout
+
+
+def test_npz_and_idx_files_stream_the_splits_they_would_read_into_memory(digits, tmp_path):
+    from test_idx import write as write_idx_file
+
+    x, y, x_test, y_test = digits.train.x[:600].astype(np.uint8), digits.train.y[:600], digits.test.x[:200].astype(np.uint8), digits.test.y[:200]
+    np.savez(tmp_path / "plain.npz", x_train=x[..., 0], y_train=y, x_test=x_test, y_test=y_test)
+    np.savez_compressed(tmp_path / "packed.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    for compress in (False, True):
+        folder = tmp_path / f"idx-{compress}"
+        folder.mkdir()
+        suffix = ".gz" if compress else ""
+        write_idx_file(folder / f"train-images-idx3-ubyte{suffix}", x[..., 0], compress)
+        write_idx_file(folder / f"train-labels-idx1-ubyte{suffix}", y.astype(np.uint8), compress)
+        write_idx_file(folder / f"t10k-images-idx3-ubyte{suffix}", x_test[..., 0], compress)
+        write_idx_file(folder / f"t10k-labels-idx1-ubyte{suffix}", y_test.astype(np.uint8), compress)
+    loaders = {
+        "npz": lambda stream: data.load_npz_splits(str(tmp_path / "plain.npz"), 60, seed=4, stream=stream),
+        "idx": lambda stream: data.load_idx(str(tmp_path / "idx-False"), 60, seed=4, stream=stream),
+    }
+    for load in loaders.values():
+        memory, streamed = load(False), load(True)
+        for name in ("train", "val", "test"):
+            split, kept = getattr(streamed, name), getattr(memory, name)
+            assert isinstance(split.x, ArrayStream) and split.x.shape == kept.x.shape == (len(kept.y), 28, 28, 1)
+            np.testing.assert_array_equal(split.x[:], kept.x)
+            np.testing.assert_array_equal(split.y, kept.y)
+        held = data.hold_out_labels(streamed, 90, seed=1)
+        assert isinstance(held.unlabeled, ArrayStream) and len(held.unlabeled) + len(held.train.x) == len(streamed.train.x)
+        np.testing.assert_array_equal(held.train.x[:], data.hold_out_labels(memory, 90, seed=1).train.x)
+        assert isinstance(load("auto").train.x, np.ndarray), "small files stay in memory"
+    # Compressed files cannot be read in place: refused when asked to stream, read into memory by auto.
+    with pytest.raises(ValueError, match=r"reads x_train and x_test of .*packed.npz in place, and they cannot be: they are compressed"):
+        data.load_npz_splits(str(tmp_path / "packed.npz"), 60, stream=True)
+    with pytest.raises(ValueError, match="reads the IDX images files in place, and they cannot be: they are compressed"):
+        data.load_idx(str(tmp_path / "idx-True"), 60, stream=True)
+
+
+def test_a_run_on_a_streamed_npz_file_records_and_measures_its_rows(digits, tmp_path):
+    from kerasdistill import pipeline
+
+    x, y = digits.train.x[:1500].astype(np.uint8), digits.train.y[:1500]
+    np.savez(tmp_path / "digits.npz", x_train=x, y_train=y, x_test=digits.test.x[:500].astype(np.uint8), y_test=digits.test.y[:500])
+    settings = {
+        "data": {"source": "npz", "path": str(tmp_path / "digits.npz"), "stream": True, "validation_size": 300},
+        "training": {"epochs": 2, "batch_size": 32},
+        "distillation": {"alpha": 0.1, "temperature": 4.0},
+        "export": {"quantizations": ["float32"], "targets": ["plain"]},
+        "report": {"plots": False},
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = pipeline.run(settings, output=str(tmp_path / "out"), name="npz", verbose=False)
+    # Rows gathered in groups leave a dataset's count unknown, and Keras then warns its input "ran out of data".
+    assert not [warning for warning in caught if "ran out of data" in str(warning.message)]
+    folder = tmp_path / "out" / "npz"
+    rows = {row["model"]: row for row in report["models"]}
+    assert rows["teacher"]["test_accuracy"] > 0.85, rows
+    assert runs.recorded_streaming(folder)
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "kerasdistill_cli", "evaluate", str(folder / "student_float32.tflite"), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(rows[report["shipped"]["label"]]["test_accuracy"], abs=1e-3)
