@@ -285,10 +285,11 @@ SCHEMA = {
         "stream": (
             "auto",
             _stream,
-            "image_folder, npz, idx: true reads the labeled images from disk as each batch needs them (memory flat "
-            "however many there are: an image folder's files decoded every epoch, the rows of an uncompressed .npz "
-            "(np.savez) or IDX file mapped into memory), false reads them all into memory as float32; auto streams "
-            "when they would take more than 1 GiB in memory (a compressed file is read into memory)",
+            "image_folder, npz, idx, tfds: true reads the labeled images from disk as each batch needs them (memory "
+            "flat however many there are: an image folder's files decoded every epoch, the rows of an uncompressed "
+            ".npz (np.savez) or IDX file mapped into memory, a tfds dataset's files read in order through a shuffle "
+            "buffer), false reads them all into memory as float32; auto streams when they would take more than 1 GiB "
+            "in memory (a compressed file is read into memory)",
         ),
         "labeled_size": (
             "auto",
@@ -487,11 +488,10 @@ def validate(config):
         )
     if data["source"] in ("npz", "image_folder", "idx") and data["path"] is None:
         raise ValueError(f"data.source is {data['source']} but data.path is missing; give the .npz file, the image folder or the IDX folder.")
-    if data["stream"] is True and data["source"] not in ("image_folder", "npz", "idx"):
+    if data["stream"] is True and data["source"] == "embedded":
         raise ValueError(
-            f"data.stream is true but data.source is {data['source']}: the labeled images of an image folder, an .npz "
-            "file or IDX files stream, those of the embedded digits and tfds are read into memory. Set data.stream to "
-            "auto, or give the images as one of those sources; unlabeled images stream from any file (data.unlabeled_path)."
+            "data.stream is true but data.source is embedded: the embedded digits (5,000 small images, 15 MiB) are read "
+            "into memory. Set data.stream to auto, or give your images (image_folder, npz, idx, tfds)."
         )
     if data["source"] == "tfds" and data["name"] is None:
         raise ValueError("data.source is tfds but data.name is missing; give a tfds dataset name, e.g. mnist.")

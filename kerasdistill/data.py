@@ -7,6 +7,7 @@ run` and the tests work on a machine without internet.
 """
 
 import collections
+import hashlib
 import importlib.util
 import math
 import os
@@ -17,7 +18,7 @@ from kerasdistill.backend import is_tf_dataset, tf
 from kerasdistill.batch import LABELED, LABELS, is_one_hot, label_indices_numpy, placeholder_labels
 from kerasdistill.folders import IMAGE_FORMATS, hidden, image_files
 from kerasdistill.idx import CompressedFileError
-from kerasdistill.streams import ArrayStream, ImageStream, map_npz_member
+from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream, map_npz_member
 from kerasdistill.ranges import batch_split
 
 Split = collections.namedtuple("Split", ["x", "y"])
@@ -158,9 +159,9 @@ def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
     """A batched, prefetched `tf.data.Dataset` of `(x, y)` (or `x`) arrays.
 
     Args:
-        x: array of inputs, or a stream read by key (`ImageStream`,
-            `ArrayStream`: its images are read as each batch needs them, the
-            keys shuffled rather than the images).
+        x: array of inputs, or a stream (its images read as each batch
+            needs them: an `ImageStream` or `ArrayStream` shuffles its keys,
+            a `DatasetStream` its images through a bounded buffer).
         y: array of labels, or None for unlabeled data.
         batch_size: batch size.
         shuffle: shuffle the whole array every epoch.
@@ -171,7 +172,7 @@ def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
     """
     if y is not None and len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}; pass matching arrays.")
-    if hasattr(x, "read"):
+    if hasattr(x, "dataset"):
         dataset = x.dataset(shuffle, seed) if y is None else labeled_samples(x, np.asarray(y), x.dtype, shuffle, seed)
         # Rows gathered in groups leave the count unknown, and Keras warns at the end of each fit's first epoch.
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(x)))
@@ -226,12 +227,17 @@ def hold_out_labels(splits, labeled, seed=0):
                 f"{len(members)} training images. Ask for fewer labels."
             )
         keep.append(rng.choice(members, per_class, replace=False))
-    keep = rng.permutation(np.concatenate(keep))
+    keep = in_read_order(x, rng.permutation(np.concatenate(keep)))
     rest = np.setdiff1d(np.arange(len(x)), keep)
     if splits.unlabeled is not None and (hasattr(x, "subset") or hasattr(splits.unlabeled, "dataset")):
         raise ValueError("hold_out_labels adds to an unlabeled array only; join streams with a streams.ChainStream.")
     unlabeled = rows(x, rest) if splits.unlabeled is None else np.concatenate([splits.unlabeled, x[rest]])
     return splits._replace(train=Split(rows(x, keep), y[keep]), unlabeled=unlabeled)
+
+
+def in_read_order(x, indices):
+    """`indices` as `x` can take them: sorted for a stream read in its own order (a `DatasetStream`), else as given."""
+    return np.sort(indices) if hasattr(x, "dataset") and not hasattr(x, "read") else indices
 
 
 def rows(x, indices):
@@ -364,11 +370,11 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
 
 
 def labeled_inputs(labeled):
-    """`(x, y)` of `labeled`: arrays, or a stream whose rows the labels `y` follow (`ImageStream`, `ArrayStream`)."""
+    """`(x, y)` of `labeled`: arrays, or a stream whose images the labels `y` follow."""
     x, y = labeled
+    if isinstance(x, ChainStream):
+        raise ValueError("Labeled images may be arrays, an ImageStream, an ArrayStream or a DatasetStream; not a ChainStream.")
     if hasattr(x, "dataset"):
-        if not hasattr(x, "read"):
-            raise ValueError(f"Labeled images must be arrays, an ImageStream or an ArrayStream (read by key); got {type(x).__name__}.")
         return x, np.asarray(y)
     return np.asarray(x), np.asarray(y)
 
@@ -384,6 +390,12 @@ def labeled_samples(x, y, dtype, shuffle, seed, extras=()):
     if hasattr(x, "read"):
         keyed = shuffled(tf.data.Dataset.from_tensor_slices((np.asarray(x.keys), y, *extras)), len(y), shuffle, seed)
         return x.read(keyed).map(lambda image, *rest: (tf.cast(image, dtype), *rest))
+    if hasattr(x, "dataset"):
+        # A stream read in its own order (a DatasetStream): each image beside its label, shuffled through the
+        # stream's bounded buffer of decoded images.
+        paired = tf.data.Dataset.zip((x.dataset(), tf.data.Dataset.from_tensor_slices((y, *extras))))
+        paired = paired.map(lambda image, rest: (tf.cast(image, dtype), *rest))
+        return paired.shuffle(x.shuffle_buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else paired
     return shuffled(tf.data.Dataset.from_tensor_slices((x.astype(dtype, copy=False), y, *extras)), len(x), shuffle, seed)
 
 
@@ -827,13 +839,16 @@ def _class_folders(folder):
     return check_class_names(classes, f"The class folders of {folder}")
 
 
-def load_tfds(name, data_dir=None, train_split="train", test_split="test", image_size=None, validation_size=0.1, seed=0):
+def load_tfds(name, data_dir=None, train_split="train", test_split="test", image_size=None, validation_size=0.1, seed=0, stream=False):
     """Splits from a TensorFlow Datasets dataset that is already prepared.
 
     Nothing is downloaded (`download=False`): a dataset missing from
     `data_dir` is an error that says how to prepare it. Images are resized
     with `tf.image.resize` in the `tf.data` pipeline when `image_size` is
-    given, and kept in memory as float32 in [0, 255].
+    given, and kept in memory as float32 in [0, 255], or streamed: each
+    split a `DatasetStream` read from the dataset's files in its order as
+    batches need the images (shuffled through a bounded buffer), its labels
+    read once in memory.
 
     Args:
         name: the tfds name, e.g. `"mnist"` or `"tf_flowers"`.
@@ -843,6 +858,10 @@ def load_tfds(name, data_dir=None, train_split="train", test_split="test", image
         image_size: `[height, width]`, or None to keep the size.
         validation_size: held out of training: a count, or a fraction below 1.
         seed: seed of the validation split.
+        stream: `False` reads the images into memory; `True` streams them
+            (images of one shape: give `image_size` for a dataset of several);
+            `"auto"` streams them when they would take more than
+            `STREAM_BYTES` as float32.
 
     Returns:
         `Splits(train, val, test, num_classes)`.
@@ -855,6 +874,7 @@ def load_tfds(name, data_dir=None, train_split="train", test_split="test", image
     """
     import tensorflow_datasets as tfds
 
+    check_stream_argument(stream)
     try:
         (train, test), info = tfds.load(
             name, split=[train_split, test_split], data_dir=data_dir, as_supervised=True, with_info=True, download=False
@@ -870,12 +890,48 @@ def load_tfds(name, data_dir=None, train_split="train", test_split="test", image
         image = tf.cast(image, tf.float32)
         return (tf.image.resize(image, image_size) if image_size else image), label
 
-    x, y = dataset_to_arrays(train.map(prepare))
-    x_test, y_test = dataset_to_arrays(test.map(prepare))
+    streamed = _tfds_streams(name, data_dir, (train_split, test_split), info, image_size, stream, prepare)
+    if streamed:
+        (x, y), (x_test, y_test) = streamed
+    else:
+        x, y = dataset_to_arrays(train.map(prepare))
+        x_test, y_test = dataset_to_arrays(test.map(prepare))
     label = info.features["label"] if "label" in info.features else None
     classes = getattr(label, "num_classes", None)
     names = check_class_names(list(label.names), f"The label names of {name}") if classes and getattr(label, "names", None) else None
     return _with_validation(x, y, x_test, y_test, validation_size, seed, classes, names)
+
+
+def _tfds_streams(name, data_dir, splits, info, image_size, stream, prepare):
+    """`[(DatasetStream, labels)]` of each tfds split when `stream` asks to stream them (for "auto": images of a
+    known shape that would take more than `STREAM_BYTES` as float32), else None. The labels are read in one pass
+    that leaves the images encoded; the images are decoded and resized each time a batch needs them."""
+    import tensorflow_datasets as tfds
+
+    if stream is False:
+        return None
+    key, label_key = info.supervised_keys
+    shape = tuple(image_size or info.features[key].shape[:2]) + tuple(info.features[key].shape[2:])
+    if None in shape:
+        if stream is True:
+            raise ValueError(
+                f"stream=True (data.stream: true) reads the tfds dataset {name} in batches of one image shape, and its "
+                f"images have shape {info.features[key].shape}: give data.image_size (image_size=[height, width])."
+            )
+        return None
+    labels = {}
+    for split in splits:
+        # Read with the images left encoded: the labels alone cost no decoding.
+        encoded = tfds.load(name, split=split, data_dir=data_dir, download=False, decoders={key: tfds.decode.SkipDecoding()})
+        labels[split] = dataset_to_arrays(encoded.map(lambda example: example[label_key]), f"The {split} split of {name}")
+    if stream == "auto" and sum(len(y) for y in labels.values()) * math.prod(shape) * 4 <= STREAM_BYTES:  # float32
+        return None
+    found = []
+    for split, y in labels.items():
+        images = tfds.load(name, split=split, data_dir=data_dir, download=False, as_supervised=True).map(prepare)
+        digest = hashlib.sha256(f"tfds {name} {info.version} {split} {len(y)} {shape}".encode()).hexdigest()
+        found.append((DatasetStream(images, count=len(y), source=f"the {split} split of the tfds dataset {name}", digest=digest), y))
+    return found
 
 
 def _first_image_size(path):
@@ -946,7 +1002,7 @@ def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None, 
             "give a count in [1, n - 1] or a fraction below 1, e.g. 0.1."
         )
     index = np.random.default_rng(seed).permutation(len(x))
-    val, train = index[:count], index[count:]
+    val, train = in_read_order(x, index[:count]), in_read_order(x, index[count:])
     return Splits(Split(rows(x, train), y[train]), Split(rows(x, val), y[val]), Split(x_test, y_test), classes, class_names=class_names)
 
 

@@ -140,6 +140,7 @@ def _load_labeled(data_config, seed):
         data_config["image_size"],
         size,
         seed,
+        stream=data_config["stream"],
     )
 
 

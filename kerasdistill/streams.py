@@ -106,6 +106,10 @@ class Stream:
         picks = np.unique(np.linspace(0, len(self) - 1, num=min(count, len(self))).astype(int))
         return np.concatenate(list(self.batches(256, order=picks)))
 
+    def content_digest(self):
+        """A digest of the images for a split's record: `digest` unless a stream can say more for the same cost."""
+        return self.digest()
+
     def undecodable_error(self):
         """The error to raise when a pass over the stream failed to read an image."""
         return ValueError(f"An image of the {type(self).__name__} cannot be read.")
@@ -492,20 +496,31 @@ class DatasetStream(Stream):
     def __len__(self):
         return self.count
 
+    def subset(self, indices):
+        """The images at `indices` (increasing positions: a dataset is read in its order), as a stream."""
+        indices = np.asarray(indices, dtype=np.int64)
+        digest = hashlib.sha256(self.digest().encode() + indices.tobytes()).hexdigest()
+        return DatasetStream(self.dataset(order=indices), count=len(indices), source=self.source, digest=digest, shuffle_buffer=self.shuffle_buffer)
+
     def dataset(self, shuffle=False, seed=None, order=None):
         images = self.images.take(self.count)
         if order is not None:
-            if not np.all(np.diff(np.asarray(order)) > 0):
-                raise ValueError("A DatasetStream is read in its own order: give increasing positions.")
-            wanted = np.zeros(self.count, bool)
-            wanted[np.asarray(order)] = True
-            mask = tf.constant(wanted)
-            # Positions, not keys: every element is read, and those not asked for are dropped before decoding
-            # (where the raw elements are kept apart from their decoding, as TFRecord records are).
-            picked = self.raw if self.decode is not None else self.images
-            images = picked.take(self.count).enumerate().filter(lambda position, element: mask[position]).map(lambda position, element: element)
-            if self.decode is not None:
-                images = images.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            order = np.asarray(order, dtype=np.int64)
+            # Positions, not keys, picked before decoding (where the raw elements are kept apart from their
+            # decoding, as TFRecord records are).
+            picked = (self.raw if self.decode is not None else self.images).take(self.count)
+            if len(order) and np.array_equal(order, np.arange(order[0], order[0] + len(order))):
+                # Consecutive positions (a slice): skip to the first, without reading past the last.
+                picked = picked.skip(int(order[0])).take(len(order))
+            else:
+                if not np.all(np.diff(order) > 0):
+                    raise ValueError("A DatasetStream is read in its own order: give increasing positions.")
+                wanted = np.zeros(self.count, bool)
+                wanted[order] = True
+                mask = tf.constant(wanted)
+                # Every element is read, and those not asked for are dropped.
+                picked = picked.enumerate().filter(lambda position, _: mask[position]).map(lambda _, element: element)
+            images = picked if self.decode is None else picked.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if shuffle:
             images = images.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         return images

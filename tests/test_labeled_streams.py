@@ -2,6 +2,7 @@
 consumer of a run (training, validation, the report, the int8 calibration, the interpreter's accuracy pass,
 `evaluate` and `export` on the run folder), never decoded into one array."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import pytest
 from kerasdistill import config as config_lib
 from kerasdistill import data, runs, sources
 from kerasdistill.backend import keras
-from kerasdistill.streams import ArrayStream, ImageStream
+from kerasdistill.streams import ArrayStream, DatasetStream, ImageStream
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_stream_settings_that_cannot_work_are_refused_before_anything_runs(digit
 
     with pytest.raises(ValueError, match="data.stream must be auto, true or false; got 1"):
         config_lib.validate({"data": {"source": "image_folder", "path": str(digit_folder), "stream": 1}})
-    with pytest.raises(ValueError, match="data.stream is true but data.source is embedded: the labeled images of an image folder"):
+    with pytest.raises(ValueError, match="data.stream is true but data.source is embedded: the embedded digits"):
         config_lib.validate({"data": {"stream": True}})
     # Views cached in memory for labeled images that stream, without a transfer set to store them for.
     settings = {
@@ -236,3 +237,30 @@ def test_a_run_on_a_streamed_npz_file_records_and_measures_its_rows(digits, tmp_
         capture_output=True, text=True, check=True,
     )
     assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(rows[report["shipped"]["label"]]["test_accuracy"], abs=1e-3)
+
+
+def test_a_tfds_dataset_streams_each_image_beside_its_own_label(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def pairs(images, labels):
+        return sorted((hashlib.sha1(np.asarray(image, np.float32).tobytes()).hexdigest(), int(label)) for image, label in zip(images, labels))
+
+    with tfds.testing.mock_data(num_examples=200):
+        memory = data.load_tfds("mnist", image_size=[16, 16], validation_size=0.25, seed=1)
+        streamed = data.load_tfds("mnist", image_size=[16, 16], validation_size=0.25, seed=1, stream=True)
+        assert isinstance(data.load_tfds("mnist", image_size=[16, 16], stream="auto").train.x, np.ndarray), "small: in memory"
+        # A dataset is read in its order: each split holds the in-memory split's images, sorted by position.
+        for name in ("train", "val", "test"):
+            split, kept = getattr(streamed, name), getattr(memory, name)
+            assert isinstance(split.x, DatasetStream) and split.x.shape == kept.x.shape
+            assert pairs(split.x[:], split.y) == pairs(kept.x, kept.y)
+        # Shuffled through the stream's buffer, every image keeps its label; as a transfer set's labeled part too.
+        expected = pairs(memory.train.x, memory.train.y)
+        batches = list(data.to_dataset(streamed.train.x, streamed.train.y, batch_size=16, shuffle=True, seed=3))
+        assert pairs(np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])) == expected
+        mixed = next(iter(data.transfer_set(streamed.train, streamed.val.x, batch_size=150, labeled_share=0.5, seed=3)))
+        labeled = mixed[1]["labeled"].numpy() == 1
+        assert set(pairs(mixed[0].numpy()[labeled], mixed[1]["labels"].numpy()[labeled])) <= set(expected)
+        held = data.hold_out_labels(streamed, 30, seed=0)
+        assert isinstance(held.unlabeled, DatasetStream) and len(held.unlabeled) == 120
+        config_lib.validate({"data": {"source": "tfds", "name": "mnist", "stream": True}})
