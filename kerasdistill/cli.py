@@ -250,6 +250,8 @@ def _compress(args, settings):
     from kerasdistill import compress, config, files, sources
 
     settings = config.validate(settings)
+    # Before anything is written: the search's folders and plots inside an image folder would become its images.
+    sources.check_output_outside_data(settings["data"], args.output)
     section, training, distillation = settings["compress"], settings["training"], settings["distillation"]
     budget = compress.Budget(section["max_drop"], section["max_size_kib"], section["max_latency_ms"])
     teacher = files.load_model(args.teacher)

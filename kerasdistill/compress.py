@@ -562,13 +562,13 @@ def _splits_digest(splits):
     for part in (splits.train, splits.val, splits.test):
         for array in part:
             if is_stream(array):
-                # Streamed images (an image folder): their files' digest, not their pixels (reading them all).
-                digest.update(array.digest().encode())
+                # Streamed images (here and below): their files' bytes or rows (a copy of the folder is the same data).
+                digest.update(array.content_digest().encode())
                 continue
             array = np.ascontiguousarray(array)
             digest.update(f"{array.dtype.str}{array.shape}".encode())
             digest.update(array.tobytes())
     unlabeled = splits.unlabeled
     if unlabeled is not None:
-        digest.update(unlabeled.digest().encode() if is_stream(unlabeled) else np.ascontiguousarray(unlabeled).tobytes())
+        digest.update(unlabeled.content_digest().encode() if is_stream(unlabeled) else np.ascontiguousarray(unlabeled).tobytes())
     return digest.hexdigest()

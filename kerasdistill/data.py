@@ -16,7 +16,7 @@ import numpy as np
 
 from kerasdistill.backend import is_tf_dataset, tf
 from kerasdistill.batch import LABELED, LABELS, is_one_hot, label_indices_numpy, placeholder_labels
-from kerasdistill.folders import IMAGE_FORMATS, hidden, image_files
+from kerasdistill.folders import IMAGE_FORMATS, hidden, image_files, visible
 from kerasdistill.idx import CompressedFileError
 from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream, map_npz_member
 from kerasdistill.ranges import batch_split
@@ -693,8 +693,10 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
     `streams.ImageStream` does: read in memory, the images are float32 arrays
     in [0, 255]; streamed, each split's images are an `ImageStream` of its
     files, decoded each time a batch needs them, so that memory holds file
-    names and labels only. Hidden sub-folders (a name starting with a dot, e.g.
-    `.ipynb_checkpoints/`) are no class, as in Keras.
+    names and labels only. Hidden entries (a name starting with a dot, e.g.
+    `.ipynb_checkpoints/`) are left out at every depth: a hidden sub-folder
+    is no class, as in Keras, and hidden files or folders inside a class
+    folder are no images of it.
 
     Args:
         path: the folder.
@@ -764,7 +766,9 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
 
 
 def _split_files(files, folder, classes, image_size):
-    """`(ImageStream, labels)` of a split's files, each labeled by its class folder (the first folder under `folder`)."""
+    """`(ImageStream, labels)` of a split's visible files, each labeled by its class folder (the first folder under
+    `folder`)."""
+    files = visible(files, folder)
     labels = [classes.index(os.path.relpath(file, folder).split(os.sep)[0]) for file in files]
     return ImageStream(files, (*image_size, 3)), np.asarray(labels, np.int32)
 

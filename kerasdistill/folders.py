@@ -20,19 +20,29 @@ def hidden(name):
 
 
 def image_files(folder):
-    """The image files under `folder` and its sub-folders, sorted, leaving out the hidden entries of `folder`
-    itself, as Keras leaves out hidden class folders."""
+    """The image files under `folder` and its sub-folders, sorted, leaving out hidden entries at every depth
+    (a `.ipynb_checkpoints/` or `._photo.png` is no image of the set), as Keras leaves out hidden class folders."""
     found = []
     for entry in sorted(os.listdir(folder)):
         path = os.path.join(folder, entry)
         if hidden(entry):
             continue
         if os.path.isdir(path):
-            for root, _, names in sorted(os.walk(path)):
-                found.extend(os.path.join(root, name) for name in sorted(names) if name.lower().endswith(IMAGE_FORMATS))
+            walked = []
+            for root, folders, names in os.walk(path):
+                folders[:] = [name for name in folders if not hidden(name)]
+                walked.append((root, names))
+            for root, names in sorted(walked):
+                found.extend(os.path.join(root, name) for name in sorted(names) if not hidden(name) and name.lower().endswith(IMAGE_FORMATS))
         elif entry.lower().endswith(IMAGE_FORMATS):
             found.append(path)
     return found
+
+
+def visible(files, folder):
+    """`files` (under `folder`) without those below a hidden entry: Keras lists the images inside a class folder's
+    hidden sub-folders (a `.ipynb_checkpoints/` of copies) as images of that class."""
+    return [file for file in files if not any(hidden(part) for part in os.path.relpath(file, folder).split(os.sep))]
 
 
 def holds_images(folder):

@@ -123,7 +123,7 @@ def prepare_inputs(state):
         raise ValueError(
             f"distillation.teacher_views caches the teacher's outputs on {config['distillation']['teacher_views']} view(s) of "
             f"each training image, and the {len(splits.train.x):,} labeled images stream from disk (data.stream "
-            f"{config['data']['stream']}): the views would fill memory, and views are stored on disk only for a streamed "
+            f"{str(config['data']['stream']).lower()}): the views would fill memory, and views are stored on disk only for a streamed "
             "transfer set (data.unlabeled_path, data.labeled_size). Remove distillation.teacher_views (the teacher then "
             "scores each augmented batch as it trains), or set data.stream: false to read the images into memory."
         )
@@ -154,7 +154,8 @@ def _check_streamed_views(distillation):
     if mixing:
         raise ValueError(
             f"distillation.teacher_views stores the teacher's outputs on {distillation['teacher_views']} view(s) of each "
-            f"image of the streamed data.unlabeled_path, with each view's parameters, and distillation.augmentation "
+            f"image of the streamed transfer set (data.unlabeled_path, or the labels held out by data.labeled_size), "
+            f"with each view's parameters, and distillation.augmentation "
             f"{list(distillation['augmentation'])} cannot be stored so: {', '.join(mixing)} mixes two images, which a "
             f"stored view of one image cannot hold. Name only {', '.join(views_lib.VIEWED)} in distillation.augmentation, "
             "or remove distillation.teacher_views (the teacher then scores each augmented batch as it trains)."
@@ -227,8 +228,9 @@ def _changed_stream(splits, error):
     message = tf_error_message(error)
     what = "streamed transfer set (data.unlabeled_path)" if streamed == ["data.unlabeled_path"] else f"streamed images ({' or '.join(streamed)})"
     return ValueError(
-        f"The {what} changed while the run trained: {message}. Its files are read every epoch: put them back as "
-        "they were, then give the same command; the run resumes from its last finished epoch."
+        f"The {what} changed while the run trained: {message}. Its files are read every epoch: put them back "
+        "unchanged, with their times (move them back, or copy them with cp -p: a run is keyed by its files' sizes "
+        "and times), then give the same command; the run resumes from its last finished epoch."
     )
 
 

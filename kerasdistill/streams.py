@@ -76,6 +76,8 @@ class Stream:
 
     def batches(self, batch_size, order=None):
         """The images (or those at `order`) in order, as float32 arrays of `batch_size` (the last may be smaller)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1; got {batch_size!r}.")
         try:
             for batch in self.dataset(order=order).batch(batch_size).prefetch(tf.data.AUTOTUNE):
                 yield batch.numpy().astype(np.float32)
@@ -83,8 +85,8 @@ class Stream:
             raise self.undecodable_error() from None
         except (tf.errors.NotFoundError, tf.errors.DataLossError) as error:
             raise FileNotFoundError(
-                f"A file of the {type(self).__name__} cannot be read: {tf_error_message(error)}. Its files are read as "
-                "each batch needs them: put the file back as it was, or load the data again."
+                f"An image file cannot be read: {tf_error_message(error)}. Files are read as each batch needs them: "
+                "put it back as it was, or remove it (a moved file, a broken link) and load the data again."
             ) from None
 
     def dataset(self, shuffle=False, seed=None, order=None):
@@ -163,8 +165,8 @@ class ImageStream(Stream):
         return ImageStream(self.files[start:stop], self.input_shape)
 
     def subset(self, indices):
-        """The images at `indices` (positions in the stream, in that order), as a stream."""
-        return ImageStream(np.asarray(self.files, dtype=object)[np.asarray(indices, dtype=np.int64)], self.input_shape)
+        """The images at `indices` (positions in the stream, in that order, or a boolean mask), as a stream."""
+        return ImageStream(np.asarray(self.files, dtype=object)[positions(indices, len(self))], self.input_shape)
 
     def read(self, keyed):
         """`(file name, *rest)` elements to `(image, *rest)`, decoded in parallel, in order."""
@@ -293,8 +295,9 @@ class ArrayStream(Stream):
         return ArrayStream(self.array[start:stop], self.source)
 
     def subset(self, indices):
-        """The images at `indices` (positions in the stream, in that order), as a stream of the same array."""
-        return ArrayStream(self.array, self.source, rows=self.keys[np.asarray(indices, dtype=np.int64)])
+        """The images at `indices` (positions in the stream, in that order, or a boolean mask), as a stream of the
+        same array."""
+        return ArrayStream(self.array, self.source, rows=self.keys[positions(indices, len(self))])
 
     def read(self, keyed):
         """`(row number, *rest)` elements to `(image, *rest)`, the rows gathered `GATHER_ROWS` at a time, in order."""
@@ -373,6 +376,9 @@ class ChainStream(Stream):
 
     def digest(self):
         return hashlib.sha256("".join(part.digest() for part in self.parts).encode()).hexdigest()
+
+    def content_digest(self):
+        return hashlib.sha256("".join(part.content_digest() for part in self.parts).encode()).hexdigest()
 
     def undecodable_error(self):
         for part in self.parts:
@@ -497,8 +503,8 @@ class DatasetStream(Stream):
         return self.count
 
     def subset(self, indices):
-        """The images at `indices` (increasing positions: a dataset is read in its order), as a stream."""
-        indices = np.asarray(indices, dtype=np.int64)
+        """The images at `indices` (increasing positions: a dataset is read in its order; or a boolean mask), as a stream."""
+        indices = positions(indices, len(self))
         digest = hashlib.sha256(self.digest().encode() + indices.tobytes()).hexdigest()
         return DatasetStream(self.dataset(order=indices), count=len(indices), source=self.source, digest=digest, shuffle_buffer=self.shuffle_buffer)
 
@@ -597,12 +603,31 @@ def is_stream(value):
     return isinstance(value, Stream)
 
 
+def positions(indices, count):
+    """`indices` of a stream of `count` images as int64 positions: whole numbers in [-count, count) (negative ones
+    from the end, as numpy's), or a boolean mask of `count` values; anything else (fractions) refused."""
+    indices = np.asarray(indices)
+    if indices.dtype == bool:
+        if indices.shape != (count,):
+            raise ValueError(f"A boolean mask of a stream has one value per image ({count}); got shape {indices.shape}.")
+        return np.flatnonzero(indices)
+    if indices.ndim != 1 or (len(indices) and indices.dtype.kind not in "iu"):
+        raise ValueError(f"Positions in a stream are a 1-D list of whole numbers (or a boolean mask); got {indices.dtype} of shape {indices.shape}.")
+    indices = indices.astype(np.int64)
+    if len(indices) and (indices.min() < -count or indices.max() >= count):
+        raise IndexError(f"Positions in a stream of {count} images run from {-count} to {count - 1}; got {indices.min()} to {indices.max()}.")
+    return np.where(indices < 0, indices + count, indices)
+
+
 def tf_error_message(error):
     """What went wrong in a `tf.data` error (e.g. "…/0007.png; No such file or directory"), without the chain of
     datasets TensorFlow names first."""
-    first = str(error).splitlines()[0]
-    found = re.search(r"Iterator::\S*: (.*?)(?:\s*\[\[|$)", first)
-    return (found.group(1) if found else first[-300:]).rstrip(".")
+    text = str(error)
+    # Eager iteration puts it on the first line; a graph (Keras' fit) after "Graph execution error:" and its trace.
+    found = re.search(r"Iterator::\S*: (.*?)(?:\s*\[\[|$)", text, re.MULTILINE)
+    if found is None:
+        found = re.search(r"^(.*(?:No such file or directory|Unknown image file format|Input is empty|Invalid).*?)(?:\s*\[\[|$)", text, re.MULTILINE)
+    return (found.group(1) if found else text.splitlines()[0][-300:]).strip().rstrip(".")
 
 
 def _checked_shape(input_shape):

@@ -83,7 +83,7 @@ def test_a_labeled_file_gone_after_loading_is_named(digit_folder, tmp_path):
     test = data.load_image_folder(str(folder), validation_size=30, seed=0, stream=True).test.x
     gone = test.files[7]
     os.remove(gone)
-    with pytest.raises(FileNotFoundError, match=f"cannot be read: .*{os.path.basename(gone)}.*No such file.*put the file back"):
+    with pytest.raises(FileNotFoundError, match=f"cannot be read: .*{os.path.basename(gone)}.*No such file.*put it back"):
         list(test.batches(16))
 
 
@@ -158,9 +158,14 @@ def test_a_run_on_a_streamed_labeled_folder_trains_exports_and_measures_from_the
     record = json.loads((folder / runs.SPLITS_FILE).read_text())
     assert record["test"]["samples"] == 48 and record["train"]["samples"] + record["val"]["samples"] == 192
     assert record["streamed"] and runs.recorded_streaming(folder)
+    # compress keys its search by the same contents: new times leave it the same data.
+    from kerasdistill.compress import _splits_digest
+
+    before = _splits_digest(loaded)
     # The same files with new times (a copy of the folder, a checkout) are the same data.
     for path in digit_folder.rglob("*.png"):
         os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert _splits_digest(loaded) == before
     # evaluate and export read the run's test and training images from the folder, as the run split them.
     evaluated = subprocess.run(
         [sys.executable, "-m", "kerasdistill_cli", "evaluate", str(folder / "student_float32.tflite"), "--json"],
@@ -264,3 +269,61 @@ def test_a_tfds_dataset_streams_each_image_beside_its_own_label(monkeypatch):
         held = data.hold_out_labels(streamed, 30, seed=0)
         assert isinstance(held.unlabeled, DatasetStream) and len(held.unlabeled) == 120
         config_lib.validate({"data": {"source": "tfds", "name": "mnist", "stream": True}})
+
+
+def test_positions_in_a_stream_are_whole_numbers_or_a_mask_and_batches_are_counted(digit_folder):
+    stream = data.load_image_folder(str(digit_folder), validation_size=30, seed=0, stream=True).test.x
+    whole = stream[:]
+    mask = np.zeros(len(stream), bool)
+    mask[[2, 5]] = True
+    # A mask selects, as numpy's does (it once read as positions 0 and 1); negative positions count from the end.
+    np.testing.assert_array_equal(stream.subset(mask)[:], whole[mask])
+    np.testing.assert_array_equal(stream.subset([-1, 0])[:], whole[[-1, 0]])
+    with pytest.raises(ValueError, match="1-D list of whole numbers"):
+        stream.subset([1.7, 2.2])
+    with pytest.raises(IndexError, match=f"run from -{len(stream)} to {len(stream) - 1}"):
+        stream.subset([len(stream)])
+    with pytest.raises(ValueError, match="one value per image"):
+        stream.subset(mask[:-1])
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1; got 0"):
+        list(stream.batches(0))
+
+
+def test_hidden_entries_inside_class_folders_are_no_images(digit_folder, tmp_path):
+    from kerasdistill.streams import ImageStream as Stream
+
+    folder = tmp_path / "with-hidden"
+    shutil.copytree(digit_folder, folder)
+    # Jupyter's copies inside a class folder, and a macOS resource file beside the images.
+    shutil.copytree(folder / "digit_0", folder / "digit_0" / ".ipynb_checkpoints")
+    (folder / "digit_1" / "._000.png").write_bytes(b"\x00\x05\x16\x07 not an image")
+    for stream in (False, True):
+        splits = data.load_image_folder(str(folder), validation_size=30, seed=0, stream=stream)
+        assert len(splits.train.x) + len(splits.val.x) + len(splits.test.x) == 240
+    assert len(Stream.from_folder(str(folder), (28, 28, 1))) == 240
+
+
+def test_compress_refuses_an_output_folder_inside_the_image_folder(digit_folder, tmp_path, capsys):
+    from kerasdistill import cli
+
+    config = tmp_path / "compress.yaml"
+    config.write_text(f"data: {{source: image_folder, path: {digit_folder}}}\n")
+    keras.Sequential([keras.Input((28, 28, 3)), keras.layers.Flatten(), keras.layers.Dense(3)]).save(tmp_path / "teacher.keras")
+    inside = digit_folder / "digit_1" / "search"
+    assert cli.main(["compress", str(tmp_path / "teacher.keras"), "--config", str(config), "--max-drop", "1", "--output", str(inside)]) == 2
+    assert "is inside the image folder data.path" in capsys.readouterr().err and not inside.exists()
+
+
+def test_a_file_gone_while_keras_trains_on_a_stream_is_named(digit_folder, tmp_path):
+    from kerasdistill.streams import tf_error_message
+
+    folder = tmp_path / "copy"
+    shutil.copytree(digit_folder, folder)
+    train = data.load_image_folder(str(folder), validation_size=30, seed=0, stream=True).train
+    os.remove(train.x.files[3])
+    model = keras.Sequential([keras.Input((28, 28, 3)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(Exception) as caught:
+        model.fit(data.to_dataset(*train, batch_size=32), epochs=1, verbose=0)
+    # Keras puts TensorFlow's "Graph execution error:" first; the file is named further down.
+    assert tf_error_message(caught.value).endswith(f"{train.x.files[3]}; No such file or directory")

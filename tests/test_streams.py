@@ -594,7 +594,7 @@ def test_a_run_streams_an_unlabeled_folder_beside_every_label(digits, labeled_fo
     assert record["unlabeled"] == {"samples": 300, "sha256": loaded.unlabeled.digest()}
 
     # Refused before anything trains: stored views of images mixed together, a test image in the folder, an undecodable file.
-    with pytest.raises(ValueError, match=r"teacher_views stores .* 2 view\(s\) .* streamed data.unlabeled_path.*: mixup mixes two images"):
+    with pytest.raises(ValueError, match=r"teacher_views stores .* 2 view\(s\) .* streamed transfer set \(data.unlabeled_path.*: mixup mixes two images"):
         pipeline.run({**settings, "distillation": {"augmentation": ["translate", "mixup"], "teacher_views": 2, "alpha": 0}}, output=str(tmp_path / "views"), verbose=False)
     test_image = loaded.test.x[0]
     keras.utils.save_img(unlabeled / "leak.png", test_image, scale=False)
