@@ -230,7 +230,10 @@ def hold_out_labels(splits, labeled, seed=0):
     keep = in_read_order(x, rng.permutation(np.concatenate(keep)))
     rest = np.setdiff1d(np.arange(len(x)), keep)
     if splits.unlabeled is not None and (hasattr(x, "subset") or hasattr(splits.unlabeled, "dataset")):
-        raise ValueError("hold_out_labels adds to an unlabeled array only; join streams with a streams.ChainStream.")
+        raise ValueError(
+            "hold_out_labels holds labels out of streamed training images only when there is no unlabeled set yet (the "
+            "held-out images are a stream): hold them out first, then join the streams with a streams.ChainStream."
+        )
     unlabeled = rows(x, rest) if splits.unlabeled is None else np.concatenate([splits.unlabeled, x[rest]])
     return splits._replace(train=Split(rows(x, keep), y[keep]), unlabeled=unlabeled)
 
@@ -268,7 +271,8 @@ def load_unlabeled(path, input_shape):
 
     shape = tuple(input_shape)
     if os.path.isdir(path):
-        x = _unlabeled_folder(path, shape)
+        # Decoded as a streamed folder's images are (and as the labeled folder's): one decoder for every path.
+        x = _in_memory(ImageStream.from_folder(path, shape))
     elif str(path).endswith(".npz"):
         with np.load(path, allow_pickle=False) as arrays:
             if "x" not in arrays.files:
@@ -287,26 +291,6 @@ def load_unlabeled(path, input_shape):
             "give images of the same size and channels."
         )
     return x
-
-
-def _unlabeled_folder(path, shape):
-    """The images under `path`, decoded and resized as `image_dataset_from_directory` does, float32."""
-    files = image_files(path)
-    if not files:
-        raise ValueError(
-            f"Cannot read unlabeled images from {path}: it holds no images ({', '.join(IMAGE_FORMATS)}) outside "
-            "hidden folders."
-        )
-    channels = shape[2] if shape[2] in (1, 3, 4) else 3
-
-    def load(file):
-        image = tf.io.decode_image(tf.io.read_file(file), channels=channels, expand_animations=False)
-        return tf.image.resize(image, shape[:2], method="bilinear")
-
-    try:
-        return dataset_to_arrays(tf.data.Dataset.from_tensor_slices(files).map(load), f"The unlabeled folder {path}")
-    except tf.errors.InvalidArgumentError:
-        raise _undecodable(path) from None
 
 
 def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=True, seed=0):
@@ -390,12 +374,11 @@ def labeled_samples(x, y, dtype, shuffle, seed, extras=()):
     if hasattr(x, "read"):
         keyed = shuffled(tf.data.Dataset.from_tensor_slices((np.asarray(x.keys), y, *extras)), len(y), shuffle, seed)
         return x.read(keyed).map(lambda image, *rest: (tf.cast(image, dtype), *rest))
-    if hasattr(x, "dataset"):
+    if hasattr(x, "paired"):
         # A stream read in its own order (a DatasetStream): each image beside its label, shuffled through the
-        # stream's bounded buffer of decoded images.
-        paired = tf.data.Dataset.zip((x.dataset(), tf.data.Dataset.from_tensor_slices((y, *extras))))
-        paired = paired.map(lambda image, rest: (tf.cast(image, dtype), *rest))
-        return paired.shuffle(x.shuffle_buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else paired
+        # stream's bounded buffer.
+        paired = x.paired(tf.data.Dataset.from_tensor_slices((y, *extras)), shuffle, seed)
+        return paired.map(lambda image, *rest: (tf.cast(image, dtype), *rest))
     return shuffled(tf.data.Dataset.from_tensor_slices((x.astype(dtype, copy=False), y, *extras)), len(x), shuffle, seed)
 
 
@@ -769,6 +752,8 @@ def _split_files(files, folder, classes, image_size):
     """`(ImageStream, labels)` of a split's visible files, each labeled by its class folder (the first folder under
     `folder`)."""
     files = visible(files, folder)
+    if not files:
+        raise ValueError(f"A split of {folder} holds only hidden files (names starting with a dot); give it images.")
     labels = [classes.index(os.path.relpath(file, folder).split(os.sep)[0]) for file in files]
     return ImageStream(files, (*image_size, 3)), np.asarray(labels, np.int32)
 
@@ -812,21 +797,6 @@ def _holds_class_folders(folder):
     entries = [name for name in os.listdir(folder) if not hidden(name)]
     has_folders = any(os.path.isdir(os.path.join(folder, name)) for name in entries)
     return has_folders and not any(name.lower().endswith(IMAGE_FORMATS) for name in entries)
-
-
-def _undecodable(folder):
-    """The error for an image under `folder` that cannot be decoded, naming the first such file."""
-    bad = None
-    for path in image_files(folder):
-        try:
-            tf.io.decode_image(tf.io.read_file(path))
-        except tf.errors.InvalidArgumentError:
-            bad = path
-            break
-    return ValueError(
-        f"An image under {folder} cannot be decoded: {bad or 'unknown file'}. Remove or replace it (a truncated "
-        "download, or another format with an image extension)."
-    )
 
 
 def _class_folders(folder):
@@ -890,16 +860,16 @@ def load_tfds(name, data_dir=None, train_split="train", test_split="test", image
             f"internet (tfds.load('{name}', data_dir=DIR)) and copy DIR here, or use data.source image_folder or npz."
         ) from None
 
-    def prepare(image, label):
+    def prepare(image):
         image = tf.cast(image, tf.float32)
-        return (tf.image.resize(image, image_size) if image_size else image), label
+        return tf.image.resize(image, image_size) if image_size else image
 
     streamed = _tfds_streams(name, data_dir, (train_split, test_split), info, image_size, stream, prepare)
     if streamed:
         (x, y), (x_test, y_test) = streamed
     else:
-        x, y = dataset_to_arrays(train.map(prepare))
-        x_test, y_test = dataset_to_arrays(test.map(prepare))
+        x, y = dataset_to_arrays(train.map(lambda image, label: (prepare(image), label)))
+        x_test, y_test = dataset_to_arrays(test.map(lambda image, label: (prepare(image), label)))
     label = info.features["label"] if "label" in info.features else None
     classes = getattr(label, "num_classes", None)
     names = check_class_names(list(label.names), f"The label names of {name}") if classes and getattr(label, "names", None) else None
@@ -923,18 +893,20 @@ def _tfds_streams(name, data_dir, splits, info, image_size, stream, prepare):
                 f"images have shape {info.features[key].shape}: give data.image_size (image_size=[height, width])."
             )
         return None
-    labels = {}
-    for split in splits:
-        # Read with the images left encoded: the labels alone cost no decoding.
-        encoded = tfds.load(name, split=split, data_dir=data_dir, download=False, decoders={key: tfds.decode.SkipDecoding()})
-        labels[split] = dataset_to_arrays(encoded.map(lambda example: example[label_key]), f"The {split} split of {name}")
+    # Read with the images left encoded: the labels cost no decoding, and a stream decodes (with the feature's own
+    # decoder, as tfds would) only the images a batch takes, after its shuffle buffer.
+    encoded = {split: tfds.load(name, split=split, data_dir=data_dir, download=False, decoders={key: tfds.decode.SkipDecoding()}) for split in splits}
+    labels = {split: dataset_to_arrays(examples.map(lambda example: example[label_key]), f"The {split} split of {name}") for split, examples in encoded.items()}
     if stream == "auto" and sum(len(y) for y in labels.values()) * math.prod(shape) * 4 <= STREAM_BYTES:  # float32
         return None
     found = []
     for split, y in labels.items():
-        images = tfds.load(name, split=split, data_dir=data_dir, download=False, as_supervised=True).map(prepare)
         digest = hashlib.sha256(f"tfds {name} {info.version} {split} {len(y)} {shape}".encode()).hexdigest()
-        found.append((DatasetStream(images, count=len(y), source=f"the {split} split of the tfds dataset {name}", digest=digest), y))
+        stream = DatasetStream(
+            encoded[split].map(lambda example: example[key]), count=len(y), source=f"the {split} split of the tfds dataset {name}",
+            digest=digest, decode=lambda raw: prepare(info.features[key].decode_example(raw)),
+        )
+        found.append((stream, y))
     return found
 
 

@@ -221,7 +221,7 @@ def _changed_stream(splits, error):
     set, or labeled images streamed from an image folder) went missing or became unreadable (they are read every
     epoch), else `error` itself."""
     streamed = [
-        key for key, images in (("data.path", splits.train.x), ("data.unlabeled_path", splits.unlabeled)) if is_stream(images)
+        key for key, images in (("the labeled data", splits.train.x), ("data.unlabeled_path", splits.unlabeled)) if is_stream(images)
     ]
     if not streamed or not (isinstance(error, (tf.errors.NotFoundError, tf.errors.DataLossError)) or "Decode" in str(error)):
         return error

@@ -23,7 +23,7 @@ import numpy as np
 
 from kerasdistill import files
 from kerasdistill import version
-from kerasdistill.backend import keras, tf
+from kerasdistill.backend import keras
 from kerasdistill.metrics import input_batches
 from kerasdistill.streams import is_stream
 from kerasdistill.callbacks import BackupAndRestore
@@ -169,11 +169,12 @@ def _split_digest(x, y):
     return hashlib.sha256((x.content_digest() + _digest(y)).encode("utf-8")).hexdigest()
 
 
-def split_record(splits, data_config):
-    """What a run records of its data: each split's size and a hash of its samples, the class names, the files."""
-    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
-    record = {part: {"samples": len(x), "sha256": _split_digest(x, y)} for part, (x, y) in parts.items()}
-    if splits.unlabeled is not None:
+def split_record(splits, data_config, parts=("train", "val", "test", "unlabeled")):
+    """What a run records of its data: each split's size and a hash of its samples (of `parts` only: hashing a
+    streamed split reads all its files), the class names, the files."""
+    labeled = {part: split for part, split in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if part in parts}
+    record = {part: {"samples": len(x), "sha256": _split_digest(x, y)} for part, (x, y) in labeled.items()}
+    if splits.unlabeled is not None and "unlabeled" in parts:
         # A stream is recorded by its digest (a folder's paths and sizes): hashing its pixels would read it all.
         unlabeled = splits.unlabeled
         record["unlabeled"] = {"samples": len(unlabeled), "sha256": unlabeled.digest() if is_stream(unlabeled) else _digest(unlabeled)}
@@ -235,12 +236,9 @@ def check_transfer_set(splits):
 
 
 def _stream_hashes(stream):
-    """The hashes of a stream's images, read in one pass (which also finds a file that cannot be decoded)."""
-    try:
-        for batch in stream.dataset().batch(256):
-            yield from _sample_hashes(batch.numpy())
-    except tf.errors.InvalidArgumentError:
-        raise stream.undecodable_error() from None
+    """The hashes of a stream's images, read in one pass (which also finds a file that cannot be read)."""
+    for batch in stream.batches(256):
+        yield from _sample_hashes(batch)
 
 
 def _sample_hashes(images):
@@ -277,7 +275,7 @@ def check_split_record(folder, splits, data_config, parts):
             f"The run's split record {path} is damaged ({error}). Name the data to use explicitly (evaluate "
             "--data, export --calibration-data and --class-names)."
         ) from None
-    now = split_record(splits, data_config)
+    now = split_record(splits, data_config, parts)
     changed = [
         f"{'the class names' if part == 'class_names' else f'the {part} split'}: {_described(part, now.get(part))} now, "
         f"{_described(part, before[part])} when it ran"

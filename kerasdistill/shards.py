@@ -469,8 +469,9 @@ def sharded_transfer_set(labeled, images, shards, distiller, batch_size=64, labe
     # Both parts are concatenated into one batch, which takes one dtype: the labeled views are made in it.
     dtype = np.result_type(x.dtype, images.dtype)
     labeled_images = (x.dataset() if hasattr(x, "dataset") else tf.data.Dataset.from_tensor_slices(x)).map(lambda image: tf.cast(image, dtype))
-    # The labeled images are few: the teacher scores them (their views too) here, once. Negative positions
-    # draw other views than the stream's images at the same positions.
+    # The teacher scores the labeled images (their views too) here, once a call; memory holds their outputs
+    # (images x views x classes), not the images. Negative positions draw other views than the stream's images at
+    # the same positions.
     positioned = tf.data.Dataset.zip((labeled_images, tf.data.Dataset.range(-1, -len(y) - 1, -1)))
     score = _scorer(model, kind, None, False, "float32", None)
     values, _, parameters = (np.concatenate(part) for part in zip(*scored_views(score, positioned, settings.names, settings.views, settings.seed, 256)))

@@ -26,7 +26,7 @@ def load_data(data_config, seed, transfer_set=True, unpack_to=None):
     An unlabeled folder is an `ImageStream`, TFRecord files a `DatasetStream`,
     a `.npy`/`.npz`/IDX file an `ArrayStream` (joined to the held-out labels of
     `data.labeled_size` by a `ChainStream`), not yet read:
-    `check_streamed_transfer_set` reads it once, after the cheaper checks. A
+    `check_streams` reads it once, after the cheaper checks. A
     compressed file is decompressed once into `unpack_to` and streamed from
     there; without `unpack_to` it is read whole.
     `transfer_set=False` leaves the unlabeled data out (what `evaluate` and

@@ -10,13 +10,14 @@ stays flat however many images there are. `data.transfer_set` takes a stream
 in place of an array; `shards.score_to_shards` scores one.
 
 Every stream has `input_shape`, `dtype`, `len()`, `shape`, `dataset()`,
-`batches()`, `sample()`, `digest()` and `undecodable_error()`, and gives its
-first images as an array when sliced (`stream[:200]`); `ImageStream` and
-`ArrayStream` also have `keys` and `read()` (what teacher shards pair their
-outputs with), `part()` and `subset()`. A stream is never
-turned into one array (`np.asarray(stream)` is refused): labeled splits that
-stream (`data.load_image_folder(..., stream=True)`) are read in batches by
-every consumer, from training to the interpreter's accuracy pass.
+`batches()`, `sample()`, `digest()`, `content_digest()` and
+`undecodable_error()`, and gives its images as an array when sliced
+(`stream[:200]`); `ImageStream` and `ArrayStream` also have `keys` and
+`read()` (what teacher shards pair their outputs with) and `part()`; they
+and `DatasetStream` (in increasing positions) have `subset()`. A stream is
+never turned into one array (`np.asarray(stream)` is refused): labeled
+splits that stream (the `data` loaders' `stream=True`) are read in batches
+by every consumer, from training to the interpreter's accuracy pass.
 """
 
 import contextlib
@@ -70,7 +71,7 @@ class Stream:
     def __array__(self, dtype=None, copy=None):
         # Streaming exists so that the images never become one array: a whole-array use is a bug to name.
         raise TypeError(
-            f"A {type(self).__name__} of {len(self):,} images is read in batches (stream.batches(n)) or slices "
+            f"This {type(self).__name__} of {len(self):,} images is read in batches (stream.batches(n)) or slices "
             "(stream[:n]), never as one array."
         )
 
@@ -394,8 +395,9 @@ class DatasetStream(Stream):
     """The images of a `tf.data.Dataset` (a user's pipeline, TFRecord files), read in the dataset's order.
 
     The dataset cannot be indexed, so a shuffled pass goes through a buffer
-    of `shuffle_buffer` decoded images (memory: that many images, not the
-    set), and teacher shards are paired with the images by position: the
+    of `shuffle_buffer` images (memory: that many images, not the set;
+    encoded ones where `decode` decodes the dataset's raw elements), and
+    teacher shards are paired with the images by position: the
     dataset must give the same images in the same order on every pass (no
     shuffling inside it).
 
@@ -503,33 +505,49 @@ class DatasetStream(Stream):
         return self.count
 
     def subset(self, indices):
-        """The images at `indices` (increasing positions: a dataset is read in its order; or a boolean mask), as a stream."""
+        """The images at `indices` (increasing positions: a dataset is read in its order; or a boolean mask), as a
+        stream (its raw elements picked before decoding, as this stream's)."""
         indices = positions(indices, len(self))
         digest = hashlib.sha256(self.digest().encode() + indices.tobytes()).hexdigest()
-        return DatasetStream(self.dataset(order=indices), count=len(indices), source=self.source, digest=digest, shuffle_buffer=self.shuffle_buffer)
+        return DatasetStream(
+            self._picked(indices), count=len(indices), source=self.source, digest=digest, shuffle_buffer=self.shuffle_buffer, decode=self.decode
+        )
 
     def dataset(self, shuffle=False, seed=None, order=None):
-        images = self.images.take(self.count)
-        if order is not None:
-            order = np.asarray(order, dtype=np.int64)
-            # Positions, not keys, picked before decoding (where the raw elements are kept apart from their
-            # decoding, as TFRecord records are).
-            picked = (self.raw if self.decode is not None else self.images).take(self.count)
-            if len(order) and np.array_equal(order, np.arange(order[0], order[0] + len(order))):
-                # Consecutive positions (a slice): skip to the first, without reading past the last.
-                picked = picked.skip(int(order[0])).take(len(order))
-            else:
-                if not np.all(np.diff(order) > 0):
-                    raise ValueError("A DatasetStream is read in its own order: give increasing positions.")
-                wanted = np.zeros(self.count, bool)
-                wanted[order] = True
-                mask = tf.constant(wanted)
-                # Every element is read, and those not asked for are dropped.
-                picked = picked.enumerate().filter(lambda position, _: mask[position]).map(lambda _, element: element)
-            images = picked if self.decode is None else picked.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return self._decoded(self._picked(order), shuffle, seed)
+
+    def paired(self, others, shuffle=False, seed=None):
+        """`(image, *other)` elements: each image beside the element of `others` (a dataset of tuples, one per image,
+        in the stream's order), shuffled through the stream's buffer before decoding where the raw elements are
+        kept apart (encoded images, not decoded ones, fill it)."""
+        zipped = tf.data.Dataset.zip((self._picked(None), others))
         if shuffle:
-            images = images.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        return images
+            zipped = zipped.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        decode = self.decode or (lambda image: image)
+        return zipped.map(lambda raw, rest: (decode(raw), *rest), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def _picked(self, order):
+        """The raw elements (the images where there is no decoding) at `order` (None: all), not yet decoded."""
+        picked = (self.raw if self.decode is not None else self.images).take(self.count)
+        if order is None:
+            return picked
+        order = np.asarray(order, dtype=np.int64)
+        if len(order) and np.array_equal(order, np.arange(order[0], order[0] + len(order))):
+            # Consecutive positions (a slice): skip to the first, without reading past the last.
+            return picked.skip(int(order[0])).take(len(order))
+        if not np.all(np.diff(order) > 0):
+            raise ValueError("A DatasetStream is read in its own order: give increasing positions.")
+        wanted = np.zeros(self.count, bool)
+        wanted[order] = True
+        mask = tf.constant(wanted)
+        # Every element is read, and those not asked for are dropped.
+        return picked.enumerate().filter(lambda position, _: mask[position]).map(lambda _, element: element)
+
+    def _decoded(self, picked, shuffle, seed):
+        # Shuffled before decoding where the raw elements are kept apart: the buffer holds encoded images.
+        if shuffle:
+            picked = picked.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return picked if self.decode is None else picked.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def sample(self, count=256):
         """The first `count` images (a dataset is read in order), as a float32 array."""
@@ -622,11 +640,11 @@ def positions(indices, count):
 def tf_error_message(error):
     """What went wrong in a `tf.data` error (e.g. "…/0007.png; No such file or directory"), without the chain of
     datasets TensorFlow names first."""
-    text = str(error)
     # Eager iteration puts it on the first line; a graph (Keras' fit) after "Graph execution error:" and its trace.
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(error))
     found = re.search(r"Iterator::\S*: (.*?)(?:\s*\[\[|$)", text, re.MULTILINE)
     if found is None:
-        found = re.search(r"^(.*(?:No such file or directory|Unknown image file format|Input is empty|Invalid).*?)(?:\s*\[\[|$)", text, re.MULTILINE)
+        found = re.search(r"^(.*(?:No such file or directory|Unknown image file format|Input is empty).*?)(?:\s*\[\[|$)", text, re.MULTILINE)
     return (found.group(1) if found else text.splitlines()[0][-300:]).strip().rstrip(".")
 
 

@@ -83,8 +83,34 @@ def test_a_labeled_file_gone_after_loading_is_named(digit_folder, tmp_path):
     test = data.load_image_folder(str(folder), validation_size=30, seed=0, stream=True).test.x
     gone = test.files[7]
     os.remove(gone)
-    with pytest.raises(FileNotFoundError, match=f"cannot be read: .*{os.path.basename(gone)}.*No such file.*put it back"):
+    with pytest.raises(FileNotFoundError, match=f"cannot be read: .*{os.path.basename(gone)}.*No such file.*put it back") as caught:
         list(test.batches(16))
+    assert "function_node" not in str(caught.value), "TensorFlow's internals left out"
+
+
+def test_a_dataset_stream_decodes_only_the_images_a_subset_or_slice_reads():
+    import tensorflow as tf
+
+    from kerasdistill.streams import DatasetStream as Stream
+
+    decoded = []
+
+    def decode(raw):
+        def count(value):
+            decoded.append(int(value))
+            return np.full((4, 4, 1), value % 256, np.float32)
+
+        return tf.ensure_shape(tf.numpy_function(count, [raw], tf.float32), (4, 4, 1))
+
+    stream = Stream(tf.data.Dataset.range(1000), count=1000, decode=decode)
+    subset = stream.subset(np.arange(0, 1000, 100))
+    labels = tf.data.Dataset.from_tensor_slices((np.arange(10),))
+    for read in (lambda: list(subset.batches(4)), lambda: stream[900:910], lambda: list(subset.paired(labels, shuffle=True, seed=1))):
+        decoded.clear()
+        read()
+        assert len(decoded) == 10, "a tfds split's held-out images once decoded the whole split on every read"
+    pairs = [(int(image[0, 0, 0]), int(label)) for image, label in subset.paired(labels, shuffle=True, seed=1)]
+    assert sorted(pairs) == sorted(((100 * index) % 256, index) for index in range(10)), "each image beside its own label"
 
 
 def test_auto_streams_a_folder_whose_float32_images_would_pass_the_limit(digit_folder, monkeypatch):
@@ -268,6 +294,9 @@ def test_a_tfds_dataset_streams_each_image_beside_its_own_label(monkeypatch):
         assert set(pairs(mixed[0].numpy()[labeled], mixed[1]["labels"].numpy()[labeled])) <= set(expected)
         held = data.hold_out_labels(streamed, 30, seed=0)
         assert isinstance(held.unlabeled, DatasetStream) and len(held.unlabeled) == 120
+        # The splits hold encoded images, decoded once picked (a subset once decoded the whole split each read).
+        for stream in (streamed.train.x, streamed.val.x, held.unlabeled):
+            assert stream.decode is not None and stream.raw.element_spec.dtype == "string"
         config_lib.validate({"data": {"source": "tfds", "name": "mnist", "stream": True}})
 
 
