@@ -18,7 +18,7 @@ from kerasdistill.backend import is_tf_dataset, tf
 from kerasdistill.batch import LABELED, LABELS, is_one_hot, label_indices_numpy, placeholder_labels
 from kerasdistill.folders import IMAGE_FORMATS, hidden, image_files, visible
 from kerasdistill.idx import CompressedFileError
-from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream, map_npz_member
+from kerasdistill.streams import ArrayStream, ChainStream, DatasetStream, ImageStream, is_stream, map_npz_member
 from kerasdistill.ranges import batch_split
 
 Split = collections.namedtuple("Split", ["x", "y"])
@@ -172,7 +172,7 @@ def to_dataset(x, y=None, batch_size=64, shuffle=False, seed=0):
     """
     if y is not None and len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}; pass matching arrays.")
-    if hasattr(x, "dataset"):
+    if is_stream(x):
         dataset = x.dataset(shuffle, seed) if y is None else labeled_samples(x, np.asarray(y), x.dtype, shuffle, seed)
         # Rows gathered in groups leave the count unknown, and Keras warns at the end of each fit's first epoch.
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(x)))
@@ -229,7 +229,7 @@ def hold_out_labels(splits, labeled, seed=0):
         keep.append(rng.choice(members, per_class, replace=False))
     keep = in_read_order(x, rng.permutation(np.concatenate(keep)))
     rest = np.setdiff1d(np.arange(len(x)), keep)
-    if splits.unlabeled is not None and (hasattr(x, "subset") or hasattr(splits.unlabeled, "dataset")):
+    if splits.unlabeled is not None and (is_stream(x) or is_stream(splits.unlabeled)):
         raise ValueError(
             "hold_out_labels holds labels out of streamed training images only when there is no unlabeled set yet (the "
             "held-out images are a stream): hold them out first, then join the streams with a streams.ChainStream."
@@ -240,12 +240,12 @@ def hold_out_labels(splits, labeled, seed=0):
 
 def in_read_order(x, indices):
     """`indices` as `x` can take them: sorted for a stream read in its own order (a `DatasetStream`), else as given."""
-    return np.sort(indices) if hasattr(x, "dataset") and not hasattr(x, "read") else indices
+    return np.sort(indices) if isinstance(x, DatasetStream) else indices
 
 
 def rows(x, indices):
     """The samples of `x` at `indices`: an array's rows, or a stream's images as a stream (`ImageStream.subset`)."""
-    return x.subset(indices) if hasattr(x, "subset") else x[indices]
+    return x.subset(indices) if is_stream(x) else x[indices]
 
 
 def load_unlabeled(path, input_shape):
@@ -272,7 +272,7 @@ def load_unlabeled(path, input_shape):
     shape = tuple(input_shape)
     if os.path.isdir(path):
         # Decoded as a streamed folder's images are (and as the labeled folder's): one decoder for every path.
-        x = _in_memory(ImageStream.from_folder(path, shape))
+        x = ImageStream.from_folder(path, shape)[:]
     elif str(path).endswith(".npz"):
         with np.load(path, allow_pickle=False) as arrays:
             if "x" not in arrays.files:
@@ -332,8 +332,7 @@ def transfer_set(labeled, unlabeled, batch_size=64, labeled_share=0.25, shuffle=
     ```
     """
     x, y = labeled_inputs(labeled)
-    # A stream (`kerasdistill.streams`, which imports this module) is known by what it does.
-    streamed = hasattr(unlabeled, "dataset")
+    streamed = is_stream(unlabeled)
     if not streamed:
         unlabeled = np.asarray(unlabeled)
     shape = tuple(unlabeled.input_shape) if streamed else unlabeled.shape[1:]
@@ -358,14 +357,14 @@ def labeled_inputs(labeled):
     x, y = labeled
     if isinstance(x, ChainStream):
         raise ValueError("Labeled images may be arrays, an ImageStream, an ArrayStream or a DatasetStream; not a ChainStream.")
-    if hasattr(x, "dataset"):
+    if is_stream(x):
         return x, np.asarray(y)
     return np.asarray(x), np.asarray(y)
 
 
 def sample_of(x):
     """The labeled inputs to check scales on: an array itself, or a stream's spread sample."""
-    return x.sample() if hasattr(x, "dataset") else x
+    return x.sample() if is_stream(x) else x
 
 
 def labeled_samples(x, y, dtype, shuffle, seed, extras=()):
@@ -374,7 +373,7 @@ def labeled_samples(x, y, dtype, shuffle, seed, extras=()):
     if hasattr(x, "read"):
         keyed = shuffled(tf.data.Dataset.from_tensor_slices((np.asarray(x.keys), y, *extras)), len(y), shuffle, seed)
         return x.read(keyed).map(lambda image, *rest: (tf.cast(image, dtype), *rest))
-    if hasattr(x, "paired"):
+    if isinstance(x, DatasetStream):
         # A stream read in its own order (a DatasetStream): each image beside its label, shuffled through the
         # stream's bounded buffer.
         paired = x.paired(tf.data.Dataset.from_tensor_slices((y, *extras)), shuffle, seed)
@@ -388,7 +387,7 @@ def check_mixing(x, y, unlabeled_shape, unlabeled_count, batch_size, labeled_sha
     Returns:
         `(labeled, unlabeled)`: the samples of each kind in a batch.
     """
-    shape = tuple(x.input_shape) if hasattr(x, "dataset") else x.shape[1:]
+    shape = tuple(x.input_shape) if is_stream(x) else x.shape[1:]
     if len(x) != len(y) or not len(x):
         raise ValueError(f"labeled must be (x, y) of the same non-zero length; got {len(x)} and {len(y)}.")
     if not unlabeled_count or tuple(unlabeled_shape) != shape:
@@ -536,24 +535,28 @@ def load_idx(path, validation_size=0.1, seed=0, stream=False):
             "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz)."
         )
     found = {(kind, split): _idx_file(path, stem, suffix) for kind, patterns in IDX_FILES.items() for split, (stem, suffix) in zip(("train", "test"), patterns)}
-    image_files = [found[("images", split)] for split in ("train", "test")]
-    mapped = _mapped_images([lambda file=file: map_idx(file) for file in image_files], stream, "the IDX images files")
-    arrays = {(kind, split): (read_idx(file) if kind == "labels" or mapped is None else None, file) for (kind, split), file in found.items()}
-    if mapped is not None:
-        arrays.update({("images", split): (images, file) for split, images, file in zip(("train", "test"), mapped, image_files)})
-    for split in ("train", "test"):
-        (images, images_path), (labels, labels_path) = arrays[("images", split)], arrays[("labels", split)]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    image_paths = [found[("images", split)] for split in ("train", "test")]
+    mapped = _mapped_images([lambda file=file: map_idx(file) for file in image_paths], stream, "the IDX images files")
+    images = mapped or [read_idx(file) for file in image_paths]
+    label_paths = [found[("labels", split)] for split in ("train", "test")]
+    labels = [read_idx(file) for file in label_paths]
+    for split_images, split_labels, images_path, labels_path in zip(images, labels, image_paths, label_paths):
+        if split_images.ndim != 3 or split_labels.ndim != 1 or len(split_images) != len(split_labels):
             raise ValueError(
-                f"{images_path} holds images of shape {images.shape} and {labels_path} labels of shape {labels.shape}; "
+                f"{images_path} holds images of shape {split_images.shape} and {labels_path} labels of shape {split_labels.shape}; "
                 "expected (N, height, width) images and N labels. Are the files of the same dataset and split?"
             )
-    (x, x_path), y = arrays[("images", "train")], arrays[("labels", "train")][0]
-    (x_test, test_path), y_test = arrays[("images", "test")], arrays[("labels", "test")][0]
+    (x, x_test), (y, y_test) = images, labels
     if mapped is not None:
         # A grey channel axis is added by the stream (a view of the map).
-        return _with_validation(ArrayStream(x, x_path), y, ArrayStream(x_test, test_path), y_test, validation_size, seed)
+        return _with_validation(ArrayStream(x, image_paths[0]), y, ArrayStream(x_test, image_paths[1]), y_test, validation_size, seed)
     return _with_validation(x[..., None], y, x_test[..., None], y_test, validation_size, seed)
+
+
+def _streams(stream, values):
+    """Whether `stream` (True, False or "auto") streams images of `values` pixel values in all: "auto" when, as
+    float32, they would take more than `STREAM_BYTES`."""
+    return stream is True or (stream == "auto" and values * 4 > STREAM_BYTES)
 
 
 def check_stream_argument(stream):
@@ -581,8 +584,7 @@ def _mapped_images(mappers, stream, what):
                 "(read into memory)."
             ) from None
         return None
-    size = sum(math.prod(images.shape) for images in maps) * 4  # float32
-    return maps if stream is True or size > STREAM_BYTES else None
+    return maps if _streams(stream, sum(math.prod(images.shape) for images in maps)) else None
 
 
 def _idx_file(folder, stem, suffix):
@@ -735,14 +737,13 @@ def load_image_folder(path, image_size=None, validation_size=0.1, test_fraction=
             )
     except ValueError as error:
         raise ValueError(f"Cannot read images from {path}: {error} Put the images in one sub-folder per class.") from None
-    count = sum(len(images.file_paths) for images in sets.values())
-    streamed = stream is True or (stream == "auto" and count * image_size[0] * image_size[1] * 3 * 4 > STREAM_BYTES)  # RGB float32
+    streamed = _streams(stream, sum(len(images.file_paths) for images in sets.values()) * image_size[0] * image_size[1] * 3)  # RGB
     # Each split's files in Keras' order (shuffled by `seed` alone where it holds out a test split), decoded here, not
     # through Keras' datasets: those shuffle again by TensorFlow's global seed, which would make the splits depend
     # on what ran before.
     arrays = {split: _split_files(images.file_paths, layout.get(split, layout["train"]), train_classes, image_size) for split, images in sets.items()}
     if not streamed:
-        arrays = {split: (_in_memory(files), labels) for split, (files, labels) in arrays.items()}
+        arrays = {split: (files[:], labels) for split, (files, labels) in arrays.items()}
     return _with_validation(
         *arrays["train"], *arrays["test"], validation_size, seed, len(train_classes), tuple(train_classes), arrays.get("val")
     )
@@ -756,16 +757,6 @@ def _split_files(files, folder, classes, image_size):
         raise ValueError(f"A split of {folder} holds only hidden files (names starting with a dot); give it images.")
     labels = [classes.index(os.path.relpath(file, folder).split(os.sep)[0]) for file in files]
     return ImageStream(files, (*image_size, 3)), np.asarray(labels, np.int32)
-
-
-def _in_memory(stream):
-    """A stream's images decoded into one float32 array (filled batch by batch: memory holds it once)."""
-    images = np.empty(stream.shape, np.float32)
-    start = 0
-    for batch in stream.batches(1024):
-        images[start : start + len(batch)] = batch
-        start += len(batch)
-    return images
 
 
 def _split_layout(path):
@@ -897,7 +888,7 @@ def _tfds_streams(name, data_dir, splits, info, image_size, stream, prepare):
     # decoder, as tfds would) only the images a batch takes, after its shuffle buffer.
     encoded = {split: tfds.load(name, split=split, data_dir=data_dir, download=False, decoders={key: tfds.decode.SkipDecoding()}) for split in splits}
     labels = {split: dataset_to_arrays(examples.map(lambda example: example[label_key]), f"The {split} split of {name}") for split, examples in encoded.items()}
-    if stream == "auto" and sum(len(y) for y in labels.values()) * math.prod(shape) * 4 <= STREAM_BYTES:  # float32
+    if not _streams(stream, sum(len(y) for y in labels.values()) * math.prod(shape)):
         return None
     found = []
     for split, y in labels.items():
@@ -936,7 +927,7 @@ def as_arrays(data):
         return arrays[0], arrays[1]
     if isinstance(data, (tuple, list)) and len(data) >= 2:
         # A stream stays one: its images are read in batches where they are used.
-        return (data[0] if hasattr(data[0], "batches") else np.asarray(data[0])), np.asarray(data[1])
+        return (data[0] if is_stream(data[0]) else np.asarray(data[0])), np.asarray(data[1])
     raise TypeError(f"Evaluation data must be an (x, y) tuple or a tf.data.Dataset of (x, y); got {type(data).__name__}.")
 
 
@@ -984,7 +975,7 @@ def _with_validation(x, y, x_test, y_test, validation_size, seed, classes=None, 
 
 def _as_float(x):
     """Images as float32 arrays; a stream stays one (read as each batch needs it, cast by the model)."""
-    return x if hasattr(x, "batches") else x.astype(np.float32)
+    return x if is_stream(x) else x.astype(np.float32)
 
 
 def _class_indices(y, what):

@@ -212,10 +212,7 @@ def check_transfer_set(splits):
     streamed = is_stream(splits.unlabeled)
     # Decoded image files are rounded to uint8 pixels: the measured images are compared as they are and rounded.
     measured = {
-        part: [
-            pair for batch in input_batches(split.x, 256)
-            for pair in zip(_sample_hashes(batch), _sample_hashes(np.clip(np.round(batch), 0, 255)) if streamed else _sample_hashes(batch))
-        ]
+        part: [pair for batch in input_batches(split.x, 256) for pair in _measured_hashes(batch, streamed)]
         for part, split in (("test", splits.test), ("validation", splits.val))
     }
     wanted = {digest for pairs in measured.values() for pair in pairs for digest in pair}
@@ -233,6 +230,12 @@ def check_transfer_set(splits):
             "are measured on, and the accuracies would be too high. Remove those images from the unlabeled "
             "folder or file (data.unlabeled_path), or point it at images that hold none of the labeled data."
         )
+
+
+def _measured_hashes(images, rounded):
+    """`(exact, rounded)` hash pairs of measured images; the rounded hash is the exact one unless `rounded`."""
+    exact = _sample_hashes(images)
+    return zip(exact, _sample_hashes(np.clip(np.round(images), 0, 255)) if rounded else exact)
 
 
 def _stream_hashes(stream):

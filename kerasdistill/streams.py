@@ -64,9 +64,13 @@ class Stream:
                 "Read it in batches (stream.batches(n)) or take a subset of its images (stream.subset(indices))."
             )
         start, stop, _ = index.indices(len(self))
-        if stop <= start:
-            return np.zeros((0, *self.input_shape), np.float32)
-        return np.concatenate(list(self.batches(stop - start, order=np.arange(start, stop))))
+        images = np.empty((max(0, stop - start), *self.input_shape), np.float32)
+        # Filled batch by batch: memory holds the slice once, not its batches beside it.
+        done = 0
+        for batch in self.batches(1024, order=np.arange(start, stop)) if stop > start else ():
+            images[done : done + len(batch)] = batch
+            done += len(batch)
+        return images
 
     def __array__(self, dtype=None, copy=None):
         # Streaming exists so that the images never become one array: a whole-array use is a bug to name.
